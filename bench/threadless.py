@@ -1,0 +1,115 @@
+"""Accuracy on ../shared/data/threadless-dev: every channel alone and fused, before and after calibration.
+
+Protocol (the data's README): gallery = designs of `enrolled` rows; queries = every photo (known =
+enrolled, unknown = unknown rows); calibrate on split=calib, report on split=test. Evidence for each
+photo is gathered once with all channels; channel subsets and fusions are scored from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import time
+from pathlib import Path
+
+from _common import ROOT, fmt, table
+
+SUBSETS = [("global",), ("local",), ("text",), ("global", "local"), ("global", "local", "text")]
+
+
+def setup_home(data: Path, home_dir: Path, model: str, *, progress=None) -> tuple:
+    from logoid._paths import Home
+    from logoid.catalog import Catalog
+    from logoid.engine import create_embedder
+    from logoid.index.build import build_index
+
+    home = Home(home_dir).ensure()
+    cat = Catalog.open(home)
+    rows = list(csv.DictReader(open(data / "manifest.csv")))
+    key_of = {}
+    with cat.transaction():
+        for r in rows:
+            if r["role"] != "enrolled":
+                continue
+            band = cat.add_band(f"threadless {r['id']}", external_ids={"threadless": r["id"]})
+            if not cat.images("band", band.id):
+                cat.add_image("band", band.id, data / r["design"])
+            key_of[r["id"]] = f"band:{band.id}"
+    embedder = create_embedder(model)
+    t = time.perf_counter()
+    report = build_index(home, cat, embedder, progress=progress)
+    return home, cat, embedder, rows, key_of, report, time.perf_counter() - t
+
+
+def run(data: Path, model: str = "logoid-effl0-minilm", limit: int | None = None, progress=None) -> dict:
+    from logoid.eval.manifest import LabelledQuery
+    from logoid.eval.run import apply_calibration, collect, fit, fusion_scorer, to_results
+    from logoid.eval.metrics import evaluate
+    from logoid.identify import Identifier
+
+    home_dir = ROOT / "bench" / "results" / f"threadless-home-{model.replace('/', '_')}"
+    home, cat, embedder, rows, key_of, build_report, build_s = setup_home(data, home_dir, model, progress=progress)
+    queries = [LabelledQuery(data / r["photo"], key_of.get(r["id"]) if r["role"] == "enrolled" else None, r["split"])
+               for r in rows]
+    if limit:
+        queries = queries[:limit]
+    ident = Identifier(home, cat, embedder=embedder)
+    t = time.perf_counter()
+    collected = collect(ident, queries, progress=progress)
+    collect_s = time.perf_counter() - t
+    calib = [c for c in collected if c.query.split == "calib"]
+    test = [c for c in collected if c.query.split == "test"]
+    out = {"build": build_report.to_dict(), "build_seconds": build_s, "queries": len(collected),
+           "collect_seconds": collect_s, "subsets": {}}
+    out["median_query_s"] = {
+        ch: statistics.median(c.evidence.timings.get(ch, 0.0) for c in collected) for ch in ("global", "local", "text")
+    }
+    for subset in SUBSETS:
+        name = "+".join(subset)
+        before = to_results(ident, test, cat, subset)
+        m_before = evaluate(before, ident.threshold)
+        try:
+            model_, cal = fit(ident, calib, cat, channels=subset)
+            after = apply_calibration(to_results(ident, test, cat, subset, scorer=fusion_scorer(model_)), cal)
+            m_after = evaluate(after, cal.threshold)
+            cal_d = cal.to_dict()
+        except Exception as e:  # noqa: BLE001 - a channel with no right candidates cannot be fitted; say so
+            m_after, cal_d = {"error": str(e)}, {}
+        out["subsets"][name] = {"before": m_before, "after": m_after, "calibration": cal_d}
+    return out
+
+
+def markdown(res: dict) -> str:
+    heads = ["channels", "calibrated", "top-1", "top-5", "AUROC", "FPR@95TPR", "open-set acc", "confident wrong"]
+    rows = []
+    for name, d in res["subsets"].items():
+        for when in ("before", "after"):
+            m = d[when]
+            if "error" in m:
+                rows.append([name, when, m["error"], "", "", "", "", ""])
+                continue
+            rows.append([name, "no (default rule)" if when == "before" else f"yes ({d['calibration'].get('rule')})",
+                         m.get("top1"), m.get("top5"), m.get("auroc"), m.get("fpr_at_95tpr"),
+                         m.get("open_set_accuracy"), m.get("confident_wrong_rate")])
+    rule_rows = []
+    for name, d in res["subsets"].items():
+        for rule, r in (d.get("calibration") or {}).get("per_rule", {}).items():
+            rule_rows.append([name, rule, r.get("auroc"), r.get("threshold"), r.get("value")])
+    ms = res["median_query_s"]
+    return "\n\n".join([
+        f"threadless-dev, split=test ({sum(1 for _ in [0])} run): {res['queries']} photos queried; index built in "
+        f"{fmt(res['build_seconds'], 1)} s ({res['build']['vectors']} vectors, {res['build']['descriptors']} "
+        f"descriptors). Median per-photo time: global {fmt(ms['global'])} s, local {fmt(ms['local'])} s, "
+        f"text {fmt(ms['text'])} s.",
+        table(heads, rows),
+        "Rejection rules on the calib split (AUROC of each, threshold and open-set accuracy at it):",
+        table(["channels", "rule", "AUROC", "threshold", "calib open-set acc"], rule_rows),
+    ])
+
+
+def save_json(res: dict, name: str = "threadless.json") -> Path:
+    out = ROOT / "bench" / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2, default=str))
+    return out

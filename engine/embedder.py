@@ -1,0 +1,266 @@
+"""The dual encoder behind every global vector: images and captions → L2-normalised float32 rows.
+
+About the default ``logoid-effl0-minilm``: both towers are pretrained (EfficientNet-Lite0 on ImageNet,
+all-MiniLM-L6-v2 on sentence pairs) but the two projections into the shared 512-d space are *untrained*
+(deterministic orthogonal matrices). Image→image similarity is meaningful from the start, because an orthogonal
+projection roughly keeps the cosine geometry of the trunk's pooled features; text→image similarity is
+meaningless until ``logoid finetune`` has trained the projections on (image, caption) pairs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .._imageio import load_image
+from ..errors import ImageError, ModelError
+from .registry import ModelSpec, build, save_checkpoint, weights_sha256
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+
+
+class Embedder:
+    """One dual encoder. Construction is cheap; weights load on first use (``model``, ``embed_*``, ``info``)."""
+
+    def __init__(self, spec: ModelSpec, device: str | None = None):
+        self.spec = spec
+        self.name = spec.name
+        self._device = device
+        self._lock = threading.RLock()
+        self._model = None
+        self._tokenizer = None
+        self._transform = None
+        self._preprocess_cfg: dict | None = None
+        self._sha: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Embedder({self.name!r}, loaded={self.is_loaded})"
+
+    # ------------------------------------------------------------------ lazy state
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            import torch
+
+            self._device = "cuda" if torch.cuda.is_available() else "cpu"
+        return self._device
+
+    @property
+    def dim(self) -> int:
+        """Embedding size; read from the config, so it does not load the model."""
+        if self.spec.model_cfg is not None:
+            return int(self.spec.model_cfg["embed_dim"])
+        return int(self.model.text_projection.shape[1] if hasattr(self.model, "text_projection") else
+                   self.embed_texts(["x"]).shape[1])
+
+    def _ensure_loaded(self) -> None:
+        if self._model is not None:
+            return
+        with self._lock:
+            if self._model is not None:
+                return
+            from open_clip.transform import PreprocessCfg, image_transform_v2
+
+            model, pp, tokenizer = build(self.spec, device=self.device)
+            known = set(PreprocessCfg.__dataclass_fields__)
+            self._transform = image_transform_v2(PreprocessCfg(**{k: v for k, v in pp.items() if k in known}),
+                                                 is_train=False)
+            self._preprocess_cfg, self._tokenizer = pp, tokenizer
+            if self.spec.expected_sha256:
+                sha = weights_sha256(model)
+                if sha != self.spec.expected_sha256:
+                    raise ModelError(f"checkpoint {self.spec.checkpoint} weights do not match their recorded hash",
+                                     "the file is corrupt or was edited; re-run `logoid finetune`")
+                self._sha = sha
+            self._model = model
+
+    @property
+    def model(self):
+        """The open_clip model (eval mode). Built on first access."""
+        self._ensure_loaded()
+        return self._model
+
+    @property
+    def tokenizer(self):
+        self._ensure_loaded()
+        return self._tokenizer
+
+    @property
+    def preprocess_cfg(self) -> dict:
+        self._ensure_loaded()
+        return dict(self._preprocess_cfg)
+
+    @property
+    def weights_sha256(self) -> str:
+        """Hash of every weight; cached. Call :meth:`invalidate_cache` after changing ``model`` in place."""
+        if self._sha is None:
+            self._sha = weights_sha256(self.model)
+        return self._sha
+
+    def invalidate_cache(self) -> None:
+        """Forget the cached weights hash (after fine-tuning ``model`` in place)."""
+        self._sha = None
+
+    @property
+    def model_id(self) -> str:
+        """Short id for indexes and caches: ``name@hash12`` (a checkpoint folder is named by its folder name)."""
+        label = Path(self.name).name if self.spec.kind == "checkpoint" else self.name
+        return f"{label}@{self.weights_sha256[:12]}"
+
+    @property
+    def info(self) -> dict:
+        """What built the vectors: record it next to anything made from them."""
+        import open_clip
+
+        pp = self.preprocess_cfg
+        size = pp.get("size", 224)
+        return {
+            "model": self.name,
+            "model_id": self.model_id,
+            "kind": self.spec.kind,
+            "base_model": self.spec.base_model,
+            "weights_sha256": self.weights_sha256,
+            "embed_dim": self.dim,
+            "image_size": list(size) if isinstance(size, (tuple, list)) else [size, size],
+            "mean": list(pp.get("mean", ())),
+            "std": list(pp.get("std", ())),
+            "interpolation": pp.get("interpolation"),
+            "resize_mode": pp.get("resize_mode"),
+            "fill_color": pp.get("fill_color"),
+            # A built-in without a weights file has projections nobody trained; checkpoints and open_clip tags do.
+            "projections": "untrained" if self.spec.kind == "logoid" and not self.spec.pretrained else "trained",
+            "open_clip_version": open_clip.__version__,
+        }
+
+    # ------------------------------------------------------------------ preprocessing
+
+    def preprocess(self, img: Image.Image):
+        """PIL image → normalised CHW float tensor, exactly as the model expects it."""
+        self._ensure_loaded()
+        if img.mode != "RGB":
+            img = img.convert("RGB")
+        return self._transform(img)
+
+    # ------------------------------------------------------------------ embedding
+
+    def _encode_batches(self, tensors: list, fn: Callable) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            batch = torch.stack(tensors).to(self.device)
+            return fn(batch).float().cpu().numpy()
+
+    def _run_images(self, images: Sequence[Image.Image], batch_size: int, fn: Callable, width: int | None):
+        if batch_size < 1:
+            raise ModelError(f"batch_size must be at least 1, got {batch_size}")
+        self._ensure_loaded()
+        out = []
+        for i in range(0, len(images), batch_size):
+            out.append(self._encode_batches([self.preprocess(im) for im in images[i:i + batch_size]], fn))
+        if not out:
+            return np.zeros((0, width if width is not None else self.dim), dtype=np.float32)
+        return _l2(np.concatenate(out))
+
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """Images → ``(n, dim)`` float32, rows L2-normalised."""
+        return self._run_images(images, batch_size, self.model.encode_image, self.dim)
+
+    def image_features_raw(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        """Pooled trunk features before the projection (1280-d for EfficientNet-Lite0), L2-normalised.
+
+        Independent of the (possibly untrained) projection: for benchmarks and fine-tuning caches.
+        """
+        return self._run_images(images, batch_size, self._raw_fn(), None)
+
+    def _raw_fn(self) -> Callable:
+        visual = self.model.visual
+        if hasattr(visual, "trunk") and hasattr(visual, "head"):  # open_clip TimmModel: trunk pools, head projects
+            return visual.trunk
+        if hasattr(visual, "proj") and hasattr(visual, "transformer"):  # open_clip VisionTransformer
+            def vit_raw(x):
+                with self._lock:  # proj is swapped out for the call; not safe to interleave
+                    proj, visual.proj = visual.proj, None
+                    try:
+                        return visual(x)
+                    finally:
+                        visual.proj = proj
+            return vit_raw
+        raise ModelError(f"raw image features are not available for {type(visual).__name__} towers",
+                         "use embed_images instead")
+
+    def embed_paths(self, paths: Sequence[str | os.PathLike], batch_size: int = 32, num_workers: int = 2,
+                    on_error: Callable[[Path, Exception], None] | None = None) -> tuple[np.ndarray, list[int]]:
+        """Decode and embed image files; bad files are skipped (``on_error(path, exc)`` is told).
+
+        Returns ``(vectors, ok_indices)``: row ``j`` of ``vectors`` belongs to ``paths[ok_indices[j]]``.
+        Decoding and preprocessing run in ``num_workers`` threads while the model works on the previous batch.
+        """
+        if batch_size < 1:
+            raise ModelError(f"batch_size must be at least 1, got {batch_size}")
+        self._ensure_loaded()
+        paths = [Path(p) for p in paths]
+
+        def load(i: int):
+            try:
+                return i, self.preprocess(load_image(paths[i]))
+            except ImageError as e:
+                return i, e
+
+        vectors, ok = [], []
+        with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
+            chunks = [range(i, min(i + batch_size, len(paths))) for i in range(0, len(paths), batch_size)]
+            # Keep one batch decoding ahead: bounded memory, decoder and model busy at the same time.
+            pending = [pool.map(load, c) for c in chunks[:2]]
+            for k in range(len(chunks)):
+                results = list(pending[k])
+                if k + 2 < len(chunks):
+                    pending.append(pool.map(load, chunks[k + 2]))
+                good = [(i, t) for i, t in results if not isinstance(t, Exception)]
+                for i, t in results:
+                    if isinstance(t, Exception) and on_error is not None:
+                        on_error(paths[i], t)
+                if good:
+                    vectors.append(self._encode_batches([t for _, t in good], self.model.encode_image))
+                    ok.extend(i for i, _ in good)
+        if not vectors:
+            return np.zeros((0, self.dim), dtype=np.float32), []
+        return _l2(np.concatenate(vectors)), ok
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        """Captions → ``(n, dim)`` float32, rows L2-normalised."""
+        import torch
+
+        if isinstance(texts, str):
+            raise ModelError("embed_texts takes a list of strings, got one string", "wrap it in a list")
+        self._ensure_loaded()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), batch_size):
+                tokens = self._tokenizer(list(texts[i:i + batch_size])).to(self.device)
+                out.append(self._model.encode_text(tokens).float().cpu().numpy())
+        if not out:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return _l2(np.concatenate(out))
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, folder: str | os.PathLike, extra: dict | None = None) -> Path:
+        """Write the current weights as a logoid checkpoint folder (see :func:`registry.save_checkpoint`)."""
+        self.invalidate_cache()
+        base = self.spec.base_model or self.name
+        return save_checkpoint(self.model, folder, base_model=base, model_cfg=self.spec.model_cfg,
+                               preprocess_cfg=self.preprocess_cfg, extra=extra)

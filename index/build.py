@@ -1,0 +1,287 @@
+"""Build and update a home's index from its catalog: augment → embed → FAISS, plus local features and names."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from logoid._imageio import load_image
+from logoid._paths import Home
+from logoid.errors import ImageError, IndexMissingError
+
+from .cache import EmbeddingCache
+from .store import IndexStore
+from .vectors import IndexConfig, VectorIndex, encode_ids
+
+Progress = Callable[[int], None]
+
+#: A reference with fewer keypoints than this (normal + inverted) can hardly be verified geometrically.
+MIN_REF_KEYPOINTS = 40
+
+#: Below this gallery leave-one-out AUROC the global channel is not trusted to accept on its own.
+MIN_GALLERY_AUROC = 0.8
+
+
+@dataclass
+class BuildReport:
+    images: int = 0
+    vectors: int = 0
+    embedded: int = 0  # variants actually run through the model (the rest came from the cache)
+    cached: int = 0
+    descriptors: int = 0
+    names: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class BuildOptions:
+    """What goes into an index besides the global vectors."""
+
+    augment: object = None  # logoid.augment.AugmentConfig; None = defaults
+    local: object = None  # logoid.engine.local.LocalConfig; None = defaults
+    index: IndexConfig = field(default_factory=IndexConfig)
+    with_local: bool = True  # enrol RootSIFT features of every reference image
+    with_names: bool = True  # index catalog names for the text channel
+    prototypes: bool = False  # index one mean vector per image instead of every variant
+
+
+def _augment_cfg(opts: BuildOptions):
+    from logoid.augment import AugmentConfig
+
+    return opts.augment or AugmentConfig()
+
+
+def _local_cfg(opts: BuildOptions):
+    from logoid.engine.local import LocalConfig
+
+    return opts.local or LocalConfig()
+
+
+def embed_reference(ref, embedder, cache: EmbeddingCache, aug_cfg, report: BuildReport, prototypes=False):
+    """Vectors and ids of every augmented variant of one catalog image (cache first, model for the rest)."""
+    from logoid.augment import make_variants
+
+    aug_hash = aug_cfg.config_hash()
+    keys = [EmbeddingCache.key(ref.sha256, aug_hash, v) for v in range(aug_cfg.n_variants)]
+    have = cache.get_many(keys)
+    report.cached += len(have)
+    img = None
+    if len(have) < len(keys):
+        img = load_image(ref.path)
+        variants = make_variants(img, ref.scheme, aug_cfg, key=ref.sha256)
+        missing = [v for v, k in enumerate(keys) if k not in have]
+        vecs = embedder.embed_images([variants[v] for v in missing])
+        fresh = {keys[v]: vecs[i] for i, v in enumerate(missing)}
+        cache.put_many(fresh)
+        have.update(fresh)
+        report.embedded += len(missing)
+    mat = np.stack([have[k] for k in keys]).astype(np.float32)
+    if prototypes:
+        proto = mat.mean(axis=0, keepdims=True)
+        proto /= np.linalg.norm(proto, axis=1, keepdims=True) + 1e-12
+        return proto, encode_ids(np.array([ref.id]), np.array([0])), img
+    return mat, encode_ids(np.full(len(keys), ref.id), np.arange(len(keys))), img
+
+
+def reference_features(ref, img, local_cfg, feature_cache):
+    """Local features of one reference image (normal and, by default, inverted), cached by content hash."""
+    return feature_cache.get_reference(ref.sha256, lambda: img if img is not None else load_image(ref.path), local_cfg)
+
+
+def _name_entries(catalog) -> list[tuple[str, str]]:
+    entries: list[tuple[str, str]] = []
+    for b in catalog.list_bands():
+        entries.append((f"band:{b.id}", b.name))
+        entries.extend((f"band:{b.id}", a) for a in (b.aliases or []))
+    for a in catalog.list_albums():
+        entries.append((f"album:{a.id}", a.title))
+    return entries
+
+
+def _new_names_index(catalog):
+    from .names import NameIndex
+
+    return NameIndex(_name_entries(catalog))
+
+
+def build_index(
+    home: Home,
+    catalog,
+    embedder,
+    opts: BuildOptions | None = None,
+    *,
+    progress: Callable[[Iterable], Iterable] | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> BuildReport:
+    """(Re)build the whole index of ``home`` from ``catalog``. Unchanged images come from the caches."""
+    import time
+
+    t0 = time.perf_counter()
+    opts = opts or BuildOptions()
+    home.ensure()
+    aug_cfg = _augment_cfg(opts)
+    report = BuildReport()
+    cache = EmbeddingCache(home.cache_dir, embedder.model_id)
+    refs = catalog.images()
+    vec_parts, id_parts = [], []
+    dindex, fcache, local_cfg = None, None, None
+    if opts.with_local:
+        from logoid.engine.local import FeatureCache
+
+        from .descriptors import DescriptorIndex
+
+        local_cfg = _local_cfg(opts)
+        dindex = DescriptorIndex(feature_config=local_cfg.to_dict())
+        fcache = FeatureCache(home.cache_dir / "features")
+    iterator = progress(refs) if progress else refs
+    for ref in iterator:
+        try:
+            vecs, ids, img = embed_reference(ref, embedder, cache, aug_cfg, report, opts.prototypes)
+            if dindex is not None:
+                feats = reference_features(ref, img, local_cfg, fcache)
+                if sum(len(f.xy) for f in feats) < MIN_REF_KEYPOINTS:
+                    report.warnings.append(
+                        f"{ref.source or ref.path}: only {sum(len(f.xy) for f in feats)} keypoints; "
+                        "matching will rely on the embedding alone"
+                    )
+                dindex.add(ref.id, feats)
+        except ImageError as e:
+            report.skipped.append((str(ref.path), e.reason))
+            if on_skip:
+                on_skip(str(ref.path), e.reason)
+            continue
+        vec_parts.append(vecs)
+        id_parts.append(ids)
+        report.images += 1
+    cache.close()
+    dim = embedder.dim
+    vectors = np.concatenate(vec_parts) if vec_parts else np.zeros((0, dim), np.float32)
+    ids = np.concatenate(id_parts) if id_parts else np.zeros((0,), np.int64)
+    store = IndexStore(root=home.index_dir)
+    if IndexStore.exists(home.index_dir):
+        old = IndexStore.load_meta_only(home.index_dir)
+        store.meta = {k: v for k, v in old.items() if k in ("generation", "files")}
+    store.vectors = VectorIndex.build(vectors, ids, opts.index)
+    store.descriptors = dindex
+    if opts.with_names:
+        store.names = _new_names_index(catalog)
+        report.names = len(store.names)
+    report.vectors = store.vectors.ntotal
+    report.descriptors = dindex.ntotal if dindex is not None else 0
+    store.meta.update(
+        model=dict(embedder.info, model_id=embedder.model_id),
+        augment=aug_cfg.to_dict(),
+        augment_hash=aug_cfg.config_hash(),
+        local=local_cfg.to_dict() if local_cfg is not None else None,
+        prototypes=opts.prototypes,
+        catalog_revision=catalog.revision(),
+        built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        counts={"images": report.images, "vectors": report.vectors, "descriptors": report.descriptors,
+                "names": report.names},
+    )
+    if not opts.prototypes:
+        store.meta.update(gallery_calibration(catalog, vectors, ids))
+    store.commit()
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def gallery_calibration(catalog, vectors: np.ndarray, ids: np.ndarray) -> dict:
+    """Sidecar entries that centre the default rule's global channel on a threshold learnt from the gallery.
+
+    Leave-one-out: each entity's variants are scored against the rest of its own variants (genuine) and
+    against every other entity (impostors, the index without it). No photos are needed; `logoid calibrate`
+    with real labelled photos replaces this.
+    """
+    from logoid.eval.calibrate import leave_one_out_impostors
+    from logoid.errors import ConfigError
+    from logoid.identify.fuse import DefaultRule
+
+    from .vectors import decode_ids
+
+    owner = {r.id: f"{r.entity_type}:{r.entity_id}" for r in catalog.images()}
+    image_ids, _ = decode_ids(ids)
+    groups: dict[str, list[int]] = {}
+    for row, iid in enumerate(image_ids):
+        groups.setdefault(owner.get(int(iid), "?"), []).append(row)
+    try:
+        cal = leave_one_out_impostors({k: vectors[v] for k, v in groups.items()}, objective="balanced_accuracy")
+    except ConfigError:
+        return {}
+    separable = (cal.per_rule["max_score"].get("auroc") or 0.0) >= MIN_GALLERY_AUROC
+    # A model that cannot tell the gallery's own variants from other entities (an untrained or random one)
+    # must not accept on the global channel alone: centre its sigmoid out of reach.
+    rule = DefaultRule(cos_mid=float(cal.threshold) if separable else 1.5)
+    return {"fusion": rule.to_dict(), "calibration": {"rule": "max_score", "threshold": rule.threshold,
+                                                      "source": "gallery leave-one-out", "global": cal.to_dict()}}
+
+
+def add_images(home: Home, catalog, embedder, refs, *, on_skip=None) -> tuple[IndexStore, BuildReport]:
+    """Add catalog images to an existing index without a rebuild (the caller commits)."""
+    from logoid.augment import AugmentConfig
+
+    if not IndexStore.exists(home.index_dir):
+        raise IndexMissingError(f"no index in {home.index_dir}", "run `logoid build-index` first")
+    store = IndexStore.load(home.index_dir)
+    store.check_model(embedder.info)
+    aug_cfg = AugmentConfig.from_dict(store.meta["augment"])
+    report = BuildReport()
+    cache = EmbeddingCache(home.cache_dir, embedder.model_id)
+    local_cfg = fcache = None
+    if store.descriptors is not None:
+        from logoid.engine.local import FeatureCache, LocalConfig
+
+        local_cfg = LocalConfig.from_dict(store.meta["local"])
+        fcache = FeatureCache(home.cache_dir / "features")
+    for ref in refs:
+        # Re-adding an image already indexed replaces its vectors instead of duplicating them.
+        store.vectors.remove_images([ref.id])
+        if store.descriptors is not None:
+            store.descriptors.remove([ref.id])
+        try:
+            vecs, ids, img = embed_reference(ref, embedder, cache, aug_cfg, report, store.meta.get("prototypes", False))
+            if store.descriptors is not None:
+                store.descriptors.add(ref.id, reference_features(ref, img, local_cfg, fcache))
+        except ImageError as e:
+            report.skipped.append((str(ref.path), e.reason))
+            if on_skip:
+                on_skip(str(ref.path), e.reason)
+            continue
+        store.vectors.add(vecs, ids)
+        report.images += 1
+        report.vectors += len(ids)
+    cache.close()
+    _refresh_after_change(store, catalog)
+    return store, report
+
+
+def remove_images(home: Home, catalog, image_ids: list[int]) -> IndexStore:
+    """Take images out of every index component (the caller commits)."""
+    store = IndexStore.load(home.index_dir)
+    store.vectors.remove_images(image_ids)
+    if store.descriptors is not None:
+        store.descriptors.remove(image_ids)
+    _refresh_after_change(store, catalog)
+    return store
+
+
+def _refresh_after_change(store: IndexStore, catalog) -> None:
+    if store.meta.get("files", {}).get("names") is not None or store._names is not None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            store.names = _new_names_index(catalog)
+    counts = dict(store.meta.get("counts", {}))
+    counts.update(vectors=store.vectors.ntotal, images=len(catalog.images()))
+    if store._descriptors is not None:
+        counts["descriptors"] = store._descriptors.ntotal
+    store.meta["counts"] = counts
+    store.meta["catalog_revision"] = catalog.revision()

@@ -1,0 +1,150 @@
+"""The on-disk index of one logoid home: global vectors, local descriptors and names, one sidecar.
+
+Each component is written to a new generation file; the JSON sidecar naming those files is then
+replaced in one atomic rename. That rename is the commit point: a crash before it leaves the old
+index intact, and files no sidecar names are swept on the next commit.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from logoid._atomic import write_json_atomic
+from logoid.errors import IndexMismatchError, IndexMissingError
+
+from .vectors import IndexConfig, VectorIndex
+
+SCHEMA_VERSION = 1
+SIDECAR = "logoid-index.json"
+
+
+@dataclass
+class IndexStore:
+    """Loaded index components plus the sidecar metadata that describes them."""
+
+    root: Path
+    meta: dict = field(default_factory=dict)
+    vectors: VectorIndex | None = None
+    _descriptors: object = None
+    _names: object = None
+
+    # ---- loading -------------------------------------------------------------------------
+    @classmethod
+    def exists(cls, root: Path) -> bool:
+        return (Path(root) / SIDECAR).exists()
+
+    @classmethod
+    def load_meta_only(cls, root: Path) -> dict:
+        return json.loads((Path(root) / SIDECAR).read_text())
+
+    @classmethod
+    def load(cls, root: Path) -> IndexStore:
+        root = Path(root)
+        side = root / SIDECAR
+        if not side.exists():
+            raise IndexMissingError(f"no index in {root}", "run `logoid build-index` first")
+        meta = json.loads(side.read_text())
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise IndexMismatchError(
+                f"index in {root} has schema version {meta.get('schema_version')}, this logoid reads {SCHEMA_VERSION}",
+                "rebuild it with `logoid build-index`",
+            )
+        store = cls(root=root, meta=meta)
+        vec_file = meta.get("files", {}).get("vectors")
+        if vec_file:
+            store.vectors = VectorIndex.load(root / vec_file, IndexConfig.from_dict(meta.get("index_config", {})))
+        return store
+
+    @property
+    def descriptors(self):
+        """The local-feature descriptor index, loaded on first use (None if not built)."""
+        if self._descriptors is None:
+            name = self.meta.get("files", {}).get("descriptors")
+            if name:
+                from .descriptors import DescriptorIndex
+
+                self._descriptors = DescriptorIndex.load(self.root / name)
+        return self._descriptors
+
+    @descriptors.setter
+    def descriptors(self, value) -> None:
+        self._descriptors = value
+
+    @property
+    def names(self):
+        """The fuzzy name index, loaded on first use (None if not built)."""
+        if self._names is None:
+            name = self.meta.get("files", {}).get("names")
+            if name:
+                from .names import NameIndex
+
+                self._names = NameIndex.load(self.root / name)
+        return self._names
+
+    @names.setter
+    def names(self, value) -> None:
+        self._names = value
+
+    # ---- model check ---------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        """The registry name or checkpoint path of the model that built the vectors."""
+        return str(self.meta.get("model", {}).get("model"))
+
+    def check_model(self, model_info: dict) -> None:
+        """Refuse to mix vectors of two models: the query embedder must be the one that built the index."""
+        built = self.meta.get("model", {})
+        same = (built.get("weights_sha256") == model_info.get("weights_sha256")
+                and built.get("embed_dim") == model_info.get("embed_dim"))
+        if not same:
+            raise IndexMismatchError(
+                f"the index was built with model {built.get('model')!r} (weights {str(built.get('weights_sha256'))[:12]}),"
+                f" not {model_info.get('model')!r} (weights {str(model_info.get('weights_sha256'))[:12]})",
+                f"query with `--model {built.get('model')}` or rebuild with `logoid build-index --model "
+                f"{model_info.get('model')}`",
+            )
+
+    # ---- saving --------------------------------------------------------------------------
+    def commit(self) -> None:
+        """Write every loaded component as a new generation, then atomically switch the sidecar to it."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        gen = int(self.meta.get("generation", 0)) + 1
+        files = dict(self.meta.get("files", {}))
+        if self.vectors is not None:
+            files["vectors"] = f"vectors-{gen:05d}.faiss"
+            self.vectors.save(self.root / files["vectors"])
+            self.meta["index_config"] = self.vectors.config.to_dict()
+        if self._descriptors is not None:
+            files["descriptors"] = f"descriptors-{gen:05d}"
+            self._descriptors.save(self.root / files["descriptors"])
+        if self._names is not None:
+            files["names"] = f"names-{gen:05d}.npz"
+            self._names.save(self.root / files["names"])
+        self.meta.update(
+            schema_version=SCHEMA_VERSION,
+            generation=gen,
+            files=files,
+            updated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        )
+        self.meta["counts"] = {
+            **self.meta.get("counts", {}),
+            "vectors": self.vectors.ntotal if self.vectors is not None else 0,
+        }
+        write_json_atomic(self.root / SIDECAR, self.meta)
+        self._sweep(set(files.values()))
+
+    def _sweep(self, keep: set[str]) -> None:
+        for p in self.root.iterdir():
+            if p.name == SIDECAR or p.name.startswith("."):
+                continue
+            stem = p.name.split(".")[0]
+            if p.name not in keep and stem not in keep and not any(p.name.startswith(k) for k in keep):
+                if p.is_file():
+                    p.unlink()
+                elif p.is_dir():
+                    import shutil
+
+                    shutil.rmtree(p, ignore_errors=True)

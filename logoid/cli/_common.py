@@ -1,0 +1,80 @@
+"""Shared CLI plumbing: the home, lazy catalog, output helpers, error → one line + exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from logoid._paths import ENV_HOME, Home
+from logoid.errors import LogoidError
+
+EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass
+class State:
+    home: Home
+    _catalog: object = field(default=None, repr=False)
+
+    @property
+    def catalog(self):
+        if self._catalog is None:
+            from logoid.catalog import Catalog
+
+            self.home.ensure()
+            self._catalog = Catalog.open(self.home)
+        return self._catalog
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+class LogoidGroup(click.Group):
+    """Turns library errors into one-line messages and exit code 1; usage errors stay exit 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", FutureWarning)
+                return super().invoke(ctx)
+        except LogoidError as e:
+            click.echo(f"error: {e}", err=True)
+            ctx.exit(EXIT_USER)
+        except KeyboardInterrupt:
+            click.echo("interrupted; nothing stored was changed by the unfinished step", err=True)
+            ctx.exit(130)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout.")(f)
+
+
+def emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def progress(iterable, desc: str, total: int | None = None, unit: str = "img"):
+    """A tqdm bar on stderr (quiet when stderr is not a terminal and LOGOID_PROGRESS is unset)."""
+    import os
+
+    from tqdm import tqdm
+
+    disable = not (sys.stderr.isatty() or os.environ.get("LOGOID_PROGRESS"))
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, leave=False, dynamic_ncols=True)
+
+
+def warn(msg: str) -> None:
+    click.echo(f"warning: {msg}", err=True)
+
+
+def home_option(f):
+    return click.option(
+        "--home", type=click.Path(file_okay=False, path_type=Path), envvar=ENV_HOME, default=None,
+        help=f"logoid home folder (catalog, images, index). Default: ${ENV_HOME} or the user data dir.",
+    )(f)

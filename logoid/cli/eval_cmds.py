@@ -1,0 +1,169 @@
+"""eval, calibrate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from logoid.errors import LogoidError
+
+from ._common import emit_json, json_option, pass_state, progress, warn
+from .index_cmds import _identifier
+
+
+def _load(state, queries: Path, split: str | None, channels: str):
+    from logoid.eval.manifest import load_queries
+    from logoid.eval.run import collect
+
+    qs = load_queries(queries, split=split)
+    if not qs:
+        raise LogoidError(f"{queries}: no query photos" + (f" with split={split}" if split else ""),
+                          "check the manifest's photo/label/split columns")
+    ident = _identifier(state, channels=channels)
+    collected = collect(ident, qs, progress=lambda it: progress(it, "querying", total=len(qs)),
+                        on_skip=lambda p, r: warn(f"skipping {p}: {r}"))
+    return ident, collected
+
+
+@click.command("eval")
+@click.argument("queries", type=click.Path(exists=True, path_type=Path))
+@click.option("--split", default=None, help="Only rows of this split (e.g. test).")
+@click.option("--channels", default="global,local,text", show_default=True)
+@click.option("--threshold", type=float, default=None, help="Override the index's calibrated threshold.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write metrics.json, report.md/html, confusion.png, scores.png and failure thumbnails here.")
+@json_option
+@pass_state
+def eval_cmd(state, queries, split, channels, threshold, report_dir, as_json):
+    """Measure accuracy on QUERIES: a CSV (photo,label[,split]) or a folder tree label/photo.jpg."""
+    from logoid.eval.report import write_report
+    from logoid.eval.run import to_results
+
+    ident, collected = _load(state, queries, split, channels)
+    if threshold is not None:
+        ident._threshold_override = threshold
+    results = to_results(ident, collected, state.catalog)
+    from logoid.eval.metrics import evaluate
+
+    results = [_with_rejection(ident, r) for r in results]
+    metrics = evaluate(results, ident.threshold)
+    metrics.update(rule=ident.rule, channels=channels, queries=str(queries), split=split)
+    if report_dir:
+        cat = state.catalog
+        names = {r.top1: _name(cat, r.top1) for r in results if r.top1}
+        names.update({r.label: _name(cat, r.label) for r in results if r.label})
+
+        def thumb_for(key):
+            etype, eid = key.split(":")
+            imgs = cat.images(etype, int(eid))
+            return imgs[0].path if imgs else None
+
+        write_report(report_dir, metrics, results, threshold=ident.threshold, label_names=names, thumb_for=thumb_for,
+                     scores_rule_name=ident.rule)
+    if as_json:
+        emit_json(metrics)
+        return
+    click.echo(_summary(metrics))
+    if report_dir:
+        click.echo(f"report: {report_dir / 'report.html'}")
+
+
+def _with_rejection(ident, r):
+    """Put the calibrated rule's rejection score in the top-1 slot, so AUROC and the threshold see it."""
+    from logoid.eval.metrics import QueryResult
+
+    if not r.scores or ident.rule == "max_score":
+        return r
+    from logoid.eval.calibrate import rule_score
+
+    scores = list(r.scores)
+    scores[0] = float(rule_score(ident.rule, r))
+    return QueryResult(r.path, r.label, r.ranked, scores, r.features, r.accepted)
+
+
+def _name(cat, key: str) -> str:
+    etype, eid = key.split(":")
+    return cat.entity_name(etype, int(eid))
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
+
+
+def _summary(m: dict) -> str:
+    keys = ["n_known", "n_unknown", "top1", "top5", "weighted_f1", "auroc", "fpr_at_95tpr", "open_set_accuracy",
+            "confident_wrong_rate", "threshold"]
+    return "\n".join(f"{k:>22}: {_fmt(m.get(k))}" for k in keys if k in m)
+
+
+@click.command("calibrate")
+@click.argument("queries", type=click.Path(exists=True, path_type=Path), required=False)
+@click.option("--split", default="calib", show_default=True,
+              help="Rows of this split are used when the manifest has a split column.")
+@click.option("--objective", type=click.Choice(["open_set_accuracy", "max_false_accept"]),
+              default="open_set_accuracy", show_default=True)
+@click.option("--max-false-accept", type=float, default=0.05, show_default=True,
+              help="With --objective max_false_accept: the highest unknown acceptance rate allowed.")
+@click.option("--gallery", is_flag=True, help="No photos: calibrate the global channel from the gallery itself.")
+@json_option
+@pass_state
+def calibrate_cmd(state, queries, split, objective, max_false_accept, gallery, as_json):
+    """Fit the fusion model and the rejection rule/threshold on labelled photos (known and unknown)."""
+    if gallery or queries is None:
+        out = _calibrate_gallery(state)
+    else:
+        out = _calibrate_photos(state, queries, split, objective, max_false_accept)
+    if as_json:
+        emit_json(out)
+        return
+    cal = out["calibration"]
+    click.echo(f"calibrated on {out['source']}: rule {cal['rule']}, threshold {cal['threshold']:.4f}")
+    for rule, d in cal.get("per_rule", {}).items():
+        click.echo(f"  {rule:>10}: AUROC {_fmt(d.get('auroc'))}  {cal.get('objective', '')} {_fmt(d.get('value'))}"
+                   f" at {_fmt(d.get('threshold'))}")
+    click.echo(f"stored in {state.home.index_dir / 'logoid-index.json'}")
+
+
+def _calibrate_photos(state, queries, split, objective, max_false_accept) -> dict:
+    from logoid.eval.manifest import load_queries
+    from logoid.eval.run import fit
+
+    has_split = any(q.split for q in load_queries(queries))
+    ident, collected = _load(state, queries, split if has_split else None, "global,local,text")
+    labels = [c.query.label for c in collected]
+    if all(lbl is None for lbl in labels):
+        raise LogoidError(f"{queries}: every photo is labelled unknown", "add photos of catalog entities")
+    model, cal = fit(ident, collected, state.catalog, objective=objective, max_false_accept=max_false_accept)
+    if cal.n_unknown == 0:
+        warn("no unknown photos: the threshold cannot be checked against impostors; add photos of things not in "
+             "the catalog")
+    store = ident.store
+    store.meta["fusion"] = model.to_dict()
+    store.meta["calibration"] = {**cal.to_dict(), "source": f"{queries}" + (f" split={split}" if has_split else "")}
+    store.commit()
+    return {"source": store.meta["calibration"]["source"], "calibration": store.meta["calibration"],
+            "fusion": store.meta["fusion"], "queries": len(collected)}
+
+
+def _calibrate_gallery(state) -> dict:
+    import faiss
+    import numpy as np
+
+    from logoid.index.build import gallery_calibration
+    from logoid.index.store import IndexStore
+
+    store = IndexStore.load(state.home.index_dir)
+    idx = store.vectors.faiss_index
+    ids = store.vectors.ids()
+    inner = faiss.downcast_index(idx.index)
+    vecs = inner.reconstruct_n(0, idx.ntotal) if hasattr(inner, "reconstruct_n") else np.zeros((0, store.vectors.dim))
+    upd = gallery_calibration(state.catalog, np.asarray(vecs, np.float32), ids)
+    if not upd:
+        raise LogoidError("the gallery has too few entities to calibrate from", "add at least two bands with images")
+    store.meta.update(upd)
+    store.commit()
+    return {"source": "gallery leave-one-out", "calibration": upd["calibration"]["global"], "fusion": upd["fusion"]}
+
+
+COMMANDS = [eval_cmd, calibrate_cmd]

@@ -1,0 +1,246 @@
+"""build-index, query, batch."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import click
+
+from logoid._imageio import iter_image_files, load_image
+from logoid.errors import ImageError, LogoidError
+
+from ._common import EXIT_USER, emit_json, json_option, pass_state, progress, warn
+
+DEFAULT_MODEL = "logoid-effl0-minilm"
+
+
+def _channels(value: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in value.split(",") if c.strip())
+
+
+def _identifier(state, *, model=None, threshold=None, channels="global,local,text", k=5):
+    from logoid.identify import Identifier, IdentifyConfig
+
+    embedder = None
+    if model:
+        from logoid.engine import create_embedder
+
+        embedder = create_embedder(model)
+    return Identifier(state.home, state.catalog, config=IdentifyConfig(channels=_channels(channels)),
+                      embedder=embedder, threshold=threshold)
+
+
+def _query_options(f):
+    f = click.option("--channels", default="global,local,text", show_default=True,
+                     help="Evidence to use: any of global, local, text (comma-separated).")(f)
+    f = click.option("--threshold", type=float, default=None,
+                     help="Accept answers scoring at least this (default: the index's calibrated threshold).")(f)
+    f = click.option("--model", default=None, help="Embedding model (default: the one that built the index).")(f)
+    f = click.option("--all", "find_all", is_flag=True, help="Report every logo found in the photo.")(f)
+    f = click.option("-k", "k", type=int, default=5, show_default=True, help="Candidates to show.")(f)
+    return f
+
+
+@click.command("build-index")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model name (see `logoid models`) or checkpoint.")
+@click.option("--variants", type=int, default=None, help="Augmented variants per image, original included (default 20).")
+@click.option("--seed", type=int, default=None, help="Augmentation seed (default 0).")
+@click.option("--no-local", is_flag=True, help="Skip local features (global embedding and text only).")
+@click.option("--no-names", is_flag=True, help="Skip the name index used by the text channel.")
+@click.option("--prototypes", is_flag=True, help="Index one mean vector per image instead of every variant.")
+@click.option("--factory", default=None, help='FAISS index_factory string, e.g. "IVF4096,Flat" (default: by size).')
+@json_option
+@pass_state
+def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes, factory, as_json):
+    """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
+    from logoid.augment import AugmentConfig
+    from logoid.engine import create_embedder
+    from logoid.index.build import BuildOptions, build_index
+    from logoid.index.vectors import IndexConfig
+
+    cat = state.catalog
+    if not cat.images():
+        raise LogoidError(f"the catalog in {state.home.root} has no images",
+                          "add some with `logoid add-band --image` or `logoid catalog import`; try `make demo`")
+    aug = AugmentConfig()
+    if variants is not None:
+        aug.n_variants = variants
+    if seed is not None:
+        aug.seed = seed
+    opts = BuildOptions(augment=aug, with_local=not no_local, with_names=not no_names, prototypes=prototypes,
+                        index=IndexConfig(factory=factory))
+    embedder = create_embedder(model)
+    n = len(cat.images())
+    report = build_index(
+        state.home, cat, embedder, opts,
+        progress=lambda it: progress(it, "indexing", total=n),
+        on_skip=lambda p, r: warn(f"skipping {p}: {r}"),
+    )
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    for w in report.warnings:
+        warn(w)
+    click.echo(
+        f"indexed {report.images} images → {report.vectors} vectors "
+        f"({report.embedded} embedded, {report.cached} from cache), {report.descriptors} local descriptors, "
+        f"{report.names} names in {report.seconds:.1f}s; skipped {len(report.skipped)}"
+    )
+    click.echo(f"index: {state.home.index_dir}")
+
+
+def _fmt_answer(ans, k: int) -> str:
+    lines = []
+    if ans.accepted:
+        b = ans.best
+        lines.append(f"{ans.path}: {b.name}  (score {b.score:.3f} ≥ {ans.threshold:.3f}; via {', '.join(b.channels)})")
+    else:
+        best = f"best guess {ans.best.name} {ans.best.score:.3f}" if ans.best else "no candidates"
+        lines.append(f"{ans.path}: unknown  ({best} < threshold {ans.threshold:.3f})")
+    for i, c in enumerate(ans.candidates[:k], 1):
+        f = c.features
+        meta = ", ".join(str(v) for key, v in c.meta.items() if key in ("genre", "country", "artist", "year") and v)
+        lines.append(
+            f"  {i}. {c.name:<32} score {c.score:.3f}  cos {f['cos']:.3f}  inliers {c.inliers:>3}"
+            f"  text {f['text_sim']:.2f}" + (f"  [{meta}]" if meta else "")
+        )
+    for logo in ans.logos:
+        lines.append(f"  logo: {logo.name} score {logo.score:.3f} at {logo.polygon}")
+    return "\n".join(lines)
+
+
+def _explain(ans) -> str:
+    out = ["channels:"]
+    for c in ans.candidates[:5]:
+        f = c.features
+        out.append(f"  {c.name}: global cos {f['cos']:.3f} (rank {int(f['rank_global'])}, margin {f['cos_margin']:+.3f});"
+                   f" local log-inliers {f['log_inliers']:.2f} (ratio {f['inlier_ratio']:.2f});"
+                   f" text {f['text_sim']:.2f}" + (f" '{c.text}'" if c.text else ""))
+        if c.polygon:
+            out.append(f"    outline in photo: {c.polygon}")
+    out.append("read: " + (", ".join(f"'{r['text']}' ({r['conf']:.2f})" for r in ans.read) or "nothing"))
+    out.append("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in ans.timings.items()))
+    return "\n".join(out)
+
+
+def draw_answer(photo: Path, ans, out: Path) -> None:
+    """Draw each found logo's outline and name onto the photo."""
+    from PIL import ImageDraw
+
+    img = load_image(photo)
+    d = ImageDraw.Draw(img)
+    width = max(2, img.width // 300)
+    shown = ans.logos or ([ans.best] if ans.accepted and ans.best else [])
+    for c in shown:
+        if c.polygon:
+            pts = [tuple(p) for p in c.polygon]
+            d.line(pts + [pts[0]], fill=(255, 40, 40), width=width)
+            d.text((min(p[0] for p in pts), max(0, min(p[1] for p in pts) - 14 * width)), c.name, fill=(255, 40, 40))
+        else:
+            d.text((10, 10), c.name, fill=(255, 40, 40))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    img.save(out)
+
+
+@click.command("query")
+@click.argument("photo", type=click.Path(path_type=Path))
+@_query_options
+@click.option("--explain", is_flag=True, help="Show what each channel said.")
+@click.option("--draw", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the photo with the found logos outlined.")
+@json_option
+@pass_state
+def query_cmd(state, photo, k, find_all, model, threshold, channels, explain, draw, as_json):
+    """Identify the band or album in PHOTO (answers "unknown" under the threshold)."""
+    ident = _identifier(state, model=model, threshold=threshold, channels=channels)
+    t0 = time.perf_counter()
+    ans = ident.identify(photo, find_all=find_all or bool(draw))
+    ans.timings["total"] = time.perf_counter() - t0
+    if draw:
+        draw_answer(photo, ans, draw)
+    if as_json:
+        emit_json(ans.to_dict(k))
+    else:
+        click.echo(_fmt_answer(ans, k))
+        if explain:
+            click.echo(_explain(ans))
+        if draw:
+            click.echo(f"drawn: {draw}")
+
+
+@click.command("batch")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write one row per photo to a .csv or .jsonl file.")
+@_query_options
+@json_option
+@pass_state
+def batch_cmd(state, folder, output, k, find_all, model, threshold, channels, as_json):
+    """Identify every image under FOLDER (recursive); bad files are skipped and reported."""
+    if output and output.suffix.lower() not in (".csv", ".jsonl"):
+        raise LogoidError(f"{output}: unsupported output format", "use a .csv or .jsonl file name")
+    files = iter_image_files(folder)
+    if not files:
+        raise LogoidError(f"no images under {folder}", "point at a folder of .jpg/.png/.webp photos")
+    ident = _identifier(state, model=model, threshold=threshold, channels=channels)
+    rows, skipped = [], []
+    for path in progress(files, "identifying", total=len(files)):
+        try:
+            img = load_image(path)
+            ans = ident.identify(img, find_all=find_all)
+            ans.path = str(path)
+        except ImageError as e:
+            warn(f"skipping {path}: {e.reason}")
+            skipped.append({"path": str(path), "reason": e.reason})
+            continue
+        rows.extend(_batch_rows(ans, k, find_all))
+    summary = {
+        "photos": len(files), "identified": sum(1 for r in rows if r["accepted"]),
+        "unknown": sum(1 for r in rows if not r["accepted"]), "skipped": len(skipped), "skipped_files": skipped,
+    }
+    if output:
+        _write_rows(output, rows)
+    if as_json:
+        emit_json({"summary": summary, "results": rows})
+    else:
+        for r in rows:
+            click.echo(f"{r['path']}\t{r['answer']}\t{r['score']:.3f}\t{'accepted' if r['accepted'] else 'unknown'}")
+        click.echo(f"{summary['photos']} photos: {summary['identified']} identified, {summary['unknown']} unknown, "
+                   f"{summary['skipped']} skipped" + (f"; wrote {output}" if output else ""))
+    if skipped and len(skipped) == len(files):
+        raise click.exceptions.Exit(EXIT_USER)
+
+
+def _batch_rows(ans, k: int, find_all: bool) -> list[dict]:
+    def row(c, accepted):
+        return {
+            "path": ans.path, "answer": c.name if (c and accepted) else "unknown",
+            "entity": c.entity_key if (c and accepted) else "", "score": round(c.score, 4) if c else 0.0,
+            "accepted": bool(accepted), "channels": ",".join(c.channels) if c else "",
+            "polygon": json.dumps(c.polygon) if (c and c.polygon) else "",
+            "topk": json.dumps([[x.name, round(x.score, 4)] for x in ans.candidates[:k]]),
+        }
+
+    if find_all and ans.logos:
+        return [row(c, True) for c in ans.logos]
+    return [row(ans.best, ans.accepted)]
+
+
+def _write_rows(output: Path, rows: list[dict]) -> None:
+    from logoid._atomic import atomic_path
+
+    with atomic_path(output, suffix=output.suffix) as tmp:
+        if output.suffix.lower() == ".jsonl":
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        else:
+            fields = ["path", "answer", "entity", "score", "accepted", "channels", "polygon", "topk"]
+            with open(tmp, "w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=fields)
+                w.writeheader()
+                w.writerows(rows)
+
+
+COMMANDS = [build_index_cmd, query_cmd, batch_cmd]

@@ -1,0 +1,81 @@
+"""models, augment preview, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ._common import emit_json, json_option, pass_state, progress
+
+
+@click.command("models")
+@json_option
+def models_cmd(as_json):
+    """List the embedding models logoid can build."""
+    from logoid.engine import list_models
+
+    names = list_models()
+    if as_json:
+        emit_json(names)
+    else:
+        click.echo("\n".join(names))
+        click.echo("(also: any open_clip ARCH:TAG when this machine can download it, or a local checkpoint path)")
+
+
+@click.group("augment")
+def augment_group():
+    """Look at the augmented variants logoid indexes."""
+
+
+@augment_group.command("preview")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("variants.png"),
+              show_default=True, help="Contact sheet to write.")
+@click.option("--variants", type=int, default=20, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+def augment_preview(image, output, variants, seed):
+    """Write a contact sheet of IMAGE's augmented variants."""
+    from logoid.augment import AugmentConfig, preview
+
+    cfg = AugmentConfig(n_variants=variants, seed=seed)
+    preview(image, cfg, output)
+    click.echo(f"wrote {output}")
+
+
+@click.command("demo")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the demo logos and photos are written (default: <home>/demo).")
+@json_option
+@pass_state
+def demo_cmd(state, workdir, as_json):
+    """Build the built-in demo catalog (real CC0 brand logos), index it, identify two demo photos."""
+    from logoid.demo import build_demo_catalog, demo_assets
+    from logoid.engine import create_embedder
+    from logoid.identify import Identifier
+    from logoid.index.build import build_index
+
+    workdir = workdir or state.home.root / "demo"
+    cat = state.catalog
+    build_demo_catalog(cat, workdir)
+    assets = demo_assets(workdir)
+    click.echo(f"demo catalog: {len(cat.list_bands())} logos from simple-icons in {state.home.root}", err=True)
+    embedder = create_embedder("logoid-effl0-minilm")
+    n = len(cat.images())
+    report = build_index(state.home, cat, embedder, progress=lambda it: progress(it, "indexing", total=n))
+    click.echo(f"indexed {report.images} images → {report.vectors} vectors in {report.seconds:.1f}s", err=True)
+    ident = Identifier(state.home, cat, embedder=embedder)
+    answers = [ident.identify(p) for p in (assets["known_photo"], assets["unknown_photo"])]
+    truth = {"known": assets["known_name"], "unknown": assets["unknown_name"]}
+    if as_json:
+        emit_json({"truth": truth, "answers": [a.to_dict(3) for a in answers]})
+        return
+    from .index_cmds import _fmt_answer
+
+    click.echo(f"two simulated photos: a printed {truth['known']} logo (in the catalog) and a {truth['unknown']} logo "
+               "(not in the catalog, should be unknown):")
+    for a in answers:
+        click.echo(_fmt_answer(a, 3))
+
+
+COMMANDS = [models_cmd, augment_group, demo_cmd]

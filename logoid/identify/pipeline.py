@@ -1,0 +1,354 @@
+"""One photo → one answer: shortlist from every channel, verify, fuse, reject."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from logoid._imageio import load_image
+from logoid._paths import Home
+from logoid.errors import ConfigError
+from logoid.index.store import IndexStore
+from logoid.index.vectors import decode_ids
+
+from .fuse import candidate_features, make_scorer
+
+CHANNELS = ("global", "local", "text")
+
+
+@dataclass
+class IdentifyConfig:
+    """Knobs of the identify step (the index sidecar holds the calibrated threshold and fusion)."""
+
+    channels: tuple[str, ...] = CHANNELS  # which evidence to use; see `--channels`
+    k_vectors: int = 400  # nearest variant vectors fetched from the global index
+    shortlist: int = 20  # entities per channel that go on to verification and fusion
+    max_logos: int = 10  # with find_all: most logos reported per photo
+    text_min_sim: float = 0.55  # name matches below this similarity are not candidates
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.channels if c not in CHANNELS]
+        if bad or not self.channels:
+            raise ConfigError(f"unknown channel(s) {bad or self.channels}", f"choose from {', '.join(CHANNELS)}")
+
+
+@dataclass
+class Candidate:
+    entity_key: str  # "band:12" / "album:3"
+    name: str
+    score: float  # fused score; the rejection threshold applies to it
+    features: dict  # per-channel features (see logoid.identify.fuse.FEATURES)
+    channels: list[str]  # the channels that support this candidate
+    meta: dict = field(default_factory=dict)  # catalog metadata
+    image_id: int | None = None  # the reference image that matched best
+    polygon: list[list[float]] | None = None  # the reference's outline in the photo (local channel)
+    text: str | None = None  # the read text that matched the name
+    inliers: int = 0  # verified inliers of the best local match
+
+    def to_dict(self) -> dict:
+        return {
+            "entity": self.entity_key, "name": self.name, "score": round(self.score, 4),
+            "channels": self.channels, "inliers": self.inliers, "image_id": self.image_id, "polygon": self.polygon, "text": self.text,
+            "features": {k: round(v, 4) for k, v in self.features.items()}, "meta": self.meta,
+        }
+
+
+@dataclass
+class Answer:
+    path: str
+    accepted: bool
+    best: Candidate | None  # the top candidate (also when rejected, for inspection)
+    candidates: list[Candidate]
+    threshold: float
+    logos: list[Candidate] = field(default_factory=list)  # every verified logo (find_all mode)
+    read: list[dict] = field(default_factory=list)  # OCR lines
+    timings: dict = field(default_factory=dict)
+    rejection_score: float = 0.0  # what the threshold was compared with (per the calibrated rule)
+    rule: str = "max_score"
+
+    @property
+    def label(self) -> str | None:
+        return self.best.entity_key if (self.accepted and self.best) else None
+
+    def to_dict(self, k: int = 5) -> dict:
+        return {
+            "path": self.path, "accepted": self.accepted,
+            "answer": self.best.name if (self.accepted and self.best) else "unknown",
+            "entity": self.label, "score": round(self.best.score, 4) if self.best else 0.0,
+            "threshold": self.threshold, "rule": self.rule,
+            "rejection_score": round(self.rejection_score, 4) if self.best else None, "candidates": [c.to_dict() for c in self.candidates[:k]],
+            "logos": [c.to_dict() for c in self.logos], "read": self.read,
+            "timings": {k_: round(v, 4) for k_, v in self.timings.items()},
+        }
+
+
+@dataclass
+class Evidence:
+    """Raw per-entity evidence of one photo from each channel, before fusion."""
+
+    path: str
+    cands: dict[str, dict]  # entity key → raw values (cos, inliers, text_sim, ...)
+    floor: float  # lowest cosine the global search returned (an upper bound for entities it missed)
+    read: list[dict]
+    logos: list  # verified logos (find_all mode)
+    timings: dict
+    channels: tuple[str, ...]
+
+    def restrict(self, channels: tuple[str, ...]) -> Evidence:
+        """The evidence as if only ``channels`` had run (for side-by-side channel comparisons)."""
+        keep_g, keep_l, keep_t = ("global" in channels), ("local" in channels), ("text" in channels)
+        out: dict[str, dict] = {}
+        for key, c in self.cands.items():
+            has_g, has_l, has_t = c.get("in_global", False), c.get("inliers", 0) > 0, c.get("text_sim", 0) > 0
+            if not ((keep_g and has_g) or (keep_l and has_l) or (keep_t and has_t)):
+                continue
+            d = dict(c)
+            if not keep_g:
+                d["cos"], d["in_global"] = 0.0, False
+            elif not has_g:
+                d["cos"] = self.floor
+            if not keep_l:
+                for k in ("inliers", "inlier_ratio", "polygon", "local_image_id"):
+                    d.pop(k, None)
+            if not keep_t:
+                for k in ("text_sim", "text_coverage", "text_conf", "text"):
+                    d.pop(k, None)
+            out[key] = d
+        return Evidence(self.path, out, self.floor if keep_g else 0.0, self.read if keep_t else [],
+                        self.logos if keep_l else [], self.timings, tuple(channels))
+
+
+class Identifier:
+    """Holds the index, catalog and models of one home; each is loaded on first use."""
+
+    def __init__(self, home: Home, catalog, *, config: IdentifyConfig | None = None, embedder=None,
+                 threshold: float | None = None):
+        self.home = home
+        self.catalog = catalog
+        self.config = config or IdentifyConfig()
+        self._embedder = embedder
+        self._threshold_override = threshold
+        self._store: IndexStore | None = None
+        self._entity_of_image: dict[int, str] | None = None
+        self._reader = None
+        self._scorer = None
+
+    # ---- lazy state ----------------------------------------------------------------------
+    @property
+    def store(self) -> IndexStore:
+        if self._store is None:
+            self._store = IndexStore.load(self.home.index_dir)
+        return self._store
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            from logoid.engine import create_embedder
+
+            self._embedder = create_embedder(self.store.model_name)
+        self.store.check_model(self._embedder.info)
+        return self._embedder
+
+    @property
+    def threshold(self) -> float:
+        if self._threshold_override is not None:
+            return float(self._threshold_override)
+        cal = self.store.meta.get("calibration") or {}
+        return float(cal.get("threshold", self.store.meta.get("threshold", 0.5)))
+
+    def entity_of_image(self, image_id: int) -> str | None:
+        if self._entity_of_image is None:
+            self._entity_of_image = {r.id: f"{r.entity_type}:{r.entity_id}" for r in self.catalog.images()}
+        return self._entity_of_image.get(int(image_id))
+
+    @property
+    def reader(self):
+        if self._reader is None:
+            from logoid.engine.ocr import TextReader
+
+            self._reader = TextReader()
+        return self._reader
+
+    @property
+    def rule(self) -> str:
+        """The calibrated rejection rule (max_score until `logoid calibrate` picks another)."""
+        return (self.store.meta.get("calibration") or {}).get("rule", "max_score")
+
+    def rejection_score(self, ranked: list[Candidate]) -> float:
+        if not ranked:
+            return float("-inf")
+        if self.rule == "max_score":
+            return ranked[0].score
+        from logoid.eval.calibrate import rule_score
+        from logoid.eval.metrics import QueryResult
+
+        qr = QueryResult("", None, [c.entity_key for c in ranked], [c.score for c in ranked],
+                         [c.features for c in ranked])
+        return float(rule_score(self.rule, qr))
+
+    def score(self, feats: list[dict]) -> list[float]:
+        if self._scorer is None:
+            self._scorer = make_scorer(self.store.meta)
+        return self._scorer(feats)
+
+    # ---- channels ------------------------------------------------------------------------
+    def _global(self, img: Image.Image) -> dict[str, dict]:
+        q = self.embedder.embed_images([img])
+        sims, ids = self.store.vectors.search(q, self.config.k_vectors)
+        image_ids, _ = decode_ids(ids[0])
+        out: dict[str, dict] = {}
+        for sim, iid, vid in zip(sims[0], image_ids, ids[0], strict=True):
+            if vid < 0:
+                continue
+            key = self.entity_of_image(iid)
+            if key is None:  # vector of an image no longer in the catalog
+                continue
+            c = out.setdefault(key, {"cos": float(sim), "image_id": int(iid), "in_global": True})
+            if sim > c["cos"]:
+                c.update(cos=float(sim), image_id=int(iid))
+        floor = float(sims[0][ids[0] >= 0].min()) if (ids[0] >= 0).any() else 0.0
+        ranked = sorted(out.items(), key=lambda kv: -kv[1]["cos"])[: self.config.shortlist]
+        return dict(ranked) | {"__floor__": {"cos": floor}}
+
+    def _local_cfg(self):
+        from logoid.engine.local import LocalConfig
+
+        return LocalConfig.from_dict(self.store.meta.get("local") or {})
+
+    def _local(self, img: Image.Image, extra_images: list[int], find_all: bool):
+        from logoid.engine.local import extract
+        from logoid.identify.verify import find_all as _find_all
+        from logoid.identify.verify import match_local
+
+        dindex = self.store.descriptors
+        if dindex is None or dindex.ntotal == 0:
+            return [], []
+        cfg = self._local_cfg()
+        qf = extract(img, cfg, role="query")
+        if len(qf.xy) == 0:
+            return [], []
+        verifs = match_local(qf, dindex, cfg, extra_candidates=extra_images)
+        logos = _find_all(qf, dindex, cfg, max_logos=self.config.max_logos) if find_all else []
+        return verifs, logos
+
+    def _text(self, img: Image.Image):
+        names = self.store.names
+        if names is None or len(names) == 0:
+            return [], []
+        lines = self.reader.read(img)
+        if not lines:
+            return [], []
+        matches = names.match(lines, k=self.config.shortlist)
+        read = [{"text": ln.text, "conf": round(float(ln.conf), 3), "box": np.asarray(ln.box).round(1).tolist()}
+                for ln in lines]
+        return [m for m in matches if m.similarity >= self.config.text_min_sim], read
+
+    # ---- the answer ----------------------------------------------------------------------
+    def identify(self, photo: str | Path | Image.Image, *, find_all: bool = False) -> Answer:
+        """Identify one photo (a path or a decoded image)."""
+        return self.decide(self.collect(photo, find_all=find_all))
+
+    def collect(self, photo: str | Path | Image.Image, *, find_all: bool = False) -> Evidence:
+        """Run every enabled channel on the photo and gather raw per-entity evidence."""
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        img = photo if isinstance(photo, Image.Image) else load_image(photo)
+        path = "<image>" if isinstance(photo, Image.Image) else str(photo)
+        timings["decode"] = time.perf_counter() - t
+        ch = self.config.channels
+        cands: dict[str, dict] = {}
+        floor = 0.0
+        if "global" in ch and self.store.vectors is not None and self.store.vectors.ntotal:
+            t = time.perf_counter()
+            g = self._global(img)
+            floor = g.pop("__floor__")["cos"]
+            cands.update(g)
+            timings["global"] = time.perf_counter() - t
+        logos_v = []
+        if "local" in ch:
+            t = time.perf_counter()
+            extra = [c["image_id"] for c in cands.values() if "image_id" in c]
+            verifs, logos_v = self._local(img, extra, find_all)
+            for v in verifs:
+                key = self.entity_of_image(v.image_id)
+                if key is None:
+                    continue
+                c = cands.setdefault(key, {"cos": floor, "image_id": v.image_id})
+                if v.inliers > c.get("inliers", 0):
+                    c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio),
+                             polygon=np.asarray(v.polygon).round(1).tolist(), local_image_id=v.image_id)
+            timings["local"] = time.perf_counter() - t
+        read: list[dict] = []
+        if "text" in ch:
+            t = time.perf_counter()
+            try:
+                matches, read = self._text(img)
+            except Exception as e:  # noqa: BLE001 - OCR must never take the answer down with it
+                warnings.warn(f"text channel failed ({e}); answering from the image channels", stacklevel=2)
+                matches = []
+            for m in matches:
+                c = cands.setdefault(m.entity_key, {"cos": floor})
+                if m.similarity > c.get("text_sim", 0):
+                    c.update(text_sim=float(m.similarity), text_coverage=float(m.coverage),
+                             text_conf=float(getattr(m, "line_conf", 0.0)), text=m.name)
+            timings["text"] = time.perf_counter() - t
+        return Evidence(path=path, cands=cands, floor=floor, read=read, logos=logos_v, timings=timings,
+                        channels=tuple(ch))
+
+    def decide(self, ev: Evidence, channels: tuple[str, ...] | None = None) -> Answer:
+        """Fuse the evidence (optionally only some channels' part of it) into a ranked, thresholded answer."""
+        if channels is not None:
+            ev = ev.restrict(channels)
+        answer = self._rank(ev.path, ev.cands, ev.read, dict(ev.timings))
+        if ev.logos:
+            answer.logos = self._logos(ev.logos, ev.cands)
+        return answer
+
+    def _rank(self, path, cands: dict[str, dict], read, timings) -> Answer:
+        keys = list(cands)
+        raw = [cands[k] for k in keys]
+        feats = candidate_features(raw, self.config.shortlist)
+        scores = self.score(feats)
+        out = []
+        for key, c, f, s in zip(keys, raw, feats, scores, strict=True):
+            etype, eid = key.split(":")
+            chans = [n for n, ok in (("global", c.get("in_global")), ("local", c.get("inliers", 0) > 0),
+                                     ("text", c.get("text_sim", 0) > 0)) if ok]
+            out.append(Candidate(
+                entity_key=key, name=self.catalog.entity_name(etype, int(eid)), score=float(s), features=f,
+                channels=chans, image_id=c.get("local_image_id", c.get("image_id")), polygon=c.get("polygon"),
+                text=c.get("text"), inliers=int(c.get("inliers", 0)),
+            ))
+        out.sort(key=lambda c: -c.score)
+        for c in out[:5]:
+            etype, eid = c.entity_key.split(":")
+            c.meta = self.catalog.entity_meta(etype, int(eid))
+        best = out[0] if out else None
+        thr = self.threshold
+        rej = self.rejection_score(out)
+        return Answer(path=path, accepted=bool(best is not None and rej >= thr), best=best, candidates=out,
+                      threshold=thr, read=read, timings=timings, rejection_score=rej, rule=self.rule)
+
+    def _logos(self, verifs, cands: dict[str, dict]) -> list[Candidate]:
+        """Every verified logo in the photo, scored by the same fusion as the main answer."""
+        logos = []
+        for v in verifs:
+            key = self.entity_of_image(v.image_id)
+            if key is None:
+                continue
+            c = dict(cands.get(key, {"cos": 0.0}))
+            c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio))
+            f = candidate_features([c], self.config.shortlist)[0]
+            s = self.score([f])[0]
+            if s < self.threshold:
+                continue
+            etype, eid = key.split(":")
+            logos.append(Candidate(entity_key=key, name=self.catalog.entity_name(etype, int(eid)), score=s,
+                                   features=f, channels=["local"], image_id=v.image_id, inliers=int(v.inliers),
+                                   polygon=np.asarray(v.polygon).round(1).tolist()))
+        return logos

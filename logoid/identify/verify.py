@@ -1,0 +1,221 @@
+"""Geometric verification of local-feature matches: a RANSAC homography per candidate reference.
+
+Votes from the descriptor index pick a shortlist of reference images; each is verified by fitting a
+homography (reference px → photo px) to its matches. Only plausible homographies count: not
+mirrored, not collapsed, not wildly sheared, and the reference outline lands in the photo as a
+convex quad of sane size. The score of a candidate is its number of distinct inliers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from logoid.engine.local import Features, LocalConfig
+from logoid.index.descriptors import DescriptorIndex, group_matches
+
+
+@dataclass
+class Verification:
+    """One verified reference in a photo."""
+
+    image_id: int  # reference image id
+    variant: int  # 0 matched the reference as enrolled, 1 its inverted version
+    inliers: int  # distinct inlier correspondences (the score)
+    inlier_ratio: float  # inliers / ratio-test matches of this candidate
+    H: np.ndarray  # (3, 3) homography, reference original px -> photo original px
+    polygon: np.ndarray  # (4, 2) reference corners (tl, tr, br, bl) projected into the photo, original px
+    inlier_query_idx: np.ndarray  # indices of the photo keypoints that are inliers
+
+    def to_dict(self) -> dict:
+        return {
+            "image_id": self.image_id, "variant": self.variant, "inliers": self.inliers,
+            "inlier_ratio": round(float(self.inlier_ratio), 4), "H": self.H.tolist(),
+            "polygon": self.polygon.round(2).tolist(),
+        }
+
+
+def _corners(size: tuple[int, int]) -> np.ndarray:
+    w, h = size
+    return np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+
+
+def _project(H: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.column_stack([pts, np.ones(len(pts))]) @ H.T
+    return p[:, :2] / p[:, 2:3], p[:, 2]
+
+
+def _signed_area(poly: np.ndarray) -> float:
+    x, y = poly[:, 0], poly[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def _is_convex(poly: np.ndarray) -> bool:
+    d = np.roll(poly, -1, axis=0) - poly
+    cross = d[:, 0] * np.roll(d[:, 1], -1) - d[:, 1] * np.roll(d[:, 0], -1)
+    return bool(np.all(cross > 0) or np.all(cross < 0))
+
+
+def _plausible(H_work: np.ndarray, ref_size: tuple[int, int], ref_scale: float, query: Features,
+               cfg: LocalConfig) -> bool:
+    """Reject degenerate, mirrored, over-sheared or absurdly sized homographies (H_work: ref px -> query work px)."""
+    corners = _corners(ref_size)
+    poly, w = _project(H_work, corners)
+    # A corner behind the camera (w <= 0) means the quad wraps through infinity.
+    if not np.all(np.isfinite(poly)) or np.any(w <= 0) or not _is_convex(poly):
+        return False
+    # Reference corners run clockwise on screen (y down), i.e. positive signed area; mirrored flips it.
+    area = _signed_area(poly)
+    if area <= 0:
+        return False
+    ref_area_work = ref_size[0] * ref_size[1] * ref_scale**2
+    scale = np.sqrt(area / max(ref_area_work, 1e-9))
+    if not cfg.min_scale <= scale <= cfg.max_scale:
+        return False
+    area_frac = area / (query.scale**2) / max(query.size[0] * query.size[1], 1)
+    if not cfg.min_area_frac <= area_frac <= cfg.max_area_frac:
+        return False
+    # Local affine part at the reference centre: shear / anisotropy bound.
+    c = np.array([[ref_size[0] / 2, ref_size[1] / 2]], np.float64)
+    eps = max(ref_size) * 0.01 + 1e-3
+    pc, _ = _project(H_work, np.vstack([c, c + [eps, 0], c + [0, eps]]))
+    J = np.column_stack([pc[1] - pc[0], pc[2] - pc[0]]) / eps
+    if np.linalg.det(J) <= 0:
+        return False
+    s = np.linalg.svd(J, compute_uv=False)
+    return bool(s[1] > 0 and s[0] / s[1] <= cfg.max_anisotropy)
+
+
+def _distinct(pts: np.ndarray) -> int:
+    # SIFT returns one point per orientation at the same spot; count places, not keypoints.
+    return len(np.unique(np.round(pts).astype(np.int64), axis=0))
+
+
+def _fit_homography(src: np.ndarray, dst: np.ndarray, cfg: LocalConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    import cv2
+
+    method = cv2.USAC_MAGSAC if cfg.ransac_method == "magsac" else cv2.RANSAC
+    H, mask = cv2.findHomography(src, dst, method, cfg.ransac_threshold, maxIters=cfg.ransac_max_iters,
+                                 confidence=cfg.ransac_confidence)
+    if H is None or mask is None or abs(H[2, 2]) < 1e-12:
+        return None
+    return H / H[2, 2], mask.reshape(-1).astype(bool)
+
+
+def _fit_similarity(src: np.ndarray, dst: np.ndarray, cfg: LocalConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    import cv2
+
+    A, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=cfg.ransac_threshold,
+                                          maxIters=cfg.ransac_max_iters, confidence=cfg.ransac_confidence)
+    if A is None or mask is None:
+        return None
+    return np.vstack([A, [0.0, 0.0, 1.0]]), mask.reshape(-1).astype(bool)
+
+
+def verify(query: Features, ref_xy: np.ndarray, matches: np.ndarray, cfg: LocalConfig | None = None, *,
+           ref_size: tuple[int, int], image_id: int = -1, variant: int = 0) -> Verification | None:
+    """Fit a homography reference → photo to ``matches`` ((m, 2) query_kp, ref_kp); None if implausible or weak."""
+    cfg = cfg or LocalConfig()
+    matches = np.asarray(matches, np.int64).reshape(-1, 2)
+    if len(matches) < max(4, cfg.min_inliers):
+        return None
+    src = np.asarray(ref_xy, np.float64)[matches[:, 1]]
+    # RANSAC runs in the photo's working px, so its threshold means the same on every photo.
+    dst = np.asarray(query.xy, np.float64)[matches[:, 0]] * query.scale
+    ref_scale = cfg.ref_long_side / max(ref_size) if (cfg.upscale or max(ref_size) > cfg.ref_long_side) else 1.0
+    fit = _fit_homography(src, dst, cfg)
+    if fit is None or not _plausible(fit[0], ref_size, ref_scale, query, cfg):
+        # A homography from a handful of matches is often wild (a corner through infinity); a similarity
+        # transform needs 2 points and still fits a print seen without strong perspective.
+        fit = _fit_similarity(src, dst, cfg) if cfg.similarity_fallback else None
+        if fit is None or not _plausible(fit[0], ref_size, ref_scale, query, cfg):
+            return None
+    H, inl = fit
+    n_inl = min(_distinct(src[inl]), _distinct(dst[inl]))
+    if n_inl < cfg.min_inliers:
+        return None
+    H_orig = np.diag([1 / query.scale, 1 / query.scale, 1.0]) @ H
+    H_orig /= H_orig[2, 2]
+    poly, _ = _project(H_orig, _corners(ref_size))
+    return Verification(
+        image_id=int(image_id), variant=int(variant), inliers=int(n_inl),
+        inlier_ratio=float(n_inl / len(matches)), H=H_orig, polygon=poly.astype(np.float64),
+        inlier_query_idx=np.unique(matches[inl, 0]),
+    )
+
+
+def _verify_groups(query: Features, dindex: DescriptorIndex, groups: dict, cfg: LocalConfig,
+                   extra: dict | None = None) -> list[Verification]:
+    ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    cands = [(k, m) for k, m in ranked[: cfg.shortlist] if len(m) >= cfg.min_votes]
+    seen = {k for k, _ in cands}
+    cands += [(k, m) for k, m in (extra or {}).items() if k not in seen and len(m) >= cfg.min_votes]
+    best: dict[int, Verification] = {}
+    for (image_id, variant), m in cands:
+        v = verify(query, dindex.ref_xy(image_id, variant), m, cfg, ref_size=dindex.ref_size(image_id, variant),
+                   image_id=image_id, variant=variant)
+        if v is not None and (image_id not in best or v.inliers > best[image_id].inliers):
+            best[image_id] = v
+    return sorted(best.values(), key=lambda v: (-v.inliers, v.image_id))
+
+
+def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | None = None,
+                restrict: Iterable[int] | None = None, extra_candidates: Iterable[int] = ()) -> list[Verification]:
+    """Verified references in the photo, best first (one per image id, sorted by inliers).
+
+    ``restrict``: search only these reference image ids. ``extra_candidates``: image ids (e.g. from
+    the global-embedding shortlist) that are verified even if they did not win enough votes; their
+    matches come from a search restricted to them, so a crowded vote cannot hide them.
+    """
+    cfg = cfg or LocalConfig()
+    if len(query_feats) == 0 or dindex.ntotal == 0:
+        return []
+    groups = group_matches(dindex.match(query_feats, cfg.ratio, cfg.neighbours, restrict))
+    extra_ids = {int(i) for i in extra_candidates} - {k[0] for k in _top(groups, cfg)}
+    if restrict is not None:
+        extra_ids &= {int(i) for i in restrict}
+    extra_ids &= set(dindex.image_ids())
+    extra = group_matches(dindex.match(query_feats, cfg.ratio, cfg.neighbours, extra_ids)) if extra_ids else {}
+    return _verify_groups(query_feats, dindex, groups, cfg, extra)
+
+
+def _top(groups: dict, cfg: LocalConfig) -> list[tuple[int, int]]:
+    return [k for k, _ in sorted(groups.items(), key=lambda kv: -len(kv[1]))[: cfg.shortlist]]
+
+
+def _inside_convex(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
+    d = np.roll(poly, -1, axis=0) - poly
+    rel = pts[:, None, :] - poly[None, :, :]
+    cross = d[None, :, 0] * rel[..., 1] - d[None, :, 1] * rel[..., 0]
+    return np.all(cross >= 0, axis=1) | np.all(cross <= 0, axis=1)
+
+
+def find_all(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | None = None,
+             max_logos: int | None = None, restrict: Iterable[int] | None = None) -> list[Verification]:
+    """Every verified logo in the photo, each with its outline, strongest first.
+
+    After each find, its inlier keypoints and every keypoint inside its outline are taken out and the
+    remaining matches are voted and verified again (the descriptor search runs once).
+    """
+    cfg = cfg or LocalConfig()
+    max_logos = cfg.max_logos if max_logos is None else max_logos
+    if len(query_feats) == 0 or dindex.ntotal == 0:
+        return []
+    matches = dindex.match(query_feats, cfg.ratio, cfg.neighbours, restrict)
+    active = np.ones(len(query_feats), bool)
+    found: list[Verification] = []
+    while len(found) < max_logos:
+        live = matches[active[matches[:, 0]]]
+        results = _verify_groups(query_feats, dindex, group_matches(live), cfg)
+        if not results:
+            break
+        best = results[0]
+        found.append(best)
+        active[best.inlier_query_idx] = False
+        active &= ~_inside_convex(query_feats.xy.astype(np.float64), best.polygon)
+    return found
+
+
+__all__ = ["Verification", "verify", "match_local", "find_all"]

@@ -1,0 +1,363 @@
+"""Local-features channel: RootSIFT extraction, descriptor index, homography verification (synthetic images)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from logoid.engine.local import FeatureCache, Features, LocalConfig, extract, extract_reference
+from logoid.errors import ConfigError, IndexMismatchError
+from logoid.identify.verify import find_all, match_local, verify
+from logoid.index.descriptors import DescriptorConfig, DescriptorIndex, decode_ids, encode_ids
+
+cv2 = pytest.importorskip("cv2")
+
+# Small working sizes keep the whole file fast on a shared 2-core machine.
+CFG = LocalConfig(ref_long_side=400, query_long_side=640, ref_max_keypoints=800, query_max_keypoints=2000)
+
+
+def _logo(text: str, size: tuple[int, int], font_size: int, seed: int) -> Image.Image:
+    """Black-on-white text logo with a few shapes (gives SIFT corners and blobs)."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", size, 255)
+    d = ImageDraw.Draw(img)
+    font = ImageFont.load_default(size=font_size)
+    d.text((size[0] // 2, size[1] // 2), text, font=font, fill=0, anchor="mm", stroke_width=2, stroke_fill=0)
+    for _ in range(6):
+        x, y = rng.integers(0, size[0] - 30), rng.integers(0, size[1] // 5)
+        r = int(rng.integers(6, 14))
+        d.ellipse([x, y, x + r, y + r], fill=0) if rng.random() < 0.5 else d.rectangle([x, y, x + r, y + r], fill=0)
+    d.polygon([(10, size[1] - 10), (40, size[1] - 40), (70, size[1] - 10)], fill=0)
+    d.rectangle([size[0] - 60, size[1] - 30, size[0] - 15, size[1] - 12], outline=0, width=4)
+    return img.convert("RGB")
+
+
+MAYHEM = _logo("MAYHEM", (420, 160), 72, 1)
+DEFTONES = _logo("DEFTONES", (460, 140), 58, 2)
+KORN = _logo("KORN", (300, 200), 90, 3)
+
+
+def _background(size=(800, 600), seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", size, 128)
+    d = ImageDraw.Draw(img)
+    for _ in range(25):
+        x, y = rng.integers(0, size[0]), rng.integers(0, size[1])
+        w, h = rng.integers(10, 80, 2)
+        fill = int(rng.integers(60, 200))
+        d.ellipse([x, y, x + w, y + h], fill=fill) if rng.random() < 0.5 else d.rectangle([x, y, x + w, y + h], fill=fill)
+    arr = np.asarray(img, np.float32) + rng.normal(0, 4, (size[1], size[0]))
+    return np.clip(arr, 0, 255).astype(np.uint8)
+
+
+def _homography(src_size, quad) -> np.ndarray:
+    w, h = src_size
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    return cv2.getPerspectiveTransform(src, np.float32(quad))
+
+
+def _paste(bg: np.ndarray, logo: Image.Image, quad) -> tuple[np.ndarray, np.ndarray]:
+    """Warp ``logo`` (its whole rectangle, as printed on a patch) onto ``bg``; returns image and H."""
+    H = _homography(logo.size, quad)
+    grey = np.asarray(logo.convert("L"))
+    size = (bg.shape[1], bg.shape[0])
+    warped = cv2.warpPerspective(grey, H, size, flags=cv2.INTER_LINEAR)
+    mask = cv2.warpPerspective(np.full_like(grey, 255), H, size, flags=cv2.INTER_NEAREST) > 0
+    out = bg.copy()
+    out[mask] = warped[mask]
+    return out, H
+
+
+def _photo(arr: np.ndarray) -> Image.Image:
+    return Image.fromarray(arr).convert("RGB")
+
+
+def _index(refs: dict[int, Image.Image], cfg: LocalConfig = CFG) -> DescriptorIndex:
+    return DescriptorIndex.build(((i, extract_reference(img, cfg)) for i, img in refs.items()), feature_config=cfg)
+
+
+@pytest.fixture(scope="module")
+def dindex() -> DescriptorIndex:
+    return _index({11: MAYHEM, 22: DEFTONES, 33: KORN})
+
+
+QUAD_A = [(180, 150), (560, 190), (540, 360), (170, 330)]  # perspective, slight rotation
+
+
+# ---- extraction ------------------------------------------------------------------------------
+def test_rootsift_unit_norm_and_original_coordinates():
+    f = extract(MAYHEM, CFG, "ref")
+    assert 50 < len(f) <= CFG.ref_max_keypoints
+    assert f.desc.dtype == np.float32 and f.desc.shape == (len(f), 128)
+    np.testing.assert_allclose(np.linalg.norm(f.desc, axis=1), 1.0, atol=1e-4)
+    assert (f.desc >= 0).all()
+    # Coordinates are in original px even though SIFT ran on an enlarged image.
+    assert f.scale == pytest.approx(400 / 420)
+    assert f.xy[:, 0].max() < MAYHEM.width and f.xy[:, 1].max() < MAYHEM.height and f.xy.min() > -1
+    big = extract(MAYHEM.resize((840, 320)), CFG, "ref")
+    assert big.scale == pytest.approx(400 / 840)
+    # Same content at twice the size: keypoints land at about twice the coordinates.
+    d = np.linalg.norm(big.xy[:, None, :] / 2 - f.xy[None, :, :], axis=2).min(axis=1)
+    assert np.median(d) < 1.5
+
+
+def test_keypoint_cap_keeps_strongest():
+    cfg = LocalConfig.from_dict({**CFG.to_dict(), "ref_max_keypoints": 40})
+    assert len(extract(MAYHEM, cfg, "ref")) == 40
+
+
+@pytest.mark.parametrize("img", [
+    Image.new("RGB", (300, 200), (255, 255, 255)),
+    Image.new("RGB", (300, 200), (12, 200, 40)),
+    Image.new("RGB", (8, 8), (0, 0, 0)),
+    Image.new("RGB", (1, 500), (0, 0, 0)),
+])
+def test_blank_or_tiny_image_gives_empty_features(img):
+    f = extract(img, CFG, "query")
+    assert len(f) == 0 and f.desc.shape == (0, 128) and f.size == img.size
+    refs = extract_reference(img, CFG)
+    assert [len(r) for r in refs] == [0, 0]
+
+
+def test_inverted_reference_variant_differs():
+    normal, inverted = extract_reference(MAYHEM, CFG)
+    assert len(normal) > 0 and len(inverted) > 0
+    assert len(extract_reference(MAYHEM, LocalConfig.from_dict({**CFG.to_dict(), "enrol_inverted": False}))) == 1
+
+
+def test_features_roundtrip_and_cache(tmp_path):
+    f = extract(KORN, CFG, "ref")
+    g = Features.from_bytes(f.to_bytes())
+    np.testing.assert_array_equal(f.xy, g.xy)
+    np.testing.assert_array_equal(f.desc, g.desc)
+    assert (g.size, g.scale) == (f.size, f.scale)
+
+    cache = FeatureCache(tmp_path)
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return KORN
+
+    a = cache.get_reference("ab" * 32, loader, CFG)
+    b = cache.get_reference("ab" * 32, loader, CFG)
+    assert len(calls) == 1 and len(a) == len(b) == 2
+    np.testing.assert_array_equal(a[1].desc, b[1].desc)
+    other = LocalConfig.from_dict({**CFG.to_dict(), "ref_max_keypoints": 100})
+    assert cache.get("ab" * 32, other) is None  # another extraction config is another key
+    assert cache.get("ab" * 32, LocalConfig.from_dict({**CFG.to_dict(), "ratio": 0.7})) is not None
+
+
+def test_config_validation_and_roundtrip():
+    with pytest.raises(ConfigError):
+        LocalConfig(ratio=1.5)
+    with pytest.raises(ConfigError):
+        LocalConfig(ransac_method="lmeds")
+    with pytest.raises(ConfigError):
+        extract(MAYHEM, CFG, "photo")
+    assert LocalConfig.from_dict(CFG.to_dict()) == CFG
+
+
+# ---- finding logos -------------------------------------------------------------------------
+def test_finds_warped_logo_with_accurate_outline(dindex):
+    bg = _background(seed=5)
+    arr, H = _paste(bg, MAYHEM, QUAD_A)
+    photo = _photo(arr)
+    q = extract(photo, CFG, "query")
+    res = match_local(q, dindex, CFG)
+    assert res and res[0].image_id == 11 and res[0].variant == 0
+    assert res[0].inliers >= 30
+    assert all(r.inliers < res[0].inliers / 3 for r in res[1:])
+    err = np.linalg.norm(res[0].polygon - np.float64(QUAD_A), axis=1)
+    assert err.max() < 4.0, err
+
+
+def test_unknown_logo_is_not_matched(dindex):
+    arr, _ = _paste(_background(seed=6), _logo("SLAYER", (420, 160), 72, 9), QUAD_A)
+    res = match_local(extract(_photo(arr), CFG, "query"), dindex, CFG)
+    assert all(r.inliers < 15 for r in res)
+
+
+def test_blank_photo_no_match_no_error(dindex):
+    q = extract(Image.new("RGB", (640, 480), (255, 255, 255)), CFG, "query")
+    assert match_local(q, dindex, CFG) == [] and find_all(q, dindex, CFG) == []
+
+
+def test_inverted_print_needs_inverted_enrolment():
+    inverted_logo = Image.fromarray(255 - np.asarray(DEFTONES))
+    arr, _ = _paste(_background(seed=7), inverted_logo, [(150, 200), (600, 180), (610, 330), (140, 340)])
+    q = extract(_photo(arr), CFG, "query")
+    refs = {11: MAYHEM, 22: DEFTONES, 33: KORN}
+    no_inv = LocalConfig.from_dict({**CFG.to_dict(), "enrol_inverted": False})
+    assert not [r for r in match_local(q, _index(refs, no_inv), no_inv) if r.image_id == 22]
+    res = match_local(q, _index(refs, CFG), CFG)
+    assert res and res[0].image_id == 22 and res[0].variant == 1 and res[0].inliers >= 20
+
+
+def test_find_all_returns_each_logo_with_outline(dindex):
+    quad_m = [(40, 60), (380, 80), (370, 210), (30, 200)]
+    quad_d = [(360, 330), (770, 300), (780, 440), (350, 460)]
+    arr, _ = _paste(_background(seed=8), MAYHEM, quad_m)
+    arr, _ = _paste(arr, DEFTONES, quad_d)
+    q = extract(_photo(arr), CFG, "query")
+    found = find_all(q, dindex, CFG)
+    by_id = {v.image_id: v for v in found}
+    assert set(by_id) == {11, 22}, [(v.image_id, v.inliers) for v in found]
+    assert np.linalg.norm(by_id[11].polygon - np.float64(quad_m), axis=1).max() < 5
+    assert np.linalg.norm(by_id[22].polygon - np.float64(quad_d), axis=1).max() < 5
+    assert len(find_all(q, dindex, CFG, max_logos=1)) == 1
+
+
+def test_extra_candidate_is_verified_when_restricted(dindex):
+    arr, _ = _paste(_background(seed=9), KORN, [(200, 100), (480, 120), (470, 320), (190, 300)])
+    q = extract(_photo(arr), CFG, "query")
+    strong = match_local(q, dindex, CFG, restrict=[33])
+    assert strong[0].image_id == 33 and strong[0].inliers >= 20
+    assert all(r.image_id != 33 and r.inliers < strong[0].inliers / 3
+               for r in match_local(q, dindex, CFG, restrict=[11, 22]))
+    tiny = LocalConfig.from_dict({**CFG.to_dict(), "shortlist": 0})
+    assert match_local(q, dindex, tiny) == []
+    assert [r.image_id for r in match_local(q, dindex, tiny, extra_candidates=[33])] == [33]
+
+
+# ---- verification rules --------------------------------------------------------------------
+def _synthetic_matches(H: np.ndarray, n=60, size=(400, 200), seed=0):
+    rng = np.random.default_rng(seed)
+    ref = rng.uniform([0, 0], size, (n, 2)).astype(np.float32)
+    p = np.column_stack([ref, np.ones(n)]) @ H.T
+    qxy = (p[:, :2] / p[:, 2:]).astype(np.float32)
+    q = Features(qxy, np.zeros((n, 128), np.float32), (800, 600), 1.0)
+    return q, ref, np.column_stack([np.arange(n), np.arange(n)])
+
+
+def test_verify_accepts_true_homography_and_rejects_mirror():
+    H = _homography((400, 200), [(100, 100), (500, 120), (490, 330), (90, 300)])
+    q, ref, m = _synthetic_matches(H)
+    v = verify(q, ref, m, CFG, ref_size=(400, 200), image_id=5)
+    assert v is not None and v.image_id == 5 and v.inliers == 60 and v.inlier_ratio == 1.0
+    np.testing.assert_allclose(v.H / v.H[2, 2], H / H[2, 2], atol=1e-3)
+    mirror = _homography((400, 200), [(500, 120), (100, 100), (90, 300), (490, 330)])
+    q, ref, m = _synthetic_matches(mirror)
+    no_fallback = LocalConfig.from_dict({**CFG.to_dict(), "similarity_fallback": False})
+    assert verify(q, ref, m, no_fallback, ref_size=(400, 200)) is None
+    # The similarity fallback can only explain a chance handful of a mirrored set, never the mirror itself.
+    v = verify(q, ref, m, CFG, ref_size=(400, 200))
+    assert v is None or (v.inliers <= 10 and np.linalg.det(v.H[:2, :2]) > 0)
+
+
+def test_similarity_fallback_rescues_few_matches():
+    # Six exact matches under a similarity, plus two outliers: enough for a 4-dof fit.
+    S = np.array([[0.8, -0.2, 150], [0.2, 0.8, 90], [0, 0, 1.0]])
+    q, ref, m = _synthetic_matches(S, n=8, seed=3)
+    q.xy[6:] += 120
+    v = verify(q, ref, m, CFG, ref_size=(400, 200))
+    assert v is not None and v.inliers == 6
+    np.testing.assert_allclose(v.H, S, atol=1e-2)
+
+
+def test_verify_rejects_collapsed_and_too_few():
+    collapsed = _homography((400, 200), [(300, 300), (303, 300), (303, 302), (300, 302)])
+    q, ref, m = _synthetic_matches(collapsed)
+    assert verify(q, ref, m, CFG, ref_size=(400, 200)) is None
+    H = _homography((400, 200), [(100, 100), (500, 120), (490, 330), (90, 300)])
+    q, ref, m = _synthetic_matches(H, n=CFG.min_inliers - 1)
+    assert verify(q, ref, m, CFG, ref_size=(400, 200)) is None
+
+
+# ---- descriptor index ----------------------------------------------------------------------
+def test_ids_encode_owner():
+    ids = encode_ids(123456, 1, 5)
+    img, var, kp = decode_ids(np.append(ids, -1))
+    assert list(img) == [123456] * 5 + [-1] and list(var) == [1] * 5 + [-1] and list(kp) == [0, 1, 2, 3, 4, -1]
+
+
+def test_add_then_remove_restores_index(dindex):
+    q = extract(_photo(_paste(_background(seed=3), MAYHEM, QUAD_A)[0]), CFG, "query")
+    before_n, before_ids = dindex.ntotal, dindex.image_ids()
+    D0, O0 = dindex.search(q.desc, k=4)
+    added = dindex.add(99, extract_reference(MAYHEM.rotate(180), CFG))
+    assert added > 0 and dindex.ntotal == before_n + added and 99 in dindex.image_ids()
+    D1, O1 = dindex.search(q.desc, k=4)
+    assert (O1[..., 0] == 99).any()  # the new image really takes part in search
+    assert dindex.remove([99]) == added
+    assert dindex.ntotal == before_n and dindex.image_ids() == before_ids
+    D2, O2 = dindex.search(q.desc, k=4)
+    np.testing.assert_array_equal(O0, O2)
+    np.testing.assert_allclose(D0, D2)
+
+
+def test_readd_replaces_and_owner_consistent(dindex):
+    n = dindex.ntotal
+    feats = extract_reference(KORN, CFG)
+    dindex.add(33, feats)
+    assert dindex.ntotal == n
+    D, own = dindex.search(feats[1].desc[:20], k=1)
+    assert (own[:, 0, 0] == 33).all() and (own[:, 0, 1] == 1).all()
+    np.testing.assert_array_equal(own[:, 0, 2], np.arange(20))
+    np.testing.assert_allclose(D[:, 0], 0, atol=1e-5)
+
+
+def test_ratio_uses_other_image_as_second_neighbour():
+    rng = np.random.default_rng(0)
+    base = rng.random((1, 128)).astype(np.float32)
+    a = np.repeat(base, 3, axis=0) + rng.normal(0, 1e-3, (3, 128)).astype(np.float32)  # repeated structure
+    b = rng.random((3, 128)).astype(np.float32)
+    idx = DescriptorIndex()
+    idx.add(1, [Features(np.zeros((3, 2), np.float32), a, (10, 10))])
+    idx.add(2, [Features(np.zeros((3, 2), np.float32), b, (10, 10))])
+    q = Features(np.zeros((1, 2), np.float32), base.copy(), (10, 10))
+    votes = idx.votes(q, ratio=0.8, k=4)
+    assert list(votes) == [(1, 0)]  # a same-image second neighbour would have failed the ratio test
+    two_nn_first = idx.search(q.desc, k=2)[1][0, :, 0]
+    assert list(two_nn_first) == [1, 1]
+
+
+def test_save_load_roundtrip(tmp_path, dindex):
+    p = tmp_path / "descriptors-00001"
+    dindex.save(p)
+    assert {f.name for f in tmp_path.iterdir()} == {"descriptors-00001.faiss", "descriptors-00001.npz",
+                                                    "descriptors-00001.json"}
+    back = DescriptorIndex.load(p)
+    assert back.ntotal == dindex.ntotal and back.image_ids() == dindex.image_ids()
+    np.testing.assert_array_equal(back.ref_xy(22, 1), dindex.ref_xy(22, 1))
+    assert back.ref_size(22, 0) == DEFTONES.size
+    q = extract(KORN, CFG, "query")
+    np.testing.assert_array_equal(back.search(q.desc, 3)[1], dindex.search(q.desc, 3)[1])
+    back.check_features(CFG)
+    with pytest.raises(IndexMismatchError):
+        back.check_features(LocalConfig.from_dict({**CFG.to_dict(), "ref_long_side": 999}))
+    (tmp_path / "descriptors-00001.json").write_text('{"schema_version": 99}')
+    with pytest.raises(IndexMismatchError):
+        DescriptorIndex.load(p)
+
+
+def test_ivf_index_recall_against_exact():
+    rng = np.random.default_rng(1)
+    feats = []
+    for i in range(20):
+        d = rng.random((300, 128)).astype(np.float32)
+        d /= np.linalg.norm(d, axis=1, keepdims=True)
+        feats.append((i, [Features(rng.random((300, 2)).astype(np.float32), d, (100, 100))]))
+    exact = DescriptorIndex.build(feats)
+    ivf = DescriptorIndex.build(feats, DescriptorConfig(ivf=True, nlist=16, nprobe=8))
+    assert ivf.config.ivf and not exact.config.ivf and ivf.ntotal == exact.ntotal == 6000
+    q = feats[3][1][0].desc[:200] + rng.normal(0, 0.01, (200, 128)).astype(np.float32)
+    e, a = exact.search(q, 1)[1][:, 0], ivf.search(q, 1)[1][:, 0]
+    assert (e == a).all(axis=1).mean() >= 0.9
+    assert ivf.remove([3]) == 300 and ivf.ntotal == 5700
+    assert not (ivf.search(q, 5)[1][..., 0] == 3).any()
+
+
+def test_ivf_save_load_and_restricted_search(tmp_path):
+    rng = np.random.default_rng(2)
+    feats = [(i, [Features(rng.random((200, 2)).astype(np.float32), rng.random((200, 128)).astype(np.float32),
+                           (50, 50))]) for i in range(10)]
+    ivf = DescriptorIndex.build(feats, DescriptorConfig(ivf=True, nlist=16, nprobe=5))
+    ivf.save(tmp_path / "d")
+    back = DescriptorIndex.load(tmp_path / "d")
+    assert back.config.ivf and back.config.nprobe == 5 and back.ntotal == 2000
+    q = feats[4][1][0].desc[:30]
+    np.testing.assert_array_equal(back.search(q, 2)[1], ivf.search(q, 2)[1])
+    owners = back.search(q, 3, restrict=[7, 8])[1][..., 0]
+    assert set(np.unique(owners)) <= {7, 8, -1} and (owners[:, 0] >= 0).mean() > 0.5
