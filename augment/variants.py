@@ -126,9 +126,9 @@ def _homography(rng: np.random.Generator, w: int, h: int, cfg: AugmentConfig) ->
     if rng.random() >= cfg.p_perspective:
         return affine
     dx, dy = cfg.perspective * w / 2, cfg.perspective * h / 2
-    src = np.float32([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
-    sign = np.float32([[1, 1], [-1, 1], [-1, -1], [1, -1]])  # corners move inward, as in RandomPerspective
-    dst = src + sign * rng.uniform(0, 1, (4, 2)).astype(np.float32) * np.float32([dx, dy])
+    src = np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float32)
+    sign = np.array([[1, 1], [-1, 1], [-1, -1], [1, -1]], np.float32)  # corners move inward, as in RandomPerspective
+    dst = src + sign * rng.uniform(0, 1, (4, 2)).astype(np.float32) * np.array([dx, dy], np.float32)
     return cv2.getPerspectiveTransform(src, dst) @ affine
 
 
@@ -157,7 +157,7 @@ def _variant(base: np.ndarray, scheme: str, rng: np.random.Generator, cfg: Augme
     """One augmented float image; ``base`` is the resized RGB image, or its light map for the bw scheme."""
     # bw: warp the one-channel light map, then paint: the shirt colour / texture fills the whole frame
     # (no warped rectangle edge), and one channel is a third of the warping work.
-    arr = recolour_bw(_warp(base, rng, cfg), rng, cfg) if scheme == "bw" else _warp(base, rng, cfg)
+    arr: np.ndarray = recolour_bw(_warp(base, rng, cfg), rng, cfg) if scheme == "bw" else _warp(base, rng, cfg)
     if rng.random() < cfg.p_invert:
         arr = 255.0 - arr
     arr = cv2.transform(arr, _colour_matrix(rng, float(arr[::4, ::4].reshape(-1, 3).mean(axis=0) @ _GREY), cfg))
@@ -170,7 +170,7 @@ def _variant(base: np.ndarray, scheme: str, rng: np.random.Generator, cfg: Augme
         noise = rng.integers(0, 256, arr.shape[:2], dtype=np.uint8).astype(np.float32)
         noise -= np.float32(127.5)
         noise *= np.float32(sigma * math.sqrt(12) / 256)
-        arr += noise[..., None]
+        np.add(arr, noise[..., None], out=arr)
     return arr
 
 

@@ -26,7 +26,8 @@ def setup_home(data: Path, home_dir: Path, model: str, *, progress=None) -> tupl
 
     home = Home(home_dir).ensure()
     cat = Catalog.open(home)
-    rows = list(csv.DictReader(open(data / "manifest.csv")))
+    with open(data / "manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
     key_of = {}
     with cat.transaction():
         for r in rows:
@@ -44,8 +45,8 @@ def setup_home(data: Path, home_dir: Path, model: str, *, progress=None) -> tupl
 
 def run(data: Path, model: str = "logoid-effl0-minilm", limit: int | None = None, progress=None) -> dict:
     from logoid.eval.manifest import LabelledQuery
-    from logoid.eval.run import apply_calibration, collect, fit, fusion_scorer, to_results
     from logoid.eval.metrics import evaluate
+    from logoid.eval.run import apply_calibration, collect, fit, fusion_scorer, to_results
     from logoid.identify import Identifier
 
     home_dir = ROOT / "bench" / "results" / f"threadless-home-{model.replace('/', '_')}"

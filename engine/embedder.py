@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -28,6 +29,21 @@ def _l2(x: np.ndarray) -> np.ndarray:
     return (x / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
+def _channels_last():
+    import torch
+
+    return torch.channels_last
+
+
+class _Loaded(NamedTuple):
+    """What :meth:`Embedder._ensure_loaded` sets up."""
+
+    model: Any  # open_clip model (open_clip is untyped)
+    tokenizer: Callable[..., Any]
+    transform: Callable[[Image.Image], Any]
+    preprocess_cfg: dict
+
+
 class Embedder:
     """One dual encoder. Construction is cheap; weights load on first use (``model``, ``embed_*``, ``info``)."""
 
@@ -36,9 +52,9 @@ class Embedder:
         self.name = spec.name
         self._device = device
         self._lock = threading.RLock()
-        self._model = None
-        self._tokenizer = None
-        self._transform = None
+        self._model: Any = None  # open_clip model; set last by _ensure_loaded, so not None means loaded
+        self._tokenizer: Callable[..., Any] | None = None
+        self._transform: Callable[[Image.Image], Any] | None = None
         self._preprocess_cfg: dict | None = None
         self._sha: str | None = None
 
@@ -64,8 +80,7 @@ class Embedder:
         """Embedding size; read from the config, so it does not load the model."""
         if self.spec.model_cfg is not None:
             return int(self.spec.model_cfg["embed_dim"])
-        return int(self.model.text_projection.shape[1] if hasattr(self.model, "text_projection") else
-                   self.embed_texts(["x"]).shape[1])
+        return int(self.embed_texts(["x"]).shape[1])  # hf-hub names: no config until loaded
 
     def _ensure_loaded(self) -> None:
         if self._model is not None:
@@ -76,6 +91,8 @@ class Embedder:
             from open_clip.transform import PreprocessCfg, image_transform_v2
 
             model, pp, tokenizer = build(self.spec, device=self.device)
+            # channels_last about doubles CPU conv throughput (depthwise convs); values and hash are unchanged.
+            model.visual.to(memory_format=_channels_last())
             known = set(PreprocessCfg.__dataclass_fields__)
             self._transform = image_transform_v2(PreprocessCfg(**{k: v for k, v in pp.items() if k in known}),
                                                  is_train=False)
@@ -87,6 +104,14 @@ class Embedder:
                                      "the file is corrupt or was edited; re-run `logoid finetune`")
                 self._sha = sha
             self._model = model
+
+    def _loaded(self) -> _Loaded:
+        """Load on first use; the loaded model, tokenizer, image transform and preprocess config."""
+        self._ensure_loaded()
+        tokenizer, transform, pp = self._tokenizer, self._transform, self._preprocess_cfg
+        if tokenizer is None or transform is None or pp is None:  # _ensure_loaded sets all of them
+            raise ModelError(f"model {self.name!r} is not fully loaded")
+        return _Loaded(self._model, tokenizer, transform, pp)
 
     @property
     def model(self):
@@ -101,8 +126,7 @@ class Embedder:
 
     @property
     def preprocess_cfg(self) -> dict:
-        self._ensure_loaded()
-        return dict(self._preprocess_cfg)
+        return dict(self._loaded().preprocess_cfg)
 
     @property
     def weights_sha256(self) -> str:
@@ -150,10 +174,10 @@ class Embedder:
 
     def preprocess(self, img: Image.Image):
         """PIL image → normalised CHW float tensor, exactly as the model expects it."""
-        self._ensure_loaded()
+        transform = self._loaded().transform
         if img.mode != "RGB":
             img = img.convert("RGB")
-        return self._transform(img)
+        return transform(img)
 
     # ------------------------------------------------------------------ embedding
 
@@ -161,7 +185,7 @@ class Embedder:
         import torch
 
         with torch.inference_mode():
-            batch = torch.stack(tensors).to(self.device)
+            batch = torch.stack(tensors).to(self.device).contiguous(memory_format=torch.channels_last)
             return fn(batch).float().cpu().numpy()
 
     def _run_images(self, images: Sequence[Image.Image], batch_size: int, fn: Callable, width: int | None):
@@ -220,7 +244,8 @@ class Embedder:
             except ImageError as e:
                 return i, e
 
-        vectors, ok = [], []
+        vectors: list[np.ndarray] = []
+        ok: list[int] = []
         with ThreadPoolExecutor(max_workers=max(1, num_workers)) as pool:
             chunks = [range(i, min(i + batch_size, len(paths))) for i in range(0, len(paths), batch_size)]
             # Keep one batch decoding ahead: bounded memory, decoder and model busy at the same time.
@@ -246,12 +271,12 @@ class Embedder:
 
         if isinstance(texts, str):
             raise ModelError("embed_texts takes a list of strings, got one string", "wrap it in a list")
-        self._ensure_loaded()
+        loaded = self._loaded()
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), batch_size):
-                tokens = self._tokenizer(list(texts[i:i + batch_size])).to(self.device)
-                out.append(self._model.encode_text(tokens).float().cpu().numpy())
+                tokens = loaded.tokenizer(list(texts[i:i + batch_size])).to(self.device)
+                out.append(loaded.model.encode_text(tokens).float().cpu().numpy())
         if not out:
             return np.zeros((0, self.dim), dtype=np.float32)
         return _l2(np.concatenate(out))

@@ -15,12 +15,16 @@ import io
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from logoid._atomic import write_bytes_atomic
 from logoid.errors import ConfigError
+
+if TYPE_CHECKING:
+    import cv2
 
 FEATURES_VERSION = 1
 DESC_DIM = 128
@@ -127,10 +131,10 @@ class Features:
         return cls.from_bytes(Path(path).read_bytes())
 
 
-def _sift(cfg: LocalConfig):
+def _sift(cfg: LocalConfig) -> cv2.SIFT:
     import cv2
 
-    return cv2.SIFT_create(
+    return cv2.SIFT.create(
         nfeatures=0,
         nOctaveLayers=cfg.sift_octave_layers,
         contrastThreshold=cfg.sift_contrast_threshold,
@@ -228,8 +232,8 @@ class FeatureCache:
     def get_reference(self, sha256: str, img_loader, cfg: LocalConfig) -> list[Features]:
         """Cached :func:`extract_reference`; ``img_loader()`` is called only on a miss."""
         n = 2 if cfg.enrol_inverted else 1
-        got = [self.get(sha256, cfg, v) for v in range(n)]
-        if all(g is not None for g in got):
+        got = [g for g in (self.get(sha256, cfg, v) for v in range(n)) if g is not None]
+        if len(got) == n:
             return got
         feats = extract_reference(img_loader(), cfg)
         for v, f in enumerate(feats):

@@ -182,7 +182,7 @@ class TextReader:
         lines = self._read_array(bgr)
         for poly in regions or []:
             crop, to_orig = self._crop_region(bgr, poly)
-            if crop is None:
+            if crop is None or to_orig is None:
                 continue
             for ln in self._read_array(crop):
                 ln.box = cv2.perspectiveTransform(ln.box.reshape(-1, 1, 2), to_orig).reshape(4, 2)

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -125,7 +126,8 @@ def _custom_spec(name, model_cfg, preprocess_cfg, pretrained) -> ModelSpec:
     size = model_cfg["vision_cfg"].get("image_size", 224)
     pp = {"size": size, "mean": list(_OPENAI_MEAN), "std": list(_OPENAI_STD), "interpolation": "bicubic",
           "resize_mode": "longest", "fill_color": 128}
-    return ModelSpec(name=name, kind="logoid", model_cfg=copy.deepcopy(model_cfg), preprocess_cfg={**pp, **(preprocess_cfg or {})},
+    return ModelSpec(name=name, kind="logoid", model_cfg=copy.deepcopy(model_cfg),
+                     preprocess_cfg={**pp, **(preprocess_cfg or {})},
                      description="custom model_cfg", pretrained=str(_existing_file(pretrained)) if pretrained else None)
 
 
@@ -187,7 +189,8 @@ def _resolve_pkg(value: Any) -> Any:
         mod = __import__(module)
         return str(mod.get_model_path())
     except (ImportError, AttributeError) as e:
-        raise ModelError(f"packaged model {module!r} is not installed", f"pip install {module.replace('_', '-')}") from e
+        hint = f"pip install {module.replace('_', '-')}"
+        raise ModelError(f"packaged model {module!r} is not installed", hint) from e
 
 
 def _concrete_cfg(model_cfg: dict) -> dict:
@@ -245,7 +248,8 @@ def _init_projections_orthogonal(model, seed: int) -> None:
         layer = getattr(owner, attr, None) if owner is not None else None
         if isinstance(layer, torch.nn.Linear):
             with torch.no_grad():
-                layer.weight.copy_(_orthonormal(*layer.weight.shape, gen))
+                rows, cols = layer.weight.shape
+                layer.weight.copy_(_orthonormal(rows, cols, gen))
                 if layer.bias is not None:
                     layer.bias.zero_()
 
@@ -270,6 +274,8 @@ def build(spec: ModelSpec, device: str = "cpu"):
             model, tokenizer = _build_open_clip(spec)
             pp = {**get_model_preprocess_cfg(model), **(spec.preprocess_cfg or {})}
         else:
+            if spec.preprocess_cfg is None:
+                raise ModelError(f"model {spec.name!r} has no preprocess_cfg", "its config must give one")
             model, tokenizer = _build_logoid(spec)
             pp = dict(spec.preprocess_cfg)
     set_model_preprocess_cfg(model, pp)
@@ -297,6 +303,8 @@ def _quiet_transformers():
 
 
 def _build_logoid(spec: ModelSpec):
+    if spec.model_cfg is None:
+        raise ModelError(f"model {spec.name!r} has no model_cfg", "its config must give one")
     cfg = _concrete_cfg(spec.model_cfg)
     if spec.kind == "checkpoint":
         # The checkpoint holds every weight; build the text tower from its config only (no second load).
@@ -312,6 +320,8 @@ def _build_logoid(spec: ModelSpec):
     if spec.init_projections == "orthogonal":
         _init_projections_orthogonal(model, spec.seed)
     if spec.kind == "checkpoint":
+        if spec.checkpoint is None:
+            raise ModelError(f"checkpoint model {spec.name!r} names no checkpoint folder")
         _load_state_file(model, Path(spec.checkpoint) / CHECKPOINT_WEIGHTS)
     elif spec.pretrained:
         _load_state_file(model, spec.pretrained)
@@ -343,7 +353,7 @@ def weights_sha256(model) -> str:
     return h.hexdigest()
 
 
-def save_checkpoint(model, folder: str | Path, *, base_model: str, model_cfg: dict, preprocess_cfg: dict,
+def save_checkpoint(model, folder: str | os.PathLike, *, base_model: str, model_cfg: dict | None, preprocess_cfg: dict,
                     extra: dict | None = None) -> Path:
     """Write a logoid checkpoint folder: ``config.json`` (format, base_model, model_cfg, preprocess_cfg,
     weights_sha256, extra) and ``model.safetensors`` (the full CLIP state dict). ``create_embedder(folder)`` loads it.

@@ -202,8 +202,8 @@ def gallery_calibration(catalog, vectors: np.ndarray, ids: np.ndarray) -> dict:
     against every other entity (impostors, the index without it). No photos are needed; `logoid calibrate`
     with real labelled photos replaces this.
     """
-    from logoid.eval.calibrate import leave_one_out_impostors
     from logoid.errors import ConfigError
+    from logoid.eval.calibrate import leave_one_out_impostors
     from logoid.identify.fuse import DefaultRule
 
     from .vectors import decode_ids
@@ -244,7 +244,7 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None) -> tuple[In
         fcache = FeatureCache(home.cache_dir / "features")
     for ref in refs:
         # Re-adding an image already indexed replaces its vectors instead of duplicating them.
-        store.vectors.remove_images([ref.id])
+        store.require_vectors().remove_images([ref.id])
         if store.descriptors is not None:
             store.descriptors.remove([ref.id])
         try:
@@ -256,7 +256,7 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None) -> tuple[In
             if on_skip:
                 on_skip(str(ref.path), e.reason)
             continue
-        store.vectors.add(vecs, ids)
+        store.require_vectors().add(vecs, ids)
         report.images += 1
         report.vectors += len(ids)
     cache.close()
@@ -267,7 +267,7 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None) -> tuple[In
 def remove_images(home: Home, catalog, image_ids: list[int]) -> IndexStore:
     """Take images out of every index component (the caller commits)."""
     store = IndexStore.load(home.index_dir)
-    store.vectors.remove_images(image_ids)
+    store.require_vectors().remove_images(image_ids)
     if store.descriptors is not None:
         store.descriptors.remove(image_ids)
     _refresh_after_change(store, catalog)
@@ -280,7 +280,7 @@ def _refresh_after_change(store: IndexStore, catalog) -> None:
             warnings.simplefilter("ignore")
             store.names = _new_names_index(catalog)
     counts = dict(store.meta.get("counts", {}))
-    counts.update(vectors=store.vectors.ntotal, images=len(catalog.images()))
+    counts.update(vectors=store.require_vectors().ntotal, images=len(catalog.images()))
     if store._descriptors is not None:
         counts["descriptors"] = store._descriptors.ntotal
     store.meta["counts"] = counts

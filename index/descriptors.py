@@ -17,12 +17,16 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from logoid._atomic import atomic_path, write_json_atomic
 from logoid.engine.local import DESC_DIM, Features, LocalConfig
 from logoid.errors import ConfigError, IndexMismatchError, IndexMissingError
+
+if TYPE_CHECKING:
+    import faiss
 
 SCHEMA_VERSION = 1
 KP_BITS = 20  # up to 1,048,576 keypoints per (image, variant)
@@ -74,7 +78,7 @@ class DescriptorIndex:
 
     config: DescriptorConfig = field(default_factory=DescriptorConfig)
     feature_config: dict = field(default_factory=dict)  # LocalConfig.to_dict() of the reference extraction
-    _index: object = None
+    _index: faiss.Index | None = None
     _xy: dict = field(default_factory=dict)  # (image_id, variant) -> (n, 2) float32 original px
     _size: dict = field(default_factory=dict)  # (image_id, variant) -> (w, h)
 
@@ -118,10 +122,10 @@ class DescriptorIndex:
             sample = sample[rng.choice(n, size=self.config.train_sample, replace=False)]
         index = faiss.index_factory(DESC_DIM, f"IVF{nlist},Flat", faiss.METRIC_L2)
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        index.nprobe = self.config.nprobe
+        faiss.extract_index_ivf(index).nprobe = self.config.nprobe
         self._index = index
 
-    def _require_index(self):
+    def _require_index(self) -> faiss.Index:
         if self._index is None:
             raise IndexMissingError("the IVF descriptor index is not trained yet", "call train() or build()")
         return self._index
@@ -185,11 +189,11 @@ class DescriptorIndex:
     def ref_size(self, image_id: int, variant: int = 0) -> tuple[int, int]:
         return self._size[(int(image_id), int(variant))]
 
-    def _selector(self, restrict: Iterable[int]):
+    def _selector(self, restrict: Iterable[int]) -> tuple[faiss.IDSelectorBatch, np.ndarray]:
         import faiss
 
-        ids = [encode_ids(i, v, len(xy)) for (i, v), xy in self._xy.items() if i in restrict]
-        ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        parts = [encode_ids(i, v, len(xy)) for (i, v), xy in self._xy.items() if i in restrict]
+        ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         return faiss.IDSelectorBatch(ids), ids
 
     def search(self, desc: np.ndarray, k: int = 2, restrict: Iterable[int] | None = None
@@ -209,8 +213,16 @@ class DescriptorIndex:
             D, ids = index.search(desc, k)
         else:
             sel, _keep = self._selector({int(i) for i in restrict})
-            params = faiss.SearchParametersIVF(sel=sel, nprobe=self.config.nprobe) if self.config.ivf \
-                else faiss.SearchParameters(sel=sel)
+            # Attribute assignment is what faiss's kwargs constructor does (its stubs omit the kwargs).
+            params: faiss.SearchParameters
+            if self.config.ivf:
+                ivf_params = faiss.SearchParametersIVF()
+                ivf_params.sel = sel
+                ivf_params.nprobe = self.config.nprobe
+                params = ivf_params
+            else:
+                params = faiss.SearchParameters()
+                params.sel = sel
             D, ids = index.search(desc, k, params=params)
         D = np.where(ids < 0, np.inf, D).astype(np.float32)
         return D, np.stack(decode_ids(ids), axis=-1)

@@ -11,6 +11,7 @@ import datetime as _dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from logoid._atomic import write_json_atomic
 from logoid.errors import IndexMismatchError, IndexMissingError
@@ -28,8 +29,8 @@ class IndexStore:
     root: Path
     meta: dict = field(default_factory=dict)
     vectors: VectorIndex | None = None
-    _descriptors: object = None
-    _names: object = None
+    _descriptors: Any = None
+    _names: Any = None
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
@@ -87,6 +88,11 @@ class IndexStore:
     @names.setter
     def names(self, value) -> None:
         self._names = value
+
+    def require_vectors(self) -> VectorIndex:
+        if self.vectors is None:
+            raise IndexMissingError(f"the index in {self.root} has no vectors", "run `logoid build-index`")
+        return self.vectors
 
     # ---- model check ---------------------------------------------------------------------
     @property

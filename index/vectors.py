@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,7 @@ class VectorIndex:
 
     dim: int
     config: IndexConfig = field(default_factory=IndexConfig)
-    _index: object = None
+    _index: Any = None
 
     def __post_init__(self) -> None:
         if self._index is None:

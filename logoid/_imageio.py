@@ -51,10 +51,8 @@ def _flatten_alpha(img: Image.Image) -> Image.Image:
     if alpha.min() >= 0.999:
         return rgba.convert("RGB")
     visible = alpha > 0.5
-    if visible.any():
-        lum = (0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2])[visible].mean()
-    else:
-        lum = 0.0
+    luma = 0.299 * arr[..., 0] + 0.587 * arr[..., 1] + 0.114 * arr[..., 2]
+    lum = luma[visible].mean() if visible.any() else 0.0
     bg = (0, 0, 0) if lum > 160 else (255, 255, 255)
     base = Image.new("RGBA", rgba.size, bg + (255,))
     return Image.alpha_composite(base, rgba).convert("RGB")
@@ -99,8 +97,8 @@ def load_image(path: str | os.PathLike, *, max_pixels_: int | None = None) -> Im
                     f"raise it with --max-pixels or {ENV_MAX_PIXELS} if the file is trusted",
                 )
             img.load()
-            img = ImageOps.exif_transpose(img) or img
-            out = _to_rgb(img)
+            upright: Image.Image = ImageOps.exif_transpose(img) or img
+            out = _to_rgb(upright)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

@@ -7,9 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-from logoid.augment import AugmentConfig, contact_sheet, make_variants, preview
 from PIL import Image, ImageDraw
 
+from logoid.augment import AugmentConfig, contact_sheet, make_variants, preview
 from logoid.errors import ConfigError
 
 SMALL = AugmentConfig(n_variants=6, size=64)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from logoid.catalog import CaptionTemplates, Catalog, caption, captions, import_album_manifest, import_bands_csv
 from PIL import Image
 
 from logoid._paths import Home
+from logoid.catalog import CaptionTemplates, Catalog, caption, captions, import_album_manifest, import_bands_csv
 from logoid.errors import CatalogError, ConfigError, ImageError
 
 

@@ -91,7 +91,8 @@ def test_batch_skips_bad_files_and_writes_csv(built, tmp_path):
     res = run("batch", folder, *CH, "-o", out, "--json")
     data = json.loads(res.stdout)
     assert data["summary"]["photos"] == 3 and data["summary"]["skipped"] == 2
-    rows = list(csv.DictReader(open(out)))
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
     assert len(rows) == 1 and rows[0]["answer"] == "Korn"
     assert "skipping" in res.stderr
 

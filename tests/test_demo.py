@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from logoid.catalog import Catalog
 from PIL import Image
 
+from logoid.catalog import Catalog
 from logoid.demo import DEMO_SLUGS, UNKNOWN_SLUGS, build_demo_catalog, make_demo_photo, make_unknown_photo, render_icon
 from logoid.errors import ConfigError
 

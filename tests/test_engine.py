@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from logoid.engine import DEFAULT_MODEL, Embedder, create_embedder, list_models
-from logoid.engine import _effnet
+from logoid.engine import DEFAULT_MODEL, Embedder, _effnet, create_embedder, list_models
 from logoid.engine.registry import CHECKPOINT_CONFIG, _orthonormal
 from logoid.errors import ModelError
 
@@ -205,7 +204,7 @@ def test_open_clip_architecture_with_local_checkpoint_file(tiny, tmp_path):
     import open_clip
 
     # A tiny architecture registered with open_clip (as open_clip's own tests do), loaded through create_model.
-    spec = json.loads((tiny.spec.model_cfg and json.dumps(tiny.spec.model_cfg)))
+    spec = json.loads(json.dumps(tiny.spec.model_cfg))
     cfg_dir = tmp_path / "cfgs"
     cfg_dir.mkdir()
     (cfg_dir / "logoid-test-tiny-oc.json").write_text(json.dumps(spec))
@@ -261,7 +260,8 @@ def test_custom_model_cfg(tiny):
 
 
 def _fake_pair():
-    src = {"_conv_stem.weight": torch.zeros(4, 3, 3, 3), "_bn0.weight": torch.ones(4), "_bn0.bias": torch.full((4,), 2.0),
+    src = {"_conv_stem.weight": torch.zeros(4, 3, 3, 3), "_bn0.weight": torch.ones(4),
+           "_bn0.bias": torch.full((4,), 2.0),
            "_fc.weight": torch.zeros(10, 4), "_fc.bias": torch.zeros(10)}
     dst = {"conv_stem.weight": torch.empty(4, 3, 3, 3), "bn1.weight": torch.empty(4), "bn1.bias": torch.empty(4),
            "classifier.weight": torch.empty(10, 4), "classifier.bias": torch.empty(10)}
@@ -284,3 +284,10 @@ def test_effnet_map_keys_refuses_misaligned_lists():
         _effnet.map_keys(swapped, dst)
     with pytest.raises(ModelError, match="tensors"):
         _effnet.map_keys({"_conv_stem.weight": src["_conv_stem.weight"]}, dst)
+
+
+def test_model_spec_dict_roundtrip(tiny):
+    from logoid.engine import ModelSpec
+
+    d = tiny.spec.to_dict()
+    assert ModelSpec.from_dict(json.loads(json.dumps(d))) == tiny.spec

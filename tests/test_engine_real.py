@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from logoid.engine import DEFAULT_MODEL, create_embedder
-from logoid.engine import _effnet
+from logoid.engine import DEFAULT_MODEL, _effnet, create_embedder
 
 pytestmark = pytest.mark.real
 
@@ -137,3 +136,13 @@ def test_untrained_projection_roughly_keeps_trunk_geometry(default):
     raw, emb = default.image_features_raw(imgs), default.embed_images(imgs)
     iu = np.triu_indices(len(imgs), 1)
     assert np.abs((raw @ raw.T)[iu] - (emb @ emb.T)[iu]).max() < 0.1
+
+
+def test_default_checkpoint_roundtrip(default, tmp_path):
+    folder = default.save(tmp_path / "ft")
+    loaded = create_embedder(str(folder), device="cpu")
+    imgs = [_sample("flower.jpg")]
+    np.testing.assert_array_equal(loaded.embed_images(imgs), default.embed_images(imgs))
+    np.testing.assert_array_equal(loaded.embed_texts(["slayer"]), default.embed_texts(["slayer"]))
+    assert loaded.weights_sha256 == default.weights_sha256
+    assert loaded.info["base_model"] == DEFAULT_MODEL

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from logoid.index.store import SIDECAR, IndexStore
-from logoid.index.vectors import VARIANT_SLOTS, IndexConfig, VectorIndex, decode_ids, encode_ids
 
 from logoid.errors import IndexMismatchError, IndexMissingError
+from logoid.index.store import SIDECAR, IndexStore
+from logoid.index.vectors import VARIANT_SLOTS, IndexConfig, VectorIndex, decode_ids, encode_ids
 
 
 def _unit(rng, n, d=32):

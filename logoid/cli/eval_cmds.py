@@ -12,7 +12,7 @@ from ._common import emit_json, json_option, pass_state, progress, warn
 from .index_cmds import _identifier
 
 
-def _load(state, queries: Path, split: str | None, channels: str):
+def _load(state, queries: Path, split: str | None, channels: str, embedder=None):
     from logoid.eval.manifest import load_queries
     from logoid.eval.run import collect
 
@@ -21,6 +21,8 @@ def _load(state, queries: Path, split: str | None, channels: str):
         raise LogoidError(f"{queries}: no query photos" + (f" with split={split}" if split else ""),
                           "check the manifest's photo/label/split columns")
     ident = _identifier(state, channels=channels)
+    if embedder is not None:
+        ident._embedder = embedder
     collected = collect(ident, qs, progress=lambda it: progress(it, "querying", total=len(qs)),
                         on_skip=lambda p, r: warn(f"skipping {p}: {r}"))
     return ident, collected
@@ -125,12 +127,12 @@ def calibrate_cmd(state, queries, split, objective, max_false_accept, gallery, a
     click.echo(f"stored in {state.home.index_dir / 'logoid-index.json'}")
 
 
-def _calibrate_photos(state, queries, split, objective, max_false_accept) -> dict:
+def _calibrate_photos(state, queries, split, objective, max_false_accept, embedder=None) -> dict:
     from logoid.eval.manifest import load_queries
     from logoid.eval.run import fit
 
     has_split = any(q.split for q in load_queries(queries))
-    ident, collected = _load(state, queries, split if has_split else None, "global,local,text")
+    ident, collected = _load(state, queries, split if has_split else None, "global,local,text", embedder)
     labels = [c.query.label for c in collected]
     if all(lbl is None for lbl in labels):
         raise LogoidError(f"{queries}: every photo is labelled unknown", "add photos of catalog entities")

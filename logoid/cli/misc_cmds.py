@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ._common import emit_json, json_option, pass_state, progress
+from .eval_cmds import _calibrate_photos
 
 
 @click.command("models")
@@ -50,7 +51,7 @@ def augment_preview(image, output, variants, seed):
 @pass_state
 def demo_cmd(state, workdir, as_json):
     """Build the built-in demo catalog (real CC0 brand logos), index it, identify two demo photos."""
-    from logoid.demo import build_demo_catalog, demo_assets
+    from logoid.demo import build_demo_catalog, calibration_manifest, demo_assets
     from logoid.engine import create_embedder
     from logoid.identify import Identifier
     from logoid.index.build import build_index
@@ -64,6 +65,11 @@ def demo_cmd(state, workdir, as_json):
     n = len(cat.images())
     report = build_index(state.home, cat, embedder, progress=lambda it: progress(it, "indexing", total=n))
     click.echo(f"indexed {report.images} images → {report.vectors} vectors in {report.seconds:.1f}s", err=True)
+    manifest = calibration_manifest(workdir)
+    cal = _calibrate_photos(state, manifest, None, "open_set_accuracy", 0.05, embedder=embedder)
+    c = cal["calibration"]
+    click.echo(f"calibrated on {cal['queries']} simulated photos (known and unknown icons): rule {c['rule']}, "
+               f"threshold {c['threshold']:.3f}", err=True)
     ident = Identifier(state.home, cat, embedder=embedder)
     answers = [ident.identify(p) for p in (assets["known_photo"], assets["unknown_photo"])]
     truth = {"known": assets["known_name"], "unknown": assets["unknown_name"]}
@@ -72,8 +78,8 @@ def demo_cmd(state, workdir, as_json):
         return
     from .index_cmds import _fmt_answer
 
-    click.echo(f"two simulated photos: a printed {truth['known']} logo (in the catalog) and a {truth['unknown']} logo "
-               "(not in the catalog, should be unknown):")
+    click.echo(f"two simulated photos: a printed {truth['known']} logo (in the catalog), and the {truth['unknown']} "
+               "logo (not in the catalog, so the right answer is unknown):")
     for a in answers:
         click.echo(_fmt_answer(a, 3))
 

@@ -8,10 +8,10 @@ with an icon that is not in the catalog, to show rejection. The photos are simul
 
 from __future__ import annotations
 
-from .icons import DEMO_SLUGS, UNKNOWN_SLUGS, build_demo_catalog, demo_assets, render_icon
+from .icons import DEMO_SLUGS, UNKNOWN_SLUGS, build_demo_catalog, calibration_manifest, demo_assets, render_icon
 from .photo import make_demo_photo, make_unknown_photo
 
 __all__ = [
-    "DEMO_SLUGS", "UNKNOWN_SLUGS", "build_demo_catalog", "demo_assets", "make_demo_photo", "make_unknown_photo",
+    "DEMO_SLUGS", "UNKNOWN_SLUGS", "build_demo_catalog", "calibration_manifest", "demo_assets", "make_demo_photo", "make_unknown_photo",
     "render_icon",
 ]

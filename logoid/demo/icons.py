@@ -101,3 +101,31 @@ def demo_assets(workdir: str | os.PathLike) -> dict:
     return {"workdir": workdir, "logos_dir": logos_dir, "logos": logos,
             "known_photo": known_photo, "known_slug": DEMO_PHOTO_SLUG, "known_name": icon_title(DEMO_PHOTO_SLUG),
             "unknown_photo": unknown_photo, "unknown_slug": unknown_slug, "unknown_name": icon_title(unknown_slug)}
+
+
+def calibration_manifest(workdir: str | os.PathLike, *, per_known: int = 1, n_known: int = 24) -> Path:
+    """Simulated calibration photos and their manifest (``photo,label``): known demo icons and unknown ones.
+
+    Uses other seeds than the demo photos, and never the demo's own unknown icon, so the demo's answers
+    are not scored on photos the calibration saw.
+    """
+    from .photo import make_demo_photo
+
+    workdir = Path(workdir) / "calibration"
+    workdir.mkdir(parents=True, exist_ok=True)
+    rows = ["photo,label"]
+    for i, slug in enumerate(DEMO_SLUGS[:n_known]):
+        for j in range(per_known):
+            p = workdir / f"{slug}-{j}.jpg"
+            if not p.exists():
+                make_demo_photo(render_icon(slug), p, seed=100 + 7 * i + j)
+            rows.append(f"{p.name},si:{slug}")
+    for i, slug in enumerate(UNKNOWN_SLUGS[1:]):
+        for j in range(3):
+            p = workdir / f"unknown-{slug}-{j}.jpg"
+            if not p.exists():
+                make_demo_photo(render_icon(slug), p, seed=200 + 7 * i + j)
+            rows.append(f"{p.name},unknown")
+    manifest = workdir / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    return manifest

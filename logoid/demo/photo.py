@@ -32,7 +32,7 @@ def _fabric(rng: np.random.Generator, w: int, h: int, colour: tuple[int, int, in
     weave = np.sin(2 * math.pi * xx / period) * np.sin(2 * math.pi * yy / period)
     grain = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 0.8)
     relief = 0.035 * weave + 0.03 * grain + 0.04 * _smooth_noise(rng, w, h, 12)
-    fabric = np.float32(colour) * (1 + relief)[..., None]
+    fabric = np.array(colour, dtype=np.float32) * (1 + relief)[..., None]
     return fabric, relief
 
 
@@ -50,10 +50,10 @@ def _place(rng: np.random.Generator, logo_w: int, logo_h: int, w: int, h: int) -
     s = side / max(logo_w, logo_h)
     cx, cy = w / 2 + rng.uniform(-0.08, 0.08) * w, h / 2 + rng.uniform(-0.08, 0.06) * h
     angle = math.radians(rng.uniform(-10, 10))
-    half = np.float32([[-logo_w, -logo_h], [logo_w, -logo_h], [logo_w, logo_h], [-logo_w, logo_h]]) * s / 2
-    rot = np.float32([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-    dst = half @ rot.T + np.float32([cx, cy]) + rng.uniform(-0.06, 0.06, (4, 2)).astype(np.float32) * side
-    src = np.float32([[0, 0], [logo_w, 0], [logo_w, logo_h], [0, logo_h]])
+    half = np.array([[-logo_w, -logo_h], [logo_w, -logo_h], [logo_w, logo_h], [-logo_w, logo_h]], np.float32) * s / 2
+    rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]], np.float32)
+    dst = half @ rot.T + np.array([cx, cy], np.float32) + rng.uniform(-0.06, 0.06, (4, 2)).astype(np.float32) * side
+    src = np.array([[0, 0], [logo_w, 0], [logo_w, logo_h], [0, logo_h]], np.float32)
     return cv2.getPerspectiveTransform(src, dst.astype(np.float32))
 
 
@@ -88,7 +88,7 @@ def make_demo_photo(logo_img: Image.Image, out_path: str | os.PathLike, seed: in
     ink_w = cv2.warpPerspective(ink, hom, (w, h), flags=cv2.INTER_LINEAR)
     a_w = cv2.warpPerspective(alpha, hom, (w, h), flags=cv2.INTER_LINEAR)[..., None] * rng.uniform(0.85, 0.97)
     # Plastisol ink sits on the weave: it takes the fabric's relief, a little weaker.
-    img = fabric * (1 - a_w) + ink_w * (1 + 0.6 * relief)[..., None] * a_w
+    img: np.ndarray = fabric * (1 - a_w) + ink_w * (1 + 0.6 * relief)[..., None] * a_w
     mx, my, shade = _folds(rng, w, h)
     img = cv2.remap(img, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     # Light: fold shading, a broad gradient across the frame, and lens vignetting.
@@ -97,7 +97,7 @@ def make_demo_photo(logo_img: Image.Image, out_path: str | os.PathLike, seed: in
     grad = ((xx - w / 2) * math.cos(theta) + (yy - h / 2) * math.sin(theta)) / max(w, h)
     vignette = 1 - 0.35 * (((xx - w / 2) / w) ** 2 + ((yy - h / 2) / h) ** 2)
     img *= (shade * (rng.uniform(0.85, 1.05) + rng.uniform(0.2, 0.4) * grad) * vignette)[..., None]
-    img *= np.float32(rng.uniform(0.9, 1.1, 3))  # white balance
+    img *= rng.uniform(0.9, 1.1, 3).astype(np.float32)  # white balance
     img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.0))  # lens softness
     img += rng.normal(0, rng.uniform(2.5, 5.0), img.shape).astype(np.float32)  # sensor noise
     out = Image.fromarray(img.round().clip(0, 255).astype(np.uint8))

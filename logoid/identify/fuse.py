@@ -36,7 +36,7 @@ class DefaultRule:
 
     cos_mid: float = 0.80  # cosine at which the global channel alone gives p = 0.5
     cos_slope: float = 40.0
-    inliers_mid: float = 14.0  # verified inliers at which the local channel alone gives p = 0.5
+    inliers_mid: float = 9.0  # verified inliers at which the local channel alone gives p = 0.5
     inliers_slope: float = 4.0  # per unit of log(1 + inliers)
     text_mid: float = 0.85  # name similarity at which the text channel alone gives p = 0.5
     text_slope: float = 30.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,7 +137,7 @@ class Identifier:
         self._store: IndexStore | None = None
         self._entity_of_image: dict[int, str] | None = None
         self._reader = None
-        self._scorer = None
+        self._scorer: Callable[[list[dict]], list[float]] | None = None
 
     # ---- lazy state ----------------------------------------------------------------------
     @property
@@ -192,9 +193,10 @@ class Identifier:
         return float(rule_score(self.rule, qr))
 
     def score(self, feats: list[dict]) -> list[float]:
-        if self._scorer is None:
-            self._scorer = make_scorer(self.store.meta)
-        return self._scorer(feats)
+        scorer = self._scorer
+        if scorer is None:
+            scorer = self._scorer = make_scorer(self.store.meta)
+        return scorer(feats)
 
     # ---- channels ------------------------------------------------------------------------
     def _global(self, img: Image.Image) -> dict[str, dict]:
@@ -324,10 +326,10 @@ class Identifier:
                 channels=chans, image_id=c.get("local_image_id", c.get("image_id")), polygon=c.get("polygon"),
                 text=c.get("text"), inliers=int(c.get("inliers", 0)),
             ))
-        out.sort(key=lambda c: -c.score)
-        for c in out[:5]:
-            etype, eid = c.entity_key.split(":")
-            c.meta = self.catalog.entity_meta(etype, int(eid))
+        out.sort(key=lambda cand: -cand.score)
+        for cand in out[:5]:
+            etype, eid = cand.entity_key.split(":")
+            cand.meta = self.catalog.entity_meta(etype, int(eid))
         best = out[0] if out else None
         thr = self.threshold
         rej = self.rejection_score(out)
