@@ -133,27 +133,27 @@ def build_index(
     cache = EmbeddingCache(home.cache_dir, embedder.model_id)
     refs = catalog.images()
     vec_parts, id_parts = [], []
-    dindex, fcache, local_cfg = None, None, None
+    dindex, fcache, local_cfg, feature_items = None, None, None, None
     if opts.with_local:
         from logoid.engine.local import FeatureCache
 
         from .descriptors import DescriptorIndex
 
         local_cfg = _local_cfg(opts)
-        dindex = DescriptorIndex(feature_config=local_cfg.to_dict())
+        feature_items: list[tuple[int, list]] = []
         fcache = FeatureCache(home.cache_dir / "features")
     iterator = progress(refs) if progress else refs
     for ref in iterator:
         try:
             vecs, ids, img = embed_reference(ref, embedder, cache, aug_cfg, report, opts.prototypes)
-            if dindex is not None:
+            if feature_items is not None:
                 feats = reference_features(ref, img, local_cfg, fcache)
                 if sum(len(f.xy) for f in feats) < MIN_REF_KEYPOINTS:
                     report.warnings.append(
                         f"{ref.source or ref.path}: only {sum(len(f.xy) for f in feats)} keypoints; "
                         "matching will rely on the embedding alone"
                     )
-                dindex.add(ref.id, feats)
+                feature_items.append((ref.id, feats))
         except ImageError as e:
             report.skipped.append((str(ref.path), e.reason))
             if on_skip:
@@ -171,6 +171,9 @@ def build_index(
         old = IndexStore.load_meta_only(home.index_dir)
         store.meta = {k: v for k, v in old.items() if k in ("generation", "files")}
     store.vectors = VectorIndex.build(vectors, ids, opts.index)
+    if feature_items is not None:
+        # Built in one go so the index structure (exact or IVF) is chosen for the whole catalog's size.
+        dindex = DescriptorIndex.build(feature_items, feature_config=local_cfg)
     store.descriptors = dindex
     if opts.with_names:
         store.names = _new_names_index(catalog)

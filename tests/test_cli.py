@@ -182,3 +182,20 @@ def test_subprocess_end_to_end(built, tmp_path, _isolated_home):
     assert json.loads(res.stdout)["answer"] == "Mayhem"
     ver = subprocess.run([sys.executable, "-m", "logoid", "--version"], capture_output=True, text=True)
     assert ver.returncode == 0 and "logoid" in ver.stdout
+
+
+def test_finetune_then_build_with_checkpoint(tmp_path, logos):
+    for band, p in logos.items():
+        run("add-band", "--name", band, "--genre", "metal", "--image", p)
+    extra = tmp_path / "x.png"
+    text_logo("QUIX", seed=9).save(extra)
+    run("add-band", "--name", "Quix", "--image", extra)
+    ckpt = tmp_path / "ft"
+    out = json.loads(run("finetune", "--base", "tiny-test", "--epochs", "2", "--variants", "2", "--batch-size", "4",
+                         "--val-fraction", "0.5", "-o", ckpt, "--json").stdout)
+    assert (ckpt / "model.safetensors").exists() and out["checkpoint"] == str(ckpt)
+    built = json.loads(run("build-index", "--model", ckpt, "--variants", "2", "--json").stdout)
+    assert built["vectors"] == 8
+    # The index now records the fine-tuned model; the base model is refused for it.
+    res = run("query", extra, "--model", "tiny-test", "--channels", "global", ok=False)
+    assert res.exit_code == 1 and "rebuild" in res.stderr
