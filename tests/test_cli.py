@@ -199,3 +199,25 @@ def test_finetune_then_build_with_checkpoint(tmp_path, logos):
     # The index now records the fine-tuned model; the base model is refused for it.
     res = run("query", extra, "--model", "tiny-test", "--channels", "global", ok=False)
     assert res.exit_code == 1 and "rebuild" in res.stderr
+
+
+def test_name_only_roster_is_found_by_text(tmp_path):
+    from PIL import Image, ImageDraw, ImageFont
+
+    roster = tmp_path / "roster.csv"
+    roster.write_text("Band ID,Name,Country,Genre\n1,Deftones,USA,Alt Metal\n2,Metallica,USA,Thrash\n"
+                      "3,Metallics,USA,Thrash\n")
+    run("catalog", "import", roster)
+    run("build-index", *FAST)
+    img = Image.new("RGB", (800, 400), (30, 30, 30))
+    ImageDraw.Draw(img).text((400, 200), "METALLICA", font=ImageFont.load_default(size=90), fill=(230, 230, 230),
+                             anchor="mm")
+    ph = tmp_path / "shirt.jpg"
+    img.save(ph)
+    ans = json.loads(run("query", ph, "--json").stdout)
+    assert ans["accepted"] and ans["answer"] == "Metallica"  # the look-alike Metallics does not steal it
+    assert ans["candidates"][0]["channels"] == ["text"] and ans["read"][0]["text"].upper() == "METALLICA"
+    blank = tmp_path / "blank.jpg"
+    Image.new("RGB", (400, 300), (90, 90, 90)).save(blank)
+    ans = json.loads(run("query", blank, "--json").stdout)
+    assert not ans["accepted"] and ans["candidates"] == []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
+from synth import background, homography, paste, text_logo
+from synth import photo as to_photo
 
 from logoid.engine.local import FeatureCache, Features, LocalConfig, extract, extract_reference
 from logoid.errors import ConfigError, IndexMismatchError
@@ -17,60 +19,9 @@ cv2 = pytest.importorskip("cv2")
 CFG = LocalConfig(ref_long_side=400, query_long_side=640, ref_max_keypoints=800, query_max_keypoints=2000)
 
 
-def _logo(text: str, size: tuple[int, int], font_size: int, seed: int) -> Image.Image:
-    """Black-on-white text logo with a few shapes (gives SIFT corners and blobs)."""
-    rng = np.random.default_rng(seed)
-    img = Image.new("L", size, 255)
-    d = ImageDraw.Draw(img)
-    font = ImageFont.load_default(size=font_size)
-    d.text((size[0] // 2, size[1] // 2), text, font=font, fill=0, anchor="mm", stroke_width=2, stroke_fill=0)
-    for _ in range(6):
-        x, y = rng.integers(0, size[0] - 30), rng.integers(0, size[1] // 5)
-        r = int(rng.integers(6, 14))
-        d.ellipse([x, y, x + r, y + r], fill=0) if rng.random() < 0.5 else d.rectangle([x, y, x + r, y + r], fill=0)
-    d.polygon([(10, size[1] - 10), (40, size[1] - 40), (70, size[1] - 10)], fill=0)
-    d.rectangle([size[0] - 60, size[1] - 30, size[0] - 15, size[1] - 12], outline=0, width=4)
-    return img.convert("RGB")
-
-
-MAYHEM = _logo("MAYHEM", (420, 160), 72, 1)
-DEFTONES = _logo("DEFTONES", (460, 140), 58, 2)
-KORN = _logo("KORN", (300, 200), 90, 3)
-
-
-def _background(size=(800, 600), seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    img = Image.new("L", size, 128)
-    d = ImageDraw.Draw(img)
-    for _ in range(25):
-        x, y = rng.integers(0, size[0]), rng.integers(0, size[1])
-        w, h = rng.integers(10, 80, 2)
-        fill = int(rng.integers(60, 200))
-        d.ellipse([x, y, x + w, y + h], fill=fill) if rng.random() < 0.5 else d.rectangle([x, y, x + w, y + h], fill=fill)
-    arr = np.asarray(img, np.float32) + rng.normal(0, 4, (size[1], size[0]))
-    return np.clip(arr, 0, 255).astype(np.uint8)
-
-
-def _homography(src_size, quad) -> np.ndarray:
-    w, h = src_size
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    return cv2.getPerspectiveTransform(src, np.float32(quad))
-
-
-def _paste(bg: np.ndarray, logo: Image.Image, quad) -> tuple[np.ndarray, np.ndarray]:
-    """Warp ``logo`` (its whole rectangle, as printed on a patch) onto ``bg``; returns image and H."""
-    H = _homography(logo.size, quad)
-    grey = np.asarray(logo.convert("L"))
-    size = (bg.shape[1], bg.shape[0])
-    warped = cv2.warpPerspective(grey, H, size, flags=cv2.INTER_LINEAR)
-    mask = cv2.warpPerspective(np.full_like(grey, 255), H, size, flags=cv2.INTER_NEAREST) > 0
-    out = bg.copy()
-    out[mask] = warped[mask]
-    return out, H
-
-
-def _photo(arr: np.ndarray) -> Image.Image:
-    return Image.fromarray(arr).convert("RGB")
+MAYHEM = text_logo("MAYHEM", (420, 160), 72, 1)
+DEFTONES = text_logo("DEFTONES", (460, 140), 58, 2)
+KORN = text_logo("KORN", (300, 200), 90, 3)
 
 
 def _index(refs: dict[int, Image.Image], cfg: LocalConfig = CFG) -> DescriptorIndex:
@@ -161,9 +112,9 @@ def test_config_validation_and_roundtrip():
 
 # ---- finding logos -------------------------------------------------------------------------
 def test_finds_warped_logo_with_accurate_outline(dindex):
-    bg = _background(seed=5)
-    arr, H = _paste(bg, MAYHEM, QUAD_A)
-    photo = _photo(arr)
+    bg = background(seed=5)
+    arr, H = paste(bg, MAYHEM, QUAD_A)
+    photo = to_photo(arr)
     q = extract(photo, CFG, "query")
     res = match_local(q, dindex, CFG)
     assert res and res[0].image_id == 11 and res[0].variant == 0
@@ -174,8 +125,8 @@ def test_finds_warped_logo_with_accurate_outline(dindex):
 
 
 def test_unknown_logo_is_not_matched(dindex):
-    arr, _ = _paste(_background(seed=6), _logo("SLAYER", (420, 160), 72, 9), QUAD_A)
-    res = match_local(extract(_photo(arr), CFG, "query"), dindex, CFG)
+    arr, _ = paste(background(seed=6), text_logo("SLAYER", (420, 160), 72, 9), QUAD_A)
+    res = match_local(extract(to_photo(arr), CFG, "query"), dindex, CFG)
     assert all(r.inliers < 15 for r in res)
 
 
@@ -186,8 +137,8 @@ def test_blank_photo_no_match_no_error(dindex):
 
 def test_inverted_print_needs_inverted_enrolment():
     inverted_logo = Image.fromarray(255 - np.asarray(DEFTONES))
-    arr, _ = _paste(_background(seed=7), inverted_logo, [(150, 200), (600, 180), (610, 330), (140, 340)])
-    q = extract(_photo(arr), CFG, "query")
+    arr, _ = paste(background(seed=7), inverted_logo, [(150, 200), (600, 180), (610, 330), (140, 340)])
+    q = extract(to_photo(arr), CFG, "query")
     refs = {11: MAYHEM, 22: DEFTONES, 33: KORN}
     no_inv = LocalConfig.from_dict({**CFG.to_dict(), "enrol_inverted": False})
     assert not [r for r in match_local(q, _index(refs, no_inv), no_inv) if r.image_id == 22]
@@ -198,9 +149,9 @@ def test_inverted_print_needs_inverted_enrolment():
 def test_find_all_returns_each_logo_with_outline(dindex):
     quad_m = [(40, 60), (380, 80), (370, 210), (30, 200)]
     quad_d = [(360, 330), (770, 300), (780, 440), (350, 460)]
-    arr, _ = _paste(_background(seed=8), MAYHEM, quad_m)
-    arr, _ = _paste(arr, DEFTONES, quad_d)
-    q = extract(_photo(arr), CFG, "query")
+    arr, _ = paste(background(seed=8), MAYHEM, quad_m)
+    arr, _ = paste(arr, DEFTONES, quad_d)
+    q = extract(to_photo(arr), CFG, "query")
     found = find_all(q, dindex, CFG)
     by_id = {v.image_id: v for v in found}
     assert set(by_id) == {11, 22}, [(v.image_id, v.inliers) for v in found]
@@ -210,8 +161,8 @@ def test_find_all_returns_each_logo_with_outline(dindex):
 
 
 def test_extra_candidate_is_verified_when_restricted(dindex):
-    arr, _ = _paste(_background(seed=9), KORN, [(200, 100), (480, 120), (470, 320), (190, 300)])
-    q = extract(_photo(arr), CFG, "query")
+    arr, _ = paste(background(seed=9), KORN, [(200, 100), (480, 120), (470, 320), (190, 300)])
+    q = extract(to_photo(arr), CFG, "query")
     strong = match_local(q, dindex, CFG, restrict=[33])
     assert strong[0].image_id == 33 and strong[0].inliers >= 20
     assert all(r.image_id != 33 and r.inliers < strong[0].inliers / 3
@@ -232,12 +183,12 @@ def _synthetic_matches(H: np.ndarray, n=60, size=(400, 200), seed=0):
 
 
 def test_verify_accepts_true_homography_and_rejects_mirror():
-    H = _homography((400, 200), [(100, 100), (500, 120), (490, 330), (90, 300)])
+    H = homography((400, 200), [(100, 100), (500, 120), (490, 330), (90, 300)])
     q, ref, m = _synthetic_matches(H)
     v = verify(q, ref, m, CFG, ref_size=(400, 200), image_id=5)
     assert v is not None and v.image_id == 5 and v.inliers == 60 and v.inlier_ratio == 1.0
     np.testing.assert_allclose(v.H / v.H[2, 2], H / H[2, 2], atol=1e-3)
-    mirror = _homography((400, 200), [(500, 120), (100, 100), (90, 300), (490, 330)])
+    mirror = homography((400, 200), [(500, 120), (100, 100), (90, 300), (490, 330)])
     q, ref, m = _synthetic_matches(mirror)
     no_fallback = LocalConfig.from_dict({**CFG.to_dict(), "similarity_fallback": False})
     assert verify(q, ref, m, no_fallback, ref_size=(400, 200)) is None
@@ -257,10 +208,10 @@ def test_similarity_fallback_rescues_few_matches():
 
 
 def test_verify_rejects_collapsed_and_too_few():
-    collapsed = _homography((400, 200), [(300, 300), (303, 300), (303, 302), (300, 302)])
+    collapsed = homography((400, 200), [(300, 300), (303, 300), (303, 302), (300, 302)])
     q, ref, m = _synthetic_matches(collapsed)
     assert verify(q, ref, m, CFG, ref_size=(400, 200)) is None
-    H = _homography((400, 200), [(100, 100), (500, 120), (490, 330), (90, 300)])
+    H = homography((400, 200), [(100, 100), (500, 120), (490, 330), (90, 300)])
     q, ref, m = _synthetic_matches(H, n=CFG.min_inliers - 1)
     assert verify(q, ref, m, CFG, ref_size=(400, 200)) is None
 
@@ -273,7 +224,7 @@ def test_ids_encode_owner():
 
 
 def test_add_then_remove_restores_index(dindex):
-    q = extract(_photo(_paste(_background(seed=3), MAYHEM, QUAD_A)[0]), CFG, "query")
+    q = extract(to_photo(paste(background(seed=3), MAYHEM, QUAD_A)[0]), CFG, "query")
     before_n, before_ids = dindex.ntotal, dindex.image_ids()
     D0, O0 = dindex.search(q.desc, k=4)
     added = dindex.add(99, extract_reference(MAYHEM.rotate(180), CFG))

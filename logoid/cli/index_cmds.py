@@ -62,9 +62,9 @@ def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes
     from logoid.index.vectors import IndexConfig
 
     cat = state.catalog
-    if not cat.images():
-        raise LogoidError(f"the catalog in {state.home.root} has no images",
-                          "add some with `logoid add-band --image` or `logoid catalog import`; try `make demo`")
+    if not cat.images() and not cat.list_bands() and not cat.list_albums():
+        raise LogoidError(f"the catalog in {state.home.root} is empty",
+                          "add bands with `logoid add-band` or `logoid catalog import`; try `make demo`")
     aug = AugmentConfig()
     if variants is not None:
         aug.n_variants = variants
