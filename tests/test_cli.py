@@ -221,3 +221,17 @@ def test_name_only_roster_is_found_by_text(tmp_path):
     Image.new("RGB", (400, 300), (90, 90, 90)).save(blank)
     ans = json.loads(run("query", blank, "--json").stdout)
     assert not ans["accepted"] and ans["candidates"] == []
+
+
+def test_add_album_then_query_names_album_and_artist(built, tmp_path):
+    cover = tmp_path / "cover.png"
+    text_logo("CHIMERA", size=(400, 400), font_size=80, seed=12).save(cover)
+    out = json.loads(run("add-album", "--title", "Chimera", "--artist", "Mayhem", "--year", "2004", "--image", cover,
+                         "--json").stdout)
+    assert out["artist"] == "Mayhem" and out["vectors_added"] == 3
+    ph = tmp_path / "sleeve.jpg"
+    photo_of(text_logo("CHIMERA", size=(400, 400), font_size=80, seed=12),
+             quad=((200, 120), (520, 140), (510, 460), (190, 440))).save(ph)
+    ans = json.loads(run("query", ph, *CH, "--json").stdout)
+    assert ans["accepted"] and ans["entity"].startswith("album:")
+    assert "Mayhem" in ans["answer"] and "Chimera" in ans["answer"]

@@ -74,6 +74,41 @@ def add_band_cmd(state, name, genre, country, location, status, formed_year, the
                    + (f"; {indexed} vectors added to the index" if has_index else "; run `logoid build-index` next"))
 
 
+@click.command("add-album")
+@click.option("--title", required=True, help="Album title.")
+@click.option("--artist", required=True, help="The artist (a catalog band; created if missing).")
+@click.option("--year", type=int)
+@click.option("--genre")
+@click.option("--image", "images", multiple=True, type=click.Path(path_type=Path), help="Cover image (repeatable).")
+@json_option
+@pass_state
+def add_album_cmd(state, title, artist, year, genre, images, as_json):
+    """Add an album (and its cover images) to the catalog and, if built, to the index without a rebuild."""
+    from logoid._imageio import load_image
+
+    for p in images:
+        load_image(p)
+    cat = state.catalog
+    has_index = _index_exists(state)
+    with cat.transaction():
+        album = cat.add_album(title, artist, year=year, genre=genre)
+        refs = [cat.add_image("album", album.id, p) for p in images]
+        indexed = 0
+        if has_index:
+            from logoid.index.build import add_images
+
+            store, report = add_images(state.home, cat, _embedder_for_index(state), refs)
+            store.commit()
+            indexed = report.vectors
+    out = {"album": album.id, "title": album.title, "artist": album.artist_name, "images": [r.id for r in refs],
+           "vectors_added": indexed, "indexed": has_index}
+    if as_json:
+        emit_json(out)
+    else:
+        click.echo(f"added album {album.title} by {album.artist_name} (id {album.id}) with {len(refs)} cover(s)"
+                   + (f"; {indexed} vectors added to the index" if has_index else "; run `logoid build-index` next"))
+
+
 @click.command("remove-band")
 @click.argument("band")
 @json_option
@@ -186,4 +221,4 @@ def catalog_import(state, source, images_dir, mapping, as_json):
                    + ("; run `logoid build-index` to index them" if report.images_added else ""))
 
 
-COMMANDS = [add_band_cmd, remove_band_cmd, catalog_group]
+COMMANDS = [add_band_cmd, add_album_cmd, remove_band_cmd, catalog_group]

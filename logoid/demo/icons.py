@@ -22,6 +22,10 @@ DEMO_SLUGS = (
 UNKNOWN_SLUGS = ("archlinux", "rust", "volkswagen", "raspberrypi")
 # The logo the demo photo shows (a known one).
 DEMO_PHOTO_SLUG = "firefox"
+#: Icons outside the demo catalog that calibration sees as unknowns (never the demo's own unknown photo).
+CALIBRATION_UNKNOWN_SLUGS = ("rust", "volkswagen", "raspberrypi", "git", "linux", "nvidia", "intel", "netflix",
+                             "twitch", "dropbox", "paypal", "visa", "nike", "audi", "ferrari", "gitlab", "kubernetes",
+                             "nodedotjs", "vlcmediaplayer", "wikipedia")
 
 
 def _icon(slug: str):
@@ -120,12 +124,11 @@ def calibration_manifest(workdir: str | os.PathLike, *, per_known: int = 1, n_kn
             if not p.exists():
                 make_demo_photo(render_icon(slug), p, seed=100 + 7 * i + j)
             rows.append(f"{p.name},si:{slug}")
-    for i, slug in enumerate(UNKNOWN_SLUGS[1:]):
-        for j in range(3):
-            p = workdir / f"unknown-{slug}-{j}.jpg"
-            if not p.exists():
-                make_demo_photo(render_icon(slug), p, seed=200 + 7 * i + j)
-            rows.append(f"{p.name},unknown")
+    for i, slug in enumerate(CALIBRATION_UNKNOWN_SLUGS):
+        p = workdir / f"unknown-{slug}.jpg"
+        if not p.exists():
+            make_demo_photo(render_icon(slug), p, seed=200 + i)
+        rows.append(f"{p.name},unknown")
     manifest = workdir / "manifest.csv"
     manifest.write_text("\n".join(rows) + "\n")
     return manifest

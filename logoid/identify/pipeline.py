@@ -349,8 +349,21 @@ class Identifier:
             s = self.score([f])[0]
             if s < self.threshold:
                 continue
+            poly = np.asarray(v.polygon, dtype=np.float32)
+            if any(_same_place(poly, np.asarray(o.polygon, dtype=np.float32)) for o in logos):
+                continue  # the same print found again (its other reference, or a second homography on it)
             etype, eid = key.split(":")
             logos.append(Candidate(entity_key=key, name=self.catalog.entity_name(etype, int(eid)), score=s,
                                    features=f, channels=["local"], image_id=v.image_id, inliers=int(v.inliers),
-                                   polygon=np.asarray(v.polygon).round(1).tolist()))
+                                   polygon=poly.round(1).tolist()))
         return logos
+
+
+def _same_place(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when either outline's centre lies inside the other: one print, reported once."""
+    import cv2
+
+    def inside(poly: np.ndarray, pt: np.ndarray) -> bool:
+        return cv2.pointPolygonTest(poly.reshape(-1, 1, 2), (float(pt[0]), float(pt[1])), False) >= 0
+
+    return inside(b, a.mean(axis=0)) or inside(a, b.mean(axis=0))

@@ -1,0 +1,51 @@
+"""The identify step's fusion pieces: default rule, candidate features, channel restriction, de-duplication."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from logoid.identify.fuse import DefaultRule, candidate_features, make_scorer
+from logoid.identify.pipeline import Evidence, _same_place
+
+
+def test_default_rule_each_channel_can_carry_an_answer():
+    rule = DefaultRule(cos_mid=0.8)
+    nothing = rule.score({"cos": 0.5, "log_inliers": 0.0, "text_sim": 0.0})
+    assert nothing < 0.01
+    assert rule.score({"cos": 0.9}) > 0.95  # global alone
+    assert rule.score({"cos": 0.5, "log_inliers": np.log1p(30)}) > 0.95  # verified geometry alone
+    assert rule.score({"cos": 0.5, "text_sim": 1.0}) > 0.95  # a read name alone
+    assert rule.score({"cos": 0.5, "text_sim": 0.7}) < 0.05  # a vague read does not
+
+
+def test_candidate_features_margins_and_ranks():
+    feats = candidate_features([{"cos": 0.9, "in_global": True, "inliers": 3},
+                                {"cos": 0.7, "in_global": True, "inliers": 40}], shortlist=20)
+    assert abs(feats[0]["cos_margin"] - 0.2) < 1e-9
+    assert feats[0]["rank_global"] == 0 and feats[1]["rank_global"] == 1
+    assert feats[1]["rank_local"] == 0 and feats[1]["local_margin"] > 0 > feats[0]["local_margin"]
+
+
+def test_scorer_from_sidecar_uses_fitted_model_when_present():
+    default = make_scorer({})
+    fitted = make_scorer({"fusion": {"feature_names": ["cos"], "coef": [10.0], "intercept": -5.0, "mean": [0.0],
+                                     "scale": [1.0], "kind": "logistic"}})
+    f = [{"cos": 0.6}]
+    assert abs(fitted(f)[0] - 1 / (1 + np.exp(-1.0))) < 1e-6
+    assert default(f)[0] != fitted(f)[0]
+
+
+def test_restrict_drops_other_channels_evidence():
+    ev = Evidence("p", {"band:1": {"cos": 0.8, "in_global": True, "inliers": 12, "text_sim": 0.9},
+                        "band:2": {"cos": 0.3, "text_sim": 0.95}}, floor=0.3, read=[{"text": "x"}], logos=[],
+                  timings={}, channels=("global", "local", "text"))
+    g = ev.restrict(("global",))
+    assert set(g.cands) == {"band:1"} and "inliers" not in g.cands["band:1"] and "text_sim" not in g.cands["band:1"]
+    t = ev.restrict(("text",))
+    assert set(t.cands) == {"band:1", "band:2"} and all(c["cos"] == 0.0 for c in t.cands.values()) and t.read
+
+
+def test_same_place_merges_overlapping_outlines_only():
+    a = np.float32([[0, 0], [100, 0], [100, 50], [0, 50]])
+    assert _same_place(a, a + 10)
+    assert not _same_place(a, a + 300)
