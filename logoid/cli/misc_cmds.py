@@ -71,10 +71,14 @@ def demo_cmd(state, workdir, as_json):
     click.echo(f"calibrated on {cal['queries']} simulated photos (known and unknown icons): rule {c['rule']}, "
                f"threshold {c['threshold']:.3f}", err=True)
     ident = Identifier(state.home, cat, embedder=embedder)
-    answers = [ident.identify(p) for p in (assets["known_photo"], assets["unknown_photo"])]
+    answers = [ident.identify(p, find_all=True) for p in (assets["known_photo"], assets["unknown_photo"])]
+    from .index_cmds import draw_answer
+
+    drawn = workdir / "found.png"
+    draw_answer(assets["known_photo"], answers[0], drawn)
     truth = {"known": assets["known_name"], "unknown": assets["unknown_name"]}
     if as_json:
-        emit_json({"truth": truth, "answers": [a.to_dict(3) for a in answers]})
+        emit_json({"truth": truth, "answers": [a.to_dict(3) for a in answers], "drawn": str(drawn)})
         return
     from .index_cmds import _fmt_answer
 
@@ -82,6 +86,7 @@ def demo_cmd(state, workdir, as_json):
                "logo (not in the catalog, so the right answer is unknown):")
     for a in answers:
         click.echo(_fmt_answer(a, 3))
+    click.echo(f"the first photo with the found logo outlined: {drawn}")
 
 
 COMMANDS = [models_cmd, augment_group, demo_cmd]

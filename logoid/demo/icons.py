@@ -21,7 +21,7 @@ DEMO_SLUGS = (
 # Never in the demo catalog: the "unknown" photos for the rejection demo.
 UNKNOWN_SLUGS = ("archlinux", "rust", "volkswagen", "raspberrypi")
 # The logo the demo photo shows (a known one).
-DEMO_PHOTO_SLUG = "firefox"
+DEMO_PHOTO_SLUG = "starbucks"
 #: Icons outside the demo catalog that calibration sees as unknowns (never the demo's own unknown photo).
 CALIBRATION_UNKNOWN_SLUGS = ("rust", "volkswagen", "raspberrypi", "git", "linux", "nvidia", "intel", "netflix",
                              "twitch", "dropbox", "paypal", "visa", "nike", "audi", "ferrari", "gitlab", "kubernetes",

@@ -355,7 +355,7 @@ class Identifier:
             etype, eid = key.split(":")
             logos.append(Candidate(entity_key=key, name=self.catalog.entity_name(etype, int(eid)), score=s,
                                    features=f, channels=["local"], image_id=v.image_id, inliers=int(v.inliers),
-                                   polygon=poly.round(1).tolist()))
+                                   polygon=poly.astype(np.float64).round(1).tolist()))
         return logos
 
 
