@@ -91,6 +91,13 @@ class Embedder:
             from open_clip.transform import PreprocessCfg, image_transform_v2
 
             model, pp, tokenizer = build(self.spec, device=self.device)
+            if self.device == "cpu":
+                import torch
+
+                # EfficientNet activations underflow into denormal floats, which x86 CPUs handle ~50x slower:
+                # measured 1.3 s vs 0.02 s for one 224 px image here. Flushing them to zero changes no result
+                # beyond 1e-38.
+                torch.set_flush_denormal(True)
             # channels_last about doubles CPU conv throughput (depthwise convs); values and hash are unchanged.
             model.visual.to(memory_format=_channels_last())
             known = set(PreprocessCfg.__dataclass_fields__)

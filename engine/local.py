@@ -55,7 +55,7 @@ class LocalConfig:
     sift_sigma: float = 1.6  # SIFT base blur
     min_side: int = 16  # images whose short side is below this (in original px) give no features
     enrol_inverted: bool = True  # also enrol references as their inverted grey image
-    ratio: float = 0.9  # Lowe ratio: best distance / best distance to ANOTHER reference image
+    ratio: float = 0.95  # Lowe ratio: best distance / best distance to ANOTHER reference image
     neighbours: int = 8  # k of the k-NN search; the second-best other-image neighbour is sought among these
     shortlist: int = 20  # most-voted (image, variant) candidates sent to geometric verification
     min_votes: int = 4  # candidates with fewer ratio-test matches are not verified (a homography needs 4)
