@@ -102,6 +102,14 @@ def evaluate(gallery: np.ndarray, n_var: int, photos: np.ndarray, texts: np.ndar
         ranked.append(order)
         top_sim.append(float(s_row[0]))
     out = {}
+    # Open-set threshold on max cosine, chosen on the calib split (all enrolled designs), applied on test.
+    from logoid.eval.calibrate import search_threshold
+
+    calib = [k for k, r in enumerate(rows) if r["split"] == "calib"]
+    c_known = np.array([rows[k]["role"] == "enrolled" for k in calib])
+    c_right = np.array([c_known[j] and ranked[k][0] == pos[rows[k]["id"]] for j, k in enumerate(calib)])
+    thr = search_threshold(np.array([top_sim[k] for k in calib]), c_right, ~c_known).threshold
+    out["threshold"] = float(thr)
     test = [k for k, r in enumerate(rows) if r["split"] == "test"]
     unknown = [k for k in test if rows[k]["role"] == "unknown"]
     for name, members in (("seen", lambda i: i not in held), ("heldout", lambda i: i in held)):
@@ -112,6 +120,8 @@ def evaluate(gallery: np.ndarray, n_var: int, photos: np.ndarray, texts: np.ndar
         out[f"{name}_top5"] = float(np.mean([t in ranked[k][:5] for k, t in zip(known, truth, strict=True)]))
         labels = [1] * len(known) + [0] * len(unknown)
         out[f"{name}_auroc"] = float(roc_auc_score(labels, [top_sim[k] for k in known + unknown]))
+        right = sum(ranked[k][0] == t and top_sim[k] >= thr for k, t in zip(known, truth, strict=True))
+        out[f"{name}_open_set"] = float((right + sum(top_sim[k] < thr for k in unknown)) / (len(known) + len(unknown)))
         idx = [pos[i] for i in enrolled if members(i)]
         t_sims = texts[idx] @ gallery[::n_var].T
         top5 = np.argsort(-t_sims, axis=1)[:, :5]

@@ -19,7 +19,6 @@ counts it found when find_all reports its entity; the plain top-1 answer is show
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import random
 import statistics
@@ -32,9 +31,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
 from _common import ROOT, fmt, table  # noqa: E402
+from PIL import Image  # noqa: E402
 
 TITLE = "Multi-logo mosaics (threadless-dev photos)"
 
@@ -127,6 +125,7 @@ def score_logos(logos, tiles: list[Tile]) -> tuple[int, list[dict]]:
 def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 400,
         model: str = "logoid-effl0-minilm", progress=None, save_dir: Path | None = None) -> dict:
     import threadless
+
     from logoid.identify import Identifier
     from logoid.identify.pipeline import IdentifyConfig
 

@@ -55,8 +55,10 @@ def _finetune(d: dict) -> tuple[str, str, str]:
     b, a = d["before"], d["after"]
     rows = []
     for part, label in (("seen", "designs trained on"), ("heldout", "designs held out of training")):
-        for m in ("top1", "top5", "auroc", "text_r5"):
-            rows.append([label, m.replace("_r5", " R@5").replace("top", "top-"), b[f"{part}_{m}"], a[f"{part}_{m}"]])
+        for m in ("top1", "top5", "auroc", "open_set", "text_r5"):
+            if f"{part}_{m}" not in b:
+                continue
+            rows.append([label, m.replace("_r5", " R@5").replace("top", "top-").replace("open_set", "open-set accuracy (vs unknowns)"), b[f"{part}_{m}"], a[f"{part}_{m}"]])
     body = "\n\n".join([
         f"Global channel alone on threadless-dev photos (split=test; {b['seen_n']} photos of trained designs, "
         f"{b['heldout_n']} of held-out designs, {b['n_unknown']} unknown), index of every enrolled design at "
