@@ -124,7 +124,7 @@ def score_logos(logos, tiles: list[Tile]) -> tuple[int, list[dict]]:
 
 def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 400,
         model: str = "logoid-effl0-minilm", progress=None, save_dir: Path | None = None) -> dict:
-    import threadless
+    import accuracy as threadless
 
     from logoid.identify import Identifier
     from logoid.identify.pipeline import IdentifyConfig

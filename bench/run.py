@@ -39,7 +39,7 @@ def main() -> None:
         if not (td / "manifest.csv").exists():
             print(f"skipping accuracy: {td} not found", file=sys.stderr)
         else:
-            import threadless
+            import accuracy as threadless
 
             r = threadless.run(td, a.model, limit=a.limit, progress=bar)
             threadless.save_json(r)
