@@ -88,7 +88,7 @@ def _optimizer(params: dict, itower: ImageTower, cfg: FinetuneConfig):
     import torch
 
     trunk = {id(p) for p in itower.trunk_params()}
-    groups = {"decay": [], "no_decay": [], "trunk_decay": [], "trunk_no_decay": []}
+    groups: dict[str, list] = {"decay": [], "no_decay": [], "trunk_decay": [], "trunk_no_decay": []}
     for name, p in params.items():
         decay = p.ndim >= 2 and name != "logit_scale"
         groups[("trunk_" if id(p) in trunk else "") + ("decay" if decay else "no_decay")].append(p)
@@ -168,7 +168,7 @@ class _Trainer:
                 sims = emb[:, 1:].reshape(-1, emb.shape[-1]) @ gallery.T
                 best = sims.argmax(dim=1).cpu().numpy()
                 out["image_top1"] = float(np.mean(ents[best] == np.repeat(ents, v - 1)))
-            first = {}
+            first: dict = {}
             for pos, e in enumerate(ents):
                 first.setdefault(e, pos)
             q = torch.from_numpy(self.val_items[list(first.values())]).to(self.device)
@@ -321,6 +321,8 @@ def _train_epochs(tr: _Trainer, params: dict, cfg: FinetuneConfig, result: Finet
             if stale >= cfg.patience:
                 result.stopped_early = ep < cfg.epochs
                 break
+    if best_state is None:  # no epoch ran (epochs=0): keep the start weights
+        best_state = {n: p.detach().clone() for n, p in params.items()}
     return best_state
 
 

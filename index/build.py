@@ -133,14 +133,15 @@ def build_index(
     cache = EmbeddingCache(home.cache_dir, embedder.model_id)
     refs = catalog.images()
     vec_parts, id_parts = [], []
-    dindex, fcache, local_cfg, feature_items = None, None, None, None
+    dindex, fcache, local_cfg = None, None, None
+    feature_items: list[tuple[int, list]] | None = None
     if opts.with_local:
         from logoid.engine.local import FeatureCache
 
         from .descriptors import DescriptorIndex
 
         local_cfg = _local_cfg(opts)
-        feature_items: list[tuple[int, list]] = []
+        feature_items = []
         fcache = FeatureCache(home.cache_dir / "features")
     iterator = progress(refs) if progress else refs
     for ref in iterator:

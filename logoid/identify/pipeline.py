@@ -338,7 +338,7 @@ class Identifier:
 
     def _logos(self, verifs, cands: dict[str, dict]) -> list[Candidate]:
         """Every verified logo in the photo, scored by the same fusion as the main answer."""
-        logos = []
+        logos: list[Candidate] = []
         for v in verifs:
             key = self.entity_of_image(v.image_id)
             if key is None:
