@@ -49,5 +49,3 @@ def test_same_place_merges_overlapping_outlines_only():
     a = np.float32([[0, 0], [100, 0], [100, 50], [0, 50]])
     assert _same_place(a, a + 10)
     assert not _same_place(a, a + 300)
-    touching = a + np.float32([90, 45])  # corners overlap, centres outside each other
-    assert not _same_place(a, touching) and _same_place(a, touching, same_entity=True)

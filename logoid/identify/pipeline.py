@@ -350,8 +350,7 @@ class Identifier:
             if s < self.threshold:
                 continue
             poly = np.asarray(v.polygon, dtype=np.float32)
-            if any(_same_place(poly, np.asarray(o.polygon, dtype=np.float32), same_entity=o.entity_key == key)
-                   for o in logos):
+            if any(_same_place(poly, np.asarray(o.polygon, dtype=np.float32)) for o in logos):
                 continue  # the same print found again (its other reference, or a second homography on it)
             etype, eid = key.split(":")
             logos.append(Candidate(entity_key=key, name=self.catalog.entity_name(etype, int(eid)), score=s,
@@ -360,19 +359,9 @@ class Identifier:
         return logos
 
 
-def _same_place(a: np.ndarray, b: np.ndarray, same_entity: bool = False) -> bool:
-    """True when two outlines are one print, to be reported once.
-
-    Different entities: either outline's centre lies inside the other. The same entity: their bounding
-    boxes touch at all (a repeated motif in one print verifies several times, at several homographies).
-    """
+def _same_place(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when either outline's centre lies inside the other: one print, reported once."""
     import cv2
-
-    if same_entity:
-        (ax0, ay0), (ax1, ay1) = a.min(axis=0), a.max(axis=0)
-        (bx0, by0), (bx1, by1) = b.min(axis=0), b.max(axis=0)
-        if ax0 <= bx1 and bx0 <= ax1 and ay0 <= by1 and by0 <= ay1:
-            return True
 
     def inside(poly: np.ndarray, pt: np.ndarray) -> bool:
         return cv2.pointPolygonTest(poly.reshape(-1, 1, 2), (float(pt[0]), float(pt[1])), False) >= 0
