@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
+from .._config import checked_kwargs
 from ..errors import ConfigError
 
 
@@ -55,11 +56,7 @@ class AugmentConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> AugmentConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown augment settings {sorted(unknown)}", f"known: {', '.join(sorted(known))}")
-        return cls(**d)
+        return cls(**checked_kwargs(cls, d, "augment"))
 
     def config_hash(self) -> str:
         """Short stable hash of every setting (cache key for embedded variants)."""

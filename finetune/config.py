@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
+from .._config import checked_kwargs
 from ..augment import AugmentConfig
 from ..errors import ConfigError
 
@@ -73,8 +74,4 @@ class FinetuneConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> FinetuneConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ConfigError(f"unknown fine-tuning settings {sorted(unknown)}", f"known: {', '.join(sorted(known))}")
-        return cls(**d)
+        return cls(**checked_kwargs(cls, d, "fine-tuning"))

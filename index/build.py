@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -280,9 +279,7 @@ def remove_images(home: Home, catalog, image_ids: list[int]) -> IndexStore:
 
 def _refresh_after_change(store: IndexStore, catalog) -> None:
     if store.meta.get("files", {}).get("names") is not None or store._names is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            store.names = _new_names_index(catalog)
+        store.names = _new_names_index(catalog)
     counts = dict(store.meta.get("counts", {}))
     counts.update(vectors=store.require_vectors().ntotal, images=len(catalog.images()))
     if store._descriptors is not None:

@@ -40,7 +40,7 @@ def _load(state, queries: Path, split: str | None, channels: str, embedder=None)
 def eval_cmd(state, queries, split, channels, threshold, report_dir, as_json):
     """Measure accuracy on QUERIES: a CSV (photo,label[,split]) or a folder tree label/photo.jpg."""
     from logoid.eval.report import write_report
-    from logoid.eval.run import to_results
+    from logoid.eval.run import to_results, with_rule_scores
 
     ident, collected = _load(state, queries, split, channels)
     if threshold is not None:
@@ -48,7 +48,7 @@ def eval_cmd(state, queries, split, channels, threshold, report_dir, as_json):
     results = to_results(ident, collected, state.catalog)
     from logoid.eval.metrics import evaluate
 
-    results = [_with_rejection(ident, r) for r in results]
+    results = with_rule_scores(results, ident.rule, ident.threshold)
     metrics = evaluate(results, ident.threshold)
     metrics.update(rule=ident.rule, channels=channels, queries=str(queries), split=split)
     if report_dir:
@@ -69,19 +69,6 @@ def eval_cmd(state, queries, split, channels, threshold, report_dir, as_json):
     click.echo(_summary(metrics))
     if report_dir:
         click.echo(f"report: {report_dir / 'report.html'}")
-
-
-def _with_rejection(ident, r):
-    """Put the calibrated rule's rejection score in the top-1 slot, so AUROC and the threshold see it."""
-    from logoid.eval.metrics import QueryResult
-
-    if not r.scores or ident.rule == "max_score":
-        return r
-    from logoid.eval.calibrate import rule_score
-
-    scores = list(r.scores)
-    scores[0] = float(rule_score(ident.rule, r))
-    return QueryResult(r.path, r.label, r.ranked, scores, r.features, r.accepted)
 
 
 def _name(cat, key: str) -> str:

@@ -11,7 +11,7 @@ from logoid.errors import CatalogError, ImageError, LogoidError
 from .calibrate import Calibration, calibrate, rule_score
 from .fusion import FusionModel, fit_fusion
 from .manifest import LabelledQuery
-from .metrics import QueryResult, evaluate
+from .metrics import QueryResult
 
 
 @dataclass
@@ -92,19 +92,21 @@ def fit(identifier, collected: Sequence[Collected], catalog, *, channels=None, o
     return model, cal
 
 
-def apply_calibration(results: Sequence[QueryResult], cal: Calibration) -> list[QueryResult]:
-    """Results with the calibration's rejection score as the top-1 score, so one threshold applies."""
+def with_rule_scores(results: Sequence[QueryResult], rule: str, threshold: float) -> list[QueryResult]:
+    """Results whose top-1 score is the rejection rule's score (so AUROC and one threshold see it), accepted by it."""
+    if rule == "max_score":
+        return [QueryResult(r.path, r.label, r.ranked, r.scores, r.features, bool(r.scores and r.scores[0] >= threshold))
+                for r in results]
     out = []
     for r in results:
-        s = rule_score(cal.rule, r)
+        s = rule_score(rule, r)
         scores = list(r.scores)
         if scores:
             scores[0] = s
-        out.append(QueryResult(r.path, r.label, r.ranked, scores, r.features, bool(scores and s >= cal.threshold)))
+        out.append(QueryResult(r.path, r.label, r.ranked, scores, r.features, bool(scores and s >= threshold)))
     return out
 
 
-def evaluate_with(results: Sequence[QueryResult], cal: Calibration | None, threshold: float) -> dict:
-    if cal is not None:
-        return evaluate(apply_calibration(results, cal), cal.threshold)
-    return evaluate(results, threshold)
+def apply_calibration(results: Sequence[QueryResult], cal: Calibration) -> list[QueryResult]:
+    """Results scored and accepted by a calibration's rule and threshold."""
+    return with_rule_scores(results, cal.rule, cal.threshold)

@@ -133,6 +133,7 @@ class Identifier:
         self.catalog = catalog
         self.config = config or IdentifyConfig()
         self._embedder = embedder
+        self._embedder_checked = False
         self._threshold_override = threshold
         self._store: IndexStore | None = None
         self._entity_of_image: dict[int, str] | None = None
@@ -148,11 +149,14 @@ class Identifier:
 
     @property
     def embedder(self):
-        if self._embedder is None:
-            from logoid.engine import create_embedder
+        """The index's model (or the one passed in, checked once against the index)."""
+        if not self._embedder_checked:
+            if self._embedder is None:
+                from logoid.engine import create_embedder
 
-            self._embedder = create_embedder(self.store.model_name)
-        self.store.check_model(self._embedder.info)
+                self._embedder = create_embedder(self.store.model_name)
+            self.store.check_model(self._embedder.info)
+            self._embedder_checked = True
         return self._embedder
 
     @property
