@@ -1,10 +1,11 @@
-"""Build and update a home's index from its catalog: augment → embed → FAISS, plus local features and names."""
+"""Build and update a home's index from its catalog: augment → embed → FAISS or Milvus, plus local features and names."""
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -34,6 +35,7 @@ class BuildReport:
     descriptors: int = 0
     names: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    backend: dict = field(default_factory=dict)  # where the global vectors went (the sidecar's "backend")
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -51,6 +53,7 @@ class BuildOptions:
     with_local: bool = True  # enrol RootSIFT features of every reference image
     with_names: bool = True  # index catalog names for the text channel
     prototypes: bool = False  # index one mean vector per image instead of every variant
+    milvus: object = None  # logoid.index.milvus.MilvusConfig: global vectors in Milvus; None = FAISS (default)
 
 
 def _augment_cfg(opts: BuildOptions):
@@ -169,8 +172,8 @@ def build_index(
     store = IndexStore(root=home.index_dir)
     if IndexStore.exists(home.index_dir):
         old = IndexStore.load_meta_only(home.index_dir)
-        store.meta = {k: v for k, v in old.items() if k in ("generation", "files")}
-    store.vectors = VectorIndex.build(vectors, ids, opts.index)
+        store.meta = {k: v for k, v in old.items() if k in ("generation", "files", "backend")}
+    store.vectors = _build_vectors(home, store.meta, vectors, ids, opts)
     if feature_items is not None:
         # Built in one go so the index structure (exact or IVF) is chosen for the whole catalog's size.
         dindex = DescriptorIndex.build(feature_items, feature_config=local_cfg)
@@ -194,8 +197,37 @@ def build_index(
     if not opts.prototypes:
         store.meta.update(gallery_calibration(catalog, vectors, ids))
     store.commit()
+    report.backend = {k: v for k, v in store.meta.get("backend", {}).items() if k in ("kind", "uri", "collection")}
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _build_vectors(home: Home, old_meta: dict, vectors: np.ndarray, ids: np.ndarray, opts: BuildOptions):
+    """FAISS by default; with ``opts.milvus`` a fresh Milvus collection for the next generation."""
+    if opts.milvus is None:
+        return VectorIndex.build(vectors, ids, opts.index)
+    from .milvus import MilvusConfig, MilvusVectorIndex
+
+    cfg = cast(MilvusConfig, opts.milvus)
+    old = old_meta.get("backend") or {}
+    if not cfg.prefix and old.get("kind") == "milvus":
+        cfg.prefix = old.get("prefix", "")  # one prefix per home: its old generations are found and dropped
+    collection = cfg.collection_for(int(old_meta.get("generation", 0)) + 1)
+    return MilvusVectorIndex.build(vectors, ids, cfg, collection, home=home.root)
+
+
+def current_backend(home: Home):
+    """The Milvus config of the home's current index, or None when it is FAISS or not built."""
+    from ._backend import MILVUS, backend_kind
+
+    if not IndexStore.exists(home.index_dir):
+        return None
+    meta = IndexStore.load_meta_only(home.index_dir)
+    if backend_kind(meta) != MILVUS:
+        return None
+    from .milvus import MilvusConfig
+
+    return MilvusConfig.from_dict(meta["backend"])
 
 
 def gallery_calibration(catalog, vectors: np.ndarray, ids: np.ndarray) -> dict:

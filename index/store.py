@@ -3,6 +3,9 @@
 Each component is written to a new generation file; the JSON sidecar naming those files is then
 replaced in one atomic rename. That rename is the commit point: a crash before it leaves the old
 index intact, and files no sidecar names are swept on the next commit.
+
+The global vectors live in FAISS (a file, the default) or in Milvus, as the sidecar's ``backend`` entry
+says (``index/_backend.py``); ``index/milvus.py`` describes how a Milvus commit keeps the same guarantee.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from logoid._atomic import write_json_atomic
 from logoid.errors import IndexMismatchError, IndexMissingError
 
+from ._backend import FAISS, MILVUS, backend_kind
 from .vectors import IndexConfig, VectorIndex
 
 SCHEMA_VERSION = 1
@@ -28,7 +32,7 @@ class IndexStore:
 
     root: Path
     meta: dict = field(default_factory=dict)
-    vectors: VectorIndex | None = None
+    vectors: Any = None  # VectorIndex (FAISS) or MilvusVectorIndex; see index/_backend.GlobalVectors
     _descriptors: Any = None
     _names: Any = None
 
@@ -54,10 +58,17 @@ class IndexStore:
                 "rebuild it with `logoid build-index`",
             )
         store = cls(root=root, meta=meta)
-        vec_file = meta.get("files", {}).get("vectors")
-        if vec_file:
-            store.vectors = VectorIndex.load(root / vec_file, IndexConfig.from_dict(meta.get("index_config", {})))
+        files = meta.get("files", {})
+        if backend_kind(meta) == MILVUS:
+            store.vectors = _open_milvus(root, meta["backend"], files.get("milvus_pending"))
+        elif files.get("vectors"):
+            store.vectors = VectorIndex.load(root / files["vectors"], IndexConfig.from_dict(meta.get("index_config", {})))
         return store
+
+    @property
+    def backend(self) -> str:
+        """Where the global vectors live: "faiss" or "milvus"."""
+        return backend_kind(self.meta)
 
     @property
     def descriptors(self):
@@ -89,7 +100,7 @@ class IndexStore:
     def names(self, value) -> None:
         self._names = value
 
-    def require_vectors(self) -> VectorIndex:
+    def require_vectors(self):
         if self.vectors is None:
             raise IndexMissingError(f"the index in {self.root} has no vectors", "run `logoid build-index`")
         return self.vectors
@@ -119,10 +130,21 @@ class IndexStore:
         self.root.mkdir(parents=True, exist_ok=True)
         gen = int(self.meta.get("generation", 0)) + 1
         files = dict(self.meta.get("files", {}))
-        if self.vectors is not None:
+        previous = dict(self.meta.get("backend") or {"kind": FAISS})
+        milvus = self.vectors is not None and not isinstance(self.vectors, VectorIndex)
+        if milvus:
+            files.pop("vectors", None)
+            files.pop("milvus_pending", None)
+            if self.vectors.dirty:  # applied after the commit point; until then readers merge the log
+                files["milvus_pending"] = f"milvus-pending-{gen:05d}.npz"
+                self.vectors.save_pending(self.root / files["milvus_pending"])
+            self.meta["backend"] = self.vectors.backend_meta()
+            self.meta.pop("index_config", None)
+        elif self.vectors is not None:
             files["vectors"] = f"vectors-{gen:05d}.faiss"
             self.vectors.save(self.root / files["vectors"])
             self.meta["index_config"] = self.vectors.config.to_dict()
+            self.meta["backend"] = {"kind": FAISS}
         if self._descriptors is not None:
             files["descriptors"] = f"descriptors-{gen:05d}"
             self._descriptors.save(self.root / files["descriptors"])
@@ -140,7 +162,22 @@ class IndexStore:
             "vectors": self.vectors.ntotal if self.vectors is not None else 0,
         }
         write_json_atomic(self.root / SIDECAR, self.meta)
+        if milvus and files.pop("milvus_pending", None):
+            self.vectors.apply_pending()
+            write_json_atomic(self.root / SIDECAR, self.meta)  # the same generation, its log applied
         self._sweep(set(files.values()))
+        self._drop_stale_collections(previous)
+
+    def _drop_stale_collections(self, previous: dict) -> None:
+        """After the commit: drop Milvus collections of this home that the sidecar no longer names."""
+        current = self.meta.get("backend") or {}
+        if current.get("kind") == MILVUS:
+            self.vectors.drop_other_generations()
+        moved = any(previous.get(k) != current.get(k) for k in ("kind", "uri", "prefix"))
+        if previous.get("kind") == MILVUS and moved:  # switched to FAISS, another server or another prefix
+            from .milvus import drop_backend
+
+            drop_backend(previous, self.root.parent, keep=current.get("collection"))
 
     def _sweep(self, keep: set[str]) -> None:
         for p in self.root.iterdir():
@@ -154,3 +191,13 @@ class IndexStore:
                     import shutil
 
                     shutil.rmtree(p, ignore_errors=True)
+
+
+def _open_milvus(root: Path, backend: dict, pending: str | None):
+    from .milvus import MilvusConfig, MilvusVectorIndex
+
+    vectors = MilvusVectorIndex.open(MilvusConfig.from_dict(backend), backend["collection"], int(backend["dim"]),
+                                     home=root.parent)
+    if pending:  # a commit that stopped between its rename and applying its log
+        vectors.load_pending(root / pending)
+    return vectors

@@ -13,6 +13,7 @@ from logoid._imageio import iter_image_files, load_image
 from logoid.errors import ImageError, LogoidError
 
 from ._common import EXIT_USER, emit_json, json_option, pass_state, progress, warn
+from .album_extras import album_columns, album_extras, album_line, album_lines, album_step
 
 DEFAULT_MODEL = "logoid-effl0-minilm"
 
@@ -52,9 +53,21 @@ def _query_options(f):
 @click.option("--no-names", is_flag=True, help="Skip the name index used by the text channel.")
 @click.option("--prototypes", is_flag=True, help="Index one mean vector per image instead of every variant.")
 @click.option("--factory", default=None, help='FAISS index_factory string, e.g. "IVF4096,Flat" (default: by size).')
+@click.option("--nprobe", type=int, default=None, help="IVF lists visited per query (default 32; more = better recall).")
+@click.option("--ef-search", type=int, default=None, help="HNSW efSearch of the IVF coarse quantiser (default 64).")
+@click.option("--memory-budget-mb", type=float, default=None,
+              help="RAM for the vector index; over it the index is compressed (IVF-PQ, re-ranked from disk).")
+@click.option("--backend", type=click.Choice(["faiss", "milvus"]), default=None,
+              help="Where the global vectors live (default: the current index's backend, else faiss).")
+@click.option("--uri", default=None,
+              help="Milvus: a Milvus Lite file (*.db) or http://host:19530 (default: the current index's, else "
+                   "milvus.db in the home). A server token is read from LOGOID_MILVUS_TOKEN.")
+@click.option("--milvus-index", type=click.Choice(["auto", "FLAT", "HNSW", "IVF_FLAT"], case_sensitive=False),
+              default="auto", show_default=True, help="Milvus index type (auto: FLAT on Milvus Lite, HNSW on a server).")
 @json_option
 @pass_state
-def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes, factory, as_json):
+def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes, factory, backend, uri, milvus_index,
+                    as_json, nprobe, ef_search, memory_budget_mb):
     """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
     from logoid.augment import AugmentConfig
     from logoid.engine import create_embedder
@@ -71,7 +84,9 @@ def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes
     if seed is not None:
         aug.seed = seed
     opts = BuildOptions(augment=aug, with_local=not no_local, with_names=not no_names, prototypes=prototypes,
-                        index=IndexConfig(factory=factory))
+                        index=IndexConfig(factory=factory, **{k: v for k, v in (("nprobe", nprobe), (
+                            "ef_search", ef_search), ("memory_budget_mb", memory_budget_mb)) if v is not None}),
+                        milvus=_milvus_config(state, backend, uri, milvus_index))
     embedder = create_embedder(model)
     n = len(cat.images())
     report = build_index(
@@ -89,14 +104,49 @@ def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes
         f"({report.embedded} embedded, {report.cached} from cache), {report.descriptors} local descriptors, "
         f"{report.names} names in {report.seconds:.1f}s; skipped {len(report.skipped)}"
     )
-    click.echo(f"index: {state.home.index_dir}")
+    where = report.backend
+    click.echo(f"index: {state.home.index_dir}" + (f" (global vectors: Milvus {where.get('uri')}, collection "
+                                                   f"{where.get('collection')})" if where.get("kind") == "milvus" else ""))
+
+
+def _milvus_config(state, backend: str | None, uri: str | None, index_type: str):
+    """The Milvus config to build with, or None for FAISS; unset flags keep the current index's choice."""
+    from logoid.index.build import current_backend
+    from logoid.index.milvus import MilvusConfig
+
+    current = current_backend(state.home)
+    if backend is None:
+        backend = "milvus" if (current is not None or uri) else "faiss"
+    if backend == "faiss":
+        if uri:
+            raise click.UsageError("--uri is for --backend milvus")
+        return None
+    cfg = MilvusConfig.from_dict(current.to_dict()) if current is not None else MilvusConfig()
+    uri = _lite_path(uri, state.home.root) if uri and "://" not in uri else uri
+    if uri and uri != cfg.uri:
+        cfg.uri, cfg.index_type = uri, None  # another place: choose its index type afresh
+    if index_type.lower() != "auto":
+        cfg.index_type = index_type.upper()
+    cfg.resolved_uri(state.home.root)  # a bad Lite file name fails before any embedding
+    return cfg
+
+
+def _lite_path(uri: str, home: Path) -> str:
+    """A Milvus Lite file given on the command line: relative to the working folder, kept relative to the home
+    when inside it (so a moved home still finds it)."""
+    p = Path(uri).expanduser().resolve()
+    try:
+        return str(p.relative_to(home.expanduser().resolve()))
+    except ValueError:
+        return str(p)
 
 
 def _fmt_answer(ans, k: int) -> str:
     lines = []
     if ans.accepted:
         b = ans.best
-        lines.append(f"{ans.path}: {b.name}  (score {b.score:.3f} ≥ {ans.threshold:.3f}; via {', '.join(b.channels)})")
+        name = album_line(b.meta) if b.entity_key.startswith("album:") else b.name
+        lines.append(f"{ans.path}: {name}  (score {b.score:.3f} ≥ {ans.threshold:.3f}; via {', '.join(b.channels)})")
     else:
         best = f"best guess {ans.best.name} {ans.best.score:.3f}" if ans.best else "no candidates"
         lines.append(f"{ans.path}: unknown  ({best} < threshold {ans.threshold:.3f})")
@@ -159,12 +209,15 @@ def query_cmd(state, photo, k, find_all, model, threshold, channels, explain, dr
     t0 = time.perf_counter()
     ans = ident.identify(photo, find_all=find_all or bool(draw))
     ans.timings["total"] = time.perf_counter() - t0
+    extras = album_extras(album_step(state, ident), ans, photo)
     if draw:
         draw_answer(photo, ans, draw)
     if as_json:
-        emit_json(ans.to_dict(k))
+        emit_json({**ans.to_dict(k), **extras})
     else:
         click.echo(_fmt_answer(ans, k))
+        for line in album_lines(ans, extras):
+            click.echo(line)
         if explain:
             click.echo(_explain(ans))
         if draw:
@@ -187,6 +240,7 @@ def batch_cmd(state, folder, output, k, find_all, model, threshold, channels, as
         raise LogoidError(f"no images under {folder}", "point at a folder of .jpg/.png/.webp photos")
     ident = _identifier(state, model=model, threshold=threshold, channels=channels)
     rows, skipped = [], []
+    step = album_step(state, ident)
     for path in progress(files, "identifying", total=len(files)):
         try:
             img = load_image(path)
@@ -196,7 +250,7 @@ def batch_cmd(state, folder, output, k, find_all, model, threshold, channels, as
             warn(f"skipping {path}: {e.reason}")
             skipped.append({"path": str(path), "reason": e.reason})
             continue
-        rows.extend(_batch_rows(ans, k, find_all))
+        rows.extend(_batch_rows(ans, k, find_all, album_columns(album_extras(step, ans, img))))
     summary = {
         "photos": len(files), "identified": sum(1 for r in rows if r["accepted"]),
         "unknown": sum(1 for r in rows if not r["accepted"]), "skipped": len(skipped), "skipped_files": skipped,
@@ -214,9 +268,9 @@ def batch_cmd(state, folder, output, k, find_all, model, threshold, channels, as
         raise click.exceptions.Exit(EXIT_USER)
 
 
-def _batch_rows(ans, k: int, find_all: bool) -> list[dict]:
+def _batch_rows(ans, k: int, find_all: bool, extra: dict | None = None) -> list[dict]:
     def row(c, accepted):
-        return {
+        return {**(extra or {}),
             "path": ans.path, "answer": c.name if (c and accepted) else "unknown",
             "entity": c.entity_key if (c and accepted) else "", "score": round(c.score, 4) if c else 0.0,
             "accepted": bool(accepted), "channels": ",".join(c.channels) if c else "",
@@ -236,7 +290,7 @@ def _write_rows(output: Path, rows: list[dict]) -> None:
         if output.suffix.lower() == ".jsonl":
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         else:
-            fields = ["path", "answer", "entity", "score", "accepted", "channels", "polygon", "topk"]
+            fields = ["path", "answer", "entity", "score", "accepted", "channels", "polygon", "topk", "artist", "genre"]
             with open(tmp, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=fields)
                 w.writeheader()
