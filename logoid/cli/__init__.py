@@ -28,9 +28,9 @@ def cli(ctx: click.Context, home) -> None:
 
 
 def _register() -> None:
-    from . import catalog_cmds, eval_cmds, finetune_cmds, index_cmds, misc_cmds
+    from . import album_cmds, catalog_cmds, eval_cmds, finetune_cmds, index_cmds, misc_cmds
 
-    for mod in (index_cmds, catalog_cmds, eval_cmds, finetune_cmds, misc_cmds):
+    for mod in (index_cmds, catalog_cmds, eval_cmds, finetune_cmds, misc_cmds, album_cmds):
         for cmd in mod.COMMANDS:
             cli.add_command(cmd)
 
