@@ -170,3 +170,13 @@ def test_scales_to_many_names_and_finds_the_right_one():
     assert ix.match("ZYXWVUT ORCHESTRA")[0].entity_key == "band:new"
     ix.remove("g1234")
     assert all(m.entity_key != "g1234" for m in ix.match(slipped, k=10))
+
+
+def test_name_explaining_all_lines_beats_one_line_read_exactly():
+    # A big roster holds a one-word name for nearly any word read; the name that explains both lines wins even
+    # with a misread letter group ("CORER").
+    idx = NameIndex([("band:1", "Alice"), ("band:2", "Alice Cooper"), ("band:3", "Corpse"),
+                     ("band:4", "Cannibal Corpse")])
+    assert idx.match(["ALICE", "CORER"])[0].entity_key == "band:2"
+    assert idx.match(["CANNIBAI", "CORPSE"])[0].entity_key == "band:4"
+    assert idx.match(["ALICE"])[0].entity_key == "band:1"

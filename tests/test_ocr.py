@@ -138,3 +138,136 @@ def test_config_roundtrip_and_validation():
         OcrConfig(min_side=2000, work_side=960)
     with pytest.raises(ConfigError):
         OcrConfig.from_dict({"nope": 1})
+
+
+# ---- the text channel inside the identify step ---------------------------------------------------------------------
+
+class _Catalog:
+    def __init__(self, names: dict[str, str]):
+        self.names = names
+
+    def entity_name(self, etype, eid):
+        return self.names[f"{etype}:{eid}"]
+
+    def entity_meta(self, etype, eid):
+        return {}
+
+
+def _name_only_identifier(reader, pairs):
+    """An identifier whose catalog has names only (no images: no vectors, no descriptors)."""
+    from types import SimpleNamespace
+
+    from logoid.identify.pipeline import Identifier
+
+    ident = Identifier(home=None, catalog=_Catalog(dict(pairs)))
+    ident._store = SimpleNamespace(meta={}, names=NameIndex(pairs), vectors=None, descriptors=None)
+    ident._reader = reader
+    return ident
+
+
+NAME_ONLY = [("band:1", "Nightwish"), ("band:2", "Nightwash"), ("band:3", "Slayer"), ("band:4", "The Cure")]
+
+
+def test_name_only_entry_answered_by_text_on_clutter_and_lookalike_does_not_steal_it(reader):
+    # A band name in a common font printed straight onto a busy background (no patch behind it).
+    img = _with_text(_cluttered(seed=5), "NIGHTWISH", (110, 250), 96, fill=(250, 250, 250))
+    ident = _name_only_identifier(reader, NAME_ONLY)
+    ans = ident.identify(img)
+    assert ans.accepted and ans.best.name == "Nightwish", ans.read
+    assert ans.best.channels == ["text"]
+    assert any("NIGHTWISH" in r["text"].upper().replace(" ", "") for r in ans.read)
+    # The look-alike (one letter off) is a candidate too, but clearly behind.
+    other = next(c for c in ans.candidates if c.name == "Nightwash")
+    assert other.features["text_sim"] <= ans.best.features["text_sim"] - 0.08
+    assert other.score <= ans.best.score - 0.1
+
+
+def test_image_without_text_adds_no_candidate(reader):
+    ident = _name_only_identifier(reader, NAME_ONLY)
+    ev = ident.collect(_cluttered(seed=3))
+    assert ev.cands == {}
+    ans = ident.decide(ev)
+    assert not ans.accepted and ans.best is None
+
+
+def test_failing_ocr_degrades_to_the_other_channels_with_a_warning(reader):
+    class Broken:
+        def read(self, img, regions=None):
+            raise RuntimeError("onnxruntime session crashed")
+
+    ident = _name_only_identifier(reader, NAME_ONLY)
+    ident._reader = Broken()
+    img = _with_text(_cluttered(seed=5), "NIGHTWISH", (110, 250), 96, fill=(250, 250, 250))
+    with pytest.warns(UserWarning, match="text channel failed"):
+        ans = ident.identify(img)
+    assert not ans.accepted and ans.candidates == [] and "text" in ans.timings
+
+
+def test_engine_crash_on_one_image_returns_no_lines_with_a_warning():
+    def crash(*a, **k):
+        raise RuntimeError("bad input shape")
+
+    r = TextReader()
+    r._engine = crash
+    with pytest.warns(RuntimeWarning, match="OCR failed"):
+        assert r.read(Image.new("RGB", (100, 80))) == []
+
+
+def test_cli_query_without_ocr_answers_from_images_with_a_warning_not_a_traceback(tmp_path, monkeypatch):
+    import json
+
+    from click.testing import CliRunner
+    from synth import photo_of, text_logo
+
+    from logoid.cli import cli
+
+    def run(*args):
+        return CliRunner().invoke(cli, [str(a) for a in args])
+
+    logo = tmp_path / "deftones.png"
+    text_logo("DEFTONES", seed=2).save(logo)
+    assert run("add-band", "--name", "Deftones", "--image", logo).exit_code == 0
+    assert run("build-index", "--model", "tiny-test", "--variants", "3").exit_code == 0
+    real_import = builtins.__import__
+
+    def no_ocr(name, *a, **k):
+        if name.startswith("rapidocr_onnxruntime"):
+            raise ImportError("No module named 'rapidocr_onnxruntime'")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ocr)
+    ph = tmp_path / "photo.jpg"
+    photo_of(text_logo("DEFTONES", seed=2)).save(ph)
+    res = run("query", ph, "--json")
+    assert res.exit_code == 0, res.output
+    assert res.exception is None and "Traceback" not in res.output + res.stderr
+    # the CLI shows library warnings as one "warning: ..." line, not Python's file:line + source dump
+    warned = [ln for ln in res.stderr.splitlines() if "text reading disabled" in ln]
+    assert len(warned) == 1 and warned[0].startswith("warning: "), res.stderr
+    ans = json.loads(res.stdout)
+    assert ans["accepted"] and ans["answer"] == "Deftones" and ans["read"] == []
+    assert "text" not in ans["candidates"][0]["channels"]
+
+
+def test_logos_located_by_the_local_channel_are_reread_as_regions():
+    from types import SimpleNamespace
+
+    from logoid.identify.pipeline import text_regions
+
+    poly = [[10.0, 10.0], [90.0, 10.0], [90.0, 40.0], [10.0, 40.0]]
+    cands = {"band:1": {"inliers": 5, "polygon": [[0, 0], [1, 0], [1, 1]]}, "band:2": {"cos": 0.9},
+             "band:3": {"inliers": 40, "polygon": poly}, "band:4": {"inliers": 0, "polygon": poly}}
+    assert text_regions(cands) == [poly, [[0, 0], [1, 0], [1, 1]]]
+    assert text_regions(cands, n=1) == [poly] and text_regions({}) == []
+
+    class Spy:
+        def read(self, img, regions=None):
+            self.regions = regions
+            return []
+
+    ident = _name_only_identifier(Spy(), NAME_ONLY)
+    ident._entity_of_image = {7: "band:3"}
+    ident._local = lambda img, extra, find_all: ([SimpleNamespace(image_id=7, inliers=40, inlier_ratio=0.5,
+                                                                   score=40.0, polygon=poly)], [])
+    ident.collect(Image.new("RGB", (120, 60)))
+    assert ident.reader.regions == [poly]

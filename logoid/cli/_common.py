@@ -42,6 +42,8 @@ class LogoidGroup(click.Group):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DeprecationWarning)
                 warnings.simplefilter("ignore", FutureWarning)
+                # library warnings (OCR unavailable, few keypoints...) read as one CLI line, not a source dump
+                warnings.showwarning = _show_warning
                 return super().invoke(ctx)
         except LogoidError as e:
             click.echo(f"error: {e}", err=True)
@@ -49,6 +51,10 @@ class LogoidGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted; nothing stored was changed by the unfinished step", err=True)
             ctx.exit(130)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"warning: {message}", err=True)
 
 
 def json_option(f):

@@ -9,6 +9,7 @@ import click
 from logoid.errors import LogoidError
 
 from ._common import emit_json, json_option, pass_state, progress, warn
+from .album_extras import album_eval_options, eval_album_task
 from .index_cmds import _identifier
 
 
@@ -35,12 +36,20 @@ def _load(state, queries: Path, split: str | None, channels: str, embedder=None)
 @click.option("--threshold", type=float, default=None, help="Override the index's calibrated threshold.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write metrics.json, report.md/html, confusion.png, scores.png and failure thumbnails here.")
+@album_eval_options
 @json_option
 @pass_state
-def eval_cmd(state, queries, split, channels, threshold, report_dir, as_json):
-    """Measure accuracy on QUERIES: a CSV (photo,label[,split]) or a folder tree label/photo.jpg."""
+def eval_cmd(state, queries, split, channels, threshold, report_dir, task, method, use_model, model, features, columns,
+             as_json):
+    """Measure accuracy on QUERIES: a CSV (photo,label[,split]) or a folder tree label/photo.jpg.
+
+    With --task genre / artist, QUERIES is a cover manifest (albums-dev's columns; see `--column`).
+    """
+    if task != "identify":
+        return eval_album_task(state, task, queries, split, report_dir, method, use_model, model, features, columns,
+                               as_json)
     from logoid.eval.report import write_report
-    from logoid.eval.run import to_results, with_rule_scores
+    from logoid.eval.run import text_only_flags, to_results, with_rule_scores
 
     ident, collected = _load(state, queries, split, channels)
     if threshold is not None:
@@ -48,9 +57,12 @@ def eval_cmd(state, queries, split, channels, threshold, report_dir, as_json):
     results = to_results(ident, collected, state.catalog)
     from logoid.eval.metrics import evaluate
 
-    results = with_rule_scores(results, ident.rule, ident.threshold)
-    metrics = evaluate(results, ident.threshold)
-    metrics.update(rule=ident.rule, channels=channels, queries=str(queries), split=split)
+    # Answers supported by text alone are accepted by their own threshold, so metrics read each accept decision.
+    results = with_rule_scores(results, ident.rule, ident.threshold, text_only_flags(ident, collected),
+                               ident.text_only_threshold)
+    metrics = evaluate(results, None)
+    metrics.update(rule=ident.rule, channels=channels, queries=str(queries), split=split, threshold=ident.threshold,
+                   text_only_threshold=ident.text_only_threshold)
     if report_dir:
         cat = state.catalog
         names = {r.top1: _name(cat, r.top1) for r in results if r.top1}
@@ -111,6 +123,11 @@ def calibrate_cmd(state, queries, split, objective, max_false_accept, gallery, a
     for rule, d in cal.get("per_rule", {}).items():
         click.echo(f"  {rule:>10}: AUROC {_fmt(d.get('auroc'))}  {cal.get('objective', '')} {_fmt(d.get('value'))}"
                    f" at {_fmt(d.get('threshold'))}")
+    t_only = cal.get("text_only")
+    if t_only:
+        how = ("calibrated on" if t_only["source"] == "calibrated" else "too few for a threshold of their own:")
+        click.echo(f"  text-only answers: threshold {t_only['threshold']:.4f} ({how} {t_only['n']} text-only "
+                   f"calibration answers, {t_only['n_right']} right)")
     click.echo(f"stored in {state.home.index_dir / 'logoid-index.json'}")
 
 
@@ -136,17 +153,13 @@ def _calibrate_photos(state, queries, split, objective, max_false_accept, embedd
 
 
 def _calibrate_gallery(state) -> dict:
-    import faiss
     import numpy as np
 
     from logoid.index.build import gallery_calibration
     from logoid.index.store import IndexStore
 
     store = IndexStore.load(state.home.index_dir)
-    idx = store.vectors.faiss_index
-    ids = store.vectors.ids()
-    inner = faiss.downcast_index(idx.index)
-    vecs = inner.reconstruct_n(0, idx.ntotal) if hasattr(inner, "reconstruct_n") else np.zeros((0, store.vectors.dim))
+    vecs, ids = store.vectors.vectors_and_ids()  # every backend (FAISS flat/IVF, Milvus) provides this
     upd = gallery_calibration(state.catalog, np.asarray(vecs, np.float32), ids)
     if not upd:
         raise LogoidError("the gallery has too few entities to calibrate from", "add at least two bands with images")

@@ -171,6 +171,9 @@ class Calibration:
     n_unknown: int = 0
     # fusion model behind the "fused" rule, when one was used
     fusion: FusionModel | None = None
+    # answers supported by the text channel alone: {"threshold", "source" ("calibrated" or "default"), counts};
+    # see calibrate_text_only. None: they use ``threshold``.
+    text_only: dict | None = None
 
     def score(self, r: QueryResult) -> float:
         """This calibration's rejection score for ``r`` (NaN when the rule lacks data: reject)."""
@@ -190,6 +193,7 @@ class Calibration:
             "n_known": int(self.n_known),
             "n_unknown": int(self.n_unknown),
             "fusion": self.fusion.to_dict() if self.fusion else None,
+            "text_only": self.text_only,
         }
 
     @classmethod
@@ -206,7 +210,8 @@ class Calibration:
             raise ConfigError("calibration uses the fused rule but stores no fusion model", "re-run `logoid calibrate`")
         return cls(rule=rule, threshold=threshold, objective=str(d.get("objective", "open_set_accuracy")),
                    max_false_accept=d.get("max_false_accept"), per_rule=dict(d.get("per_rule", {})),
-                   n_known=int(d.get("n_known", 0)), n_unknown=int(d.get("n_unknown", 0)), fusion=fusion)
+                   n_known=int(d.get("n_known", 0)), n_unknown=int(d.get("n_unknown", 0)), fusion=fusion,
+                   text_only=dict(d["text_only"]) if d.get("text_only") else None)
 
 
 def calibrate(
@@ -251,6 +256,42 @@ def calibrate(
                        max_false_accept=max_false_accept if objective == "max_false_accept" else None,
                        per_rule=per_rule, n_known=int((~unknown).sum()), n_unknown=int(unknown.sum()),
                        fusion=fusion if best == "fused" else None)
+
+
+#: Fewer text-only calibration answers than this, or fewer right (or not right) ones than MIN_TEXT_ONLY_EACH:
+#: text-only answers keep the main threshold.
+MIN_TEXT_ONLY = 20
+MIN_TEXT_ONLY_EACH = 5
+
+
+def calibrate_text_only(
+    results: Sequence[QueryResult],
+    text_only: Sequence[bool],
+    main: Calibration,
+    *,
+    objective: str = "open_set_accuracy",
+    max_false_accept: float = 0.05,
+) -> dict:
+    """The threshold for answers whose only supporting channel is text, chosen on those calibration answers.
+
+    A name read in the photo is the only evidence there, and a wrong name is as bad as an unknown band accepted,
+    so every text-only answer that is not right (wrong band or unknown photo) counts as a negative. Scores are
+    ``main``'s rule scores, so the threshold lives on the same scale as ``main.threshold``. With too few text-only
+    answers (see MIN_TEXT_ONLY) the main threshold is kept ("source": "default").
+    """
+    if len(text_only) != len(results):
+        raise ConfigError(f"calibrate_text_only: {len(text_only)} flags for {len(results)} results")
+    sub = [r for r, t in zip(results, text_only, strict=True) if t]
+    right = np.array([r.label is not None and r.top1 == r.label for r in sub], dtype=bool)
+    n_right, n_other = int(right.sum()), int((~right).sum())
+    out = {"threshold": float(main.threshold), "source": "default", "n": len(sub), "n_right": n_right,
+           "n_unknown": sum(r.label is None for r in sub), "rule": main.rule}
+    if len(sub) < MIN_TEXT_ONLY or n_right < MIN_TEXT_ONLY_EACH or n_other < MIN_TEXT_ONLY_EACH:
+        return out
+    s = np.array([rule_score(main.rule, r, main.fusion) for r in sub], dtype=np.float64)
+    choice = search_threshold(s, right, ~right, objective=objective, max_false_accept=max_false_accept)
+    return {**out, "threshold": choice.threshold, "source": "calibrated", "auroc": auroc(s[right], s[~right]),
+            "false_accept_rate": choice.false_accept_rate, "true_accept_rate": choice.true_accept_rate}
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

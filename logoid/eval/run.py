@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from logoid.errors import CatalogError, ImageError, LogoidError
 
-from .calibrate import Calibration, calibrate, rule_score
+from .calibrate import Calibration, calibrate, calibrate_text_only, rule_score
 from .fusion import FusionModel, fit_fusion
 from .manifest import LabelledQuery
 from .metrics import QueryResult
@@ -75,6 +75,22 @@ def to_results(identifier, collected: Sequence[Collected], catalog, channels: tu
         identifier._scorer = old
 
 
+def text_only_flags(identifier, collected: Sequence[Collected], channels: tuple[str, ...] | None = None,
+                    scorer=None) -> list[bool]:
+    """Whether each query's best candidate is supported by the text channel alone (its own threshold applies)."""
+    old = identifier._scorer
+    if scorer is not None:
+        identifier._scorer = scorer
+    try:
+        out = []
+        for c in collected:
+            best = identifier.decide(c.evidence, channels).best
+            out.append(best is not None and best.channels == ["text"])
+        return out
+    finally:
+        identifier._scorer = old
+
+
 def fusion_scorer(model: FusionModel):
     return lambda feats: [float(p) for p in model.predict_proba(feats)] if feats else []
 
@@ -89,24 +105,34 @@ def fit(identifier, collected: Sequence[Collected], catalog, *, channels=None, o
     fused = to_results(identifier, collected, catalog, channels, scorer=fusion_scorer(model))
     cal = calibrate(fused, objective=objective, max_false_accept=max_false_accept,
                     rules=["max_score", "margin", "ratio"])
+    flags = text_only_flags(identifier, collected, channels, scorer=fusion_scorer(model))
+    cal.text_only = calibrate_text_only(fused, flags, cal, objective=objective, max_false_accept=max_false_accept)
     return model, cal
 
 
-def with_rule_scores(results: Sequence[QueryResult], rule: str, threshold: float) -> list[QueryResult]:
-    """Results whose top-1 score is the rejection rule's score (so AUROC and one threshold see it), accepted by it."""
-    if rule == "max_score":
-        return [QueryResult(r.path, r.label, r.ranked, r.scores, r.features, bool(r.scores and r.scores[0] >= threshold))
-                for r in results]
+def with_rule_scores(results: Sequence[QueryResult], rule: str, threshold: float,
+                     text_only: Sequence[bool] | None = None, text_threshold: float | None = None
+                     ) -> list[QueryResult]:
+    """Results whose top-1 score is the rejection rule's score (so AUROC and one threshold see it), accepted by it.
+
+    With ``text_only`` flags and a ``text_threshold``, flagged queries (best candidate supported by text alone)
+    are accepted by ``text_threshold`` instead; read ``accepted`` then (``evaluate(results, None)``).
+    """
     out = []
-    for r in results:
-        s = rule_score(rule, r)
+    for i, r in enumerate(results):
         scores = list(r.scores)
-        if scores:
-            scores[0] = s
-        out.append(QueryResult(r.path, r.label, r.ranked, scores, r.features, bool(scores and s >= threshold)))
+        if not scores:
+            out.append(QueryResult(r.path, r.label, r.ranked, scores, r.features, False))
+            continue
+        if rule != "max_score":
+            scores[0] = rule_score(rule, r)
+        thr = text_threshold if (text_only is not None and text_threshold is not None and text_only[i]) else threshold
+        out.append(QueryResult(r.path, r.label, r.ranked, scores, r.features, bool(scores[0] >= thr)))
     return out
 
 
-def apply_calibration(results: Sequence[QueryResult], cal: Calibration) -> list[QueryResult]:
-    """Results scored and accepted by a calibration's rule and threshold."""
-    return with_rule_scores(results, cal.rule, cal.threshold)
+def apply_calibration(results: Sequence[QueryResult], cal: Calibration,
+                      text_only: Sequence[bool] | None = None) -> list[QueryResult]:
+    """Results scored and accepted by a calibration's rule and threshold (and its text-only threshold, given flags)."""
+    text_thr = (cal.text_only or {}).get("threshold")
+    return with_rule_scores(results, cal.rule, cal.threshold, text_only, text_thr)
