@@ -59,6 +59,7 @@ def run(data: Path, model: str = "logoid-effl0-minilm", limit: int | None = None
     t = time.perf_counter()
     collected = collect(ident, queries, progress=progress)
     collect_s = time.perf_counter() - t
+    save_evidence(collected, home_dir.with_name(home_dir.name + "-evidence.pkl"))
     calib = [c for c in collected if c.query.split == "calib"]
     test = [c for c in collected if c.query.split == "test"]
     out = {"build": build_report.to_dict(), "build_seconds": build_s, "queries": len(collected),
@@ -79,6 +80,13 @@ def run(data: Path, model: str = "logoid-effl0-minilm", limit: int | None = None
             m_after, cal_d = {"error": str(e)}, {}
         out["subsets"][name] = {"before": m_before, "after": m_after, "calibration": cal_d}
     return out
+
+
+def save_evidence(collected, path: Path) -> None:
+    """Keep every photo's raw evidence, so fusion settings can be compared without querying again."""
+    import pickle
+
+    path.write_bytes(pickle.dumps([(c.query, c.evidence) for c in collected]))
 
 
 def markdown(res: dict) -> str:

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         res = match_local(extract(img, cfg, "query"), dindex, cfg)
         times.append(time.perf_counter() - t)
         rows.append({"id": int(r["id"]), "split": r["split"], "known": r["role"] == "enrolled",
-                     "ranked": [v.image_id for v in res[:5]], "score": res[0].inliers if res else 0,
+                     "ranked": [v.image_id for v in res[:5]], "score": res[0].score if res else 0.0,
                      "variant": res[0].variant if res else None})
         if (i + 1) % 50 == 0:
             print(f"{i + 1}/{len(queries)} queries, median {statistics.median(times):.3f} s", file=sys.stderr)

@@ -123,13 +123,14 @@ def score_logos(logos, tiles: list[Tile]) -> tuple[int, list[dict]]:
 
 
 def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 400,
-        model: str = "logoid-effl0-minilm", progress=None, save_dir: Path | None = None) -> dict:
+        model: str = "logoid-effl0-minilm", progress=None, save_dir: Path | None = None,
+        home_dir: Path | None = None) -> dict:
     import accuracy as threadless
 
     from logoid.identify import Identifier
     from logoid.identify.pipeline import IdentifyConfig
 
-    home_dir = ROOT / "bench" / "results" / f"threadless-home-{model.replace('/', '_')}"
+    home_dir = home_dir or ROOT / "bench" / "results" / f"threadless-home-{model.replace('/', '_')}"
     home, cat, embedder, rows, key_of, _, _ = threadless.setup_home(data, home_dir, model)
     ident = Identifier(home, cat, embedder=embedder, config=IdentifyConfig(channels=("global", "local")))
     meta = ident.store.meta
@@ -137,6 +138,7 @@ def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 
                "fusion": (meta.get("fusion") or {}).get("kind", "default"),
                "calibration_source": (meta.get("calibration") or {}).get("source"),
                "query_long_side": (meta.get("local") or {}).get("query_long_side"),
+               "all_tile_levels": ident._local_cfg().all_tile_levels,
                "max_logos": ident.config.max_logos}
     test = [r for r in rows if r["split"] == "test"]
     known = [r for r in test if r["role"] == "enrolled"]
@@ -226,8 +228,9 @@ def markdown(res: dict) -> str:
         f"each photo's rotated outline 60–100 % of its cell, rotated ±8°, random offset, noisy grey canvas; "
         f"seed {res['seed']}). `identify(mosaic, find_all=True)`, channels global+local, threshold "
         f"{fmt(st['threshold'])} ({st['rule']}, {st['fusion']} fusion, calibration: {st['calibration_source']}); "
-        f"the local channel works at {st['query_long_side']} px on the long side, so 3×3 tiles are seen at "
-        f"2/3 of their 2×2 resolution. A logo is correct when its outline's centroid is inside a known tile "
+        f"the local channel works at {st['query_long_side']} px on the long side, plus "
+        f"{st.get('all_tile_levels', 0)} finer tiled level(s) in find_all mode (each 2× the last, at most 2.5× "
+        f"the mosaic's pixels, 800 px tiles overlapping by half). A logo is correct when its outline's centroid is inside a known tile "
         f"and names that tile's entity; every other reported logo is a false identification. Single-photo "
         f"columns: the same known tiles queried alone.",
         table(heads, rows),
@@ -245,11 +248,13 @@ def main() -> None:
     p.add_argument("--model", default="logoid-effl0-minilm")
     p.add_argument("--save", type=Path, default=None, help="Save the first two mosaics of each size here.")
     p.add_argument("--write", action="store_true", help="Append the result to BENCHMARKS.md.")
+    p.add_argument("--home", type=Path, default=None, help="logoid home to (re)build and use (default: the accuracy "
+                   "bench's; give another to run beside it).")
     a = p.parse_args()
     from tqdm import tqdm
 
     res = run(a.data, tuple(a.n or [2, 3]), a.mosaics, a.seed, a.cell, a.model,
-              progress=lambda it: tqdm(it, leave=False, file=sys.stderr), save_dir=a.save)
+              progress=lambda it: tqdm(it, leave=False, file=sys.stderr), save_dir=a.save, home_dir=a.home)
     md = markdown(res)
     print(md)
     for n, d in res["sizes"].items():

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,11 +34,13 @@ DESC_DIM = 128
 VARIANT_NORMAL = 0
 VARIANT_INVERTED = 1
 
-# Fields that change extracted features; the cache key hashes only these.
-_EXTRACT_FIELDS = (
-    "ref_long_side", "query_long_side", "upscale", "ref_max_keypoints", "query_max_keypoints",
-    "sift_octave_layers", "sift_contrast_threshold", "sift_edge_threshold", "sift_sigma", "min_side",
-)
+# Fields that change extracted features. The reference-feature cache and the descriptor index are keyed on
+# the shared + reference fields only, so changing how photos are read never invalidates enrolled features.
+_SHARED_FIELDS = ("upscale", "sift_octave_layers", "sift_contrast_threshold", "sift_edge_threshold", "sift_sigma",
+                  "min_side")
+_REF_FIELDS = _SHARED_FIELDS + ("ref_long_side", "ref_max_keypoints")
+_QUERY_FIELDS = _SHARED_FIELDS + ("query_long_side", "query_max_keypoints", "tile_levels", "all_tile_levels",
+                                  "tile_max_upscale", "tile_size", "tile_max_keypoints")
 
 
 @dataclass
@@ -54,11 +57,25 @@ class LocalConfig:
     sift_edge_threshold: float = 10.0  # SIFT edge-response rejection
     sift_sigma: float = 1.6  # SIFT base blur
     min_side: int = 16  # images whose short side is below this (in original px) give no features
+    # Multi-scale tiled photo extraction: a logo that is a small part of a big photo (a patch on a jacket, one
+    # record of a wall) shrinks below SIFT's reach at the whole-photo working size. Each extra level reads the
+    # photo at twice the previous scale, cut into overlapping tiles; small photos get no extra level.
+    tile_levels: int = 0  # extra finer levels for every photo (0 = whole photo only)
+    all_tile_levels: int = 2  # extra finer levels when looking for EVERY logo in a photo (`--all`: jackets, walls)
+    tile_max_upscale: float = 2.5  # no level enlarges the original photo more than this
+    tile_size: int = 800  # tile side in working px of its level (tiles overlap by half)
+    tile_max_keypoints: int = 1500  # strongest keypoints kept per tile
     enrol_inverted: bool = True  # also enrol references as their inverted grey image
     ratio: float = 0.95  # Lowe ratio: best distance / best distance to ANOTHER reference image
     neighbours: int = 8  # k of the k-NN search; the second-best other-image neighbour is sought among these
-    shortlist: int = 20  # most-voted (image, variant) candidates sent to geometric verification
+    # Once a candidate is picked by votes, its tentative matches are every query keypoint whose nearest keypoint
+    # of that candidate (among the k neighbours) is within d1 / candidate_ratio; 0 = ratio-test matches only.
+    candidate_ratio: float = 0.7  # chosen on threadless-dev calib (0.9 / 0.8 / 0.7 / 0.6 tried)
+    shortlist: int = 50  # most-voted (image, variant) candidates sent to geometric verification
     min_votes: int = 4  # candidates with fewer ratio-test matches are not verified (a homography needs 4)
+    # Verified candidates are ranked by inliers × inlier_ratio^w: 8 inliers among 12 tentative matches are
+    # stronger evidence than 8 among 400 (chance finds a few inliers in any large set). 0 = raw inliers.
+    inlier_ratio_weight: float = 0.5
     min_inliers: int = 5  # fewer distinct inliers is no match (the calibrated threshold decides the rest)
     similarity_fallback: bool = True  # if the homography is implausible, try a 4-dof similarity fit
     ransac_threshold: float = 6.0  # max reprojection error, in px of the query at its working size
@@ -79,6 +96,10 @@ class LocalConfig:
             raise ConfigError(f"ransac_method must be 'magsac' or 'ransac', got {self.ransac_method!r}")
         if min(self.ref_long_side, self.query_long_side, self.ref_max_keypoints, self.query_max_keypoints) < 1:
             raise ConfigError("working sizes and keypoint caps must be positive")
+        if min(self.tile_levels, self.all_tile_levels) < 0 or self.tile_size < 64 or self.tile_max_keypoints < 1:
+            raise ConfigError("tile levels must be >= 0, tile_size >= 64 and tile_max_keypoints >= 1")
+        if not 0.0 <= self.candidate_ratio <= 1.0:
+            raise ConfigError(f"candidate_ratio must be in [0, 1], got {self.candidate_ratio}")
         if self.neighbours < 2:
             raise ConfigError(f"neighbours must be at least 2, got {self.neighbours}")
 
@@ -89,10 +110,21 @@ class LocalConfig:
     def from_dict(cls, d: dict) -> LocalConfig:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
-    def extract_hash(self) -> str:
-        """Short hash of the fields that change extracted features (cache key, index sidecar)."""
-        sub = {k: getattr(self, k) for k in _EXTRACT_FIELDS}
+    def _hash(self, fields: tuple[str, ...]) -> str:
+        sub = {k: getattr(self, k) for k in fields}
         return hashlib.sha256(json.dumps(sub, sort_keys=True).encode()).hexdigest()[:16]
+
+    def ref_hash(self) -> str:
+        """Short hash of the fields that change REFERENCE features (feature cache key, index compatibility)."""
+        return self._hash(_REF_FIELDS)
+
+    def query_hash(self) -> str:
+        """Short hash of the fields that change photo (query) features."""
+        return self._hash(_QUERY_FIELDS)
+
+    def extract_hash(self) -> str:
+        """Alias of :meth:`ref_hash` (what an enrolled reference's features depend on)."""
+        return self.ref_hash()
 
 
 @dataclass
@@ -102,26 +134,36 @@ class Features:
     xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))  # (n, 2) float32, original px
     desc: np.ndarray = field(default_factory=lambda: np.zeros((0, DESC_DIM), np.float32))  # (n, 128) float32
     size: tuple[int, int] = (0, 0)  # (width, height) of the original image
-    scale: float = 1.0  # working px per original px used for extraction
+    scale: float = 1.0  # working px per original px used for extraction (of the whole-image level)
+    kp_scale: np.ndarray | None = None  # (n,) float32 working px per original px of each keypoint's level; None = scale
 
     def __len__(self) -> int:
         return int(self.xy.shape[0])
 
     def subset(self, keep: np.ndarray) -> Features:
         """These features restricted to ``keep`` (boolean mask or indices)."""
-        return Features(self.xy[keep], self.desc[keep], self.size, self.scale)
+        ks = None if self.kp_scale is None else self.kp_scale[keep]
+        return Features(self.xy[keep], self.desc[keep], self.size, self.scale, ks)
+
+    def level_scale(self, idx: np.ndarray) -> float:
+        """The working scale of keypoints ``idx`` (their median level scale; ``scale`` for one-level features)."""
+        if self.kp_scale is None or len(idx) == 0:
+            return self.scale
+        return float(np.median(self.kp_scale[idx]))
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
+        extra = {} if self.kp_scale is None else {"kp_scale": self.kp_scale}
         np.savez(buf, xy=self.xy, desc=self.desc, size=np.asarray(self.size, np.int64),
-                 scale=np.float64(self.scale), version=np.int64(FEATURES_VERSION))
+                 scale=np.float64(self.scale), version=np.int64(FEATURES_VERSION), **extra)
         return buf.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Features:
         z = np.load(io.BytesIO(data))
         w, h = (int(v) for v in z["size"])
-        return cls(z["xy"].astype(np.float32), z["desc"].astype(np.float32), (w, h), float(z["scale"]))
+        ks = z["kp_scale"].astype(np.float32) if "kp_scale" in z.files else None
+        return cls(z["xy"].astype(np.float32), z["desc"].astype(np.float32), (w, h), float(z["scale"]), ks)
 
     def to_npz(self, path: str | Path) -> None:
         write_bytes_atomic(path, self.to_bytes())
@@ -195,7 +237,65 @@ def extract(img: Image.Image, cfg: LocalConfig | None = None, role: str = "query
     grey, scale = _working_grey(img, long_side, cfg.upscale)
     if invert:
         grey = 255 - grey
-    return _detect(grey, scale, size, max_kp, cfg)
+    feats = _detect(grey, scale, size, max_kp, cfg)
+    if role == "query" and cfg.tile_levels > 0:
+        feats = _add_tiled_levels(feats, img, scale, cfg, invert)
+    return feats
+
+
+def tile_scales(size: tuple[int, int], base_scale: float, cfg: LocalConfig) -> list[float]:
+    """Scales (working px per original px) of the extra tiled levels for a photo of ``size``."""
+    out: list[float] = []
+    s = base_scale
+    for _ in range(cfg.tile_levels):
+        nxt = min(2.0 * s, cfg.tile_max_upscale)
+        if nxt < 1.4 * s:  # a level barely finer than the last one adds cost, not keypoints
+            break
+        out.append(nxt)
+        s = nxt
+    return out
+
+
+def _tile_grid(n: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """1-D tiles over ``n`` px: (start, end, core_start, core_end); cores partition [0, n)."""
+    if n <= tile:
+        return [(0, n, 0, n)]
+    k = math.ceil((n - tile) / (tile / 2)) + 1
+    starts = [round(i * (n - tile) / (k - 1)) for i in range(k)]
+    out = []
+    for i, a in enumerate(starts):
+        lo = 0 if i == 0 else (a + starts[i - 1] + tile) // 2
+        hi = n if i == k - 1 else (starts[i + 1] + a + tile) // 2
+        out.append((a, a + tile, lo, hi))
+    return out
+
+
+def _add_tiled_levels(base: Features, img: Image.Image, base_scale: float, cfg: LocalConfig, invert: bool
+                      ) -> Features:
+    parts_xy, parts_desc, parts_s = [base.xy], [base.desc], [np.full(len(base), base_scale, np.float32)]
+    grey_full = img.convert("L")
+    for s in tile_scales(base.size, base_scale, cfg):
+        w, h = (max(1, round(v * s)) for v in base.size)
+        resample = Image.Resampling.BICUBIC if s > 1 else Image.Resampling.LANCZOS
+        arr = np.asarray(grey_full.resize((w, h), resample), dtype=np.uint8)
+        if invert:
+            arr = 255 - arr
+        for x0, x1, cx0, cx1 in _tile_grid(w, cfg.tile_size):
+            for y0, y1, cy0, cy1 in _tile_grid(h, cfg.tile_size):
+                f = _detect(arr[y0:y1, x0:x1], 1.0, (x1 - x0, y1 - y0), cfg.tile_max_keypoints, cfg)
+                if not len(f):
+                    continue
+                # Each tile keeps the keypoints of its core only, so overlaps give no duplicates.
+                gx, gy = f.xy[:, 0] + x0, f.xy[:, 1] + y0
+                keep = (gx >= cx0) & (gx < cx1) & (gy >= cy0) & (gy < cy1)
+                xy = np.column_stack([gx[keep], gy[keep]])
+                parts_xy.append(((xy + 0.5) / s - 0.5).astype(np.float32))
+                parts_desc.append(f.desc[keep])
+                parts_s.append(np.full(int(keep.sum()), s, np.float32))
+    if len(parts_xy) == 1:
+        return base
+    return Features(np.concatenate(parts_xy), np.concatenate(parts_desc), base.size, base_scale,
+                    np.concatenate(parts_s))
 
 
 def extract_reference(img: Image.Image, cfg: LocalConfig | None = None) -> list[Features]:
@@ -214,7 +314,7 @@ class FeatureCache:
         self.dir = Path(directory)
 
     def _path(self, sha256: str, cfg: LocalConfig, variant: int) -> Path:
-        return self.dir / cfg.extract_hash() / sha256[:2] / f"{sha256}-{variant}.npz"
+        return self.dir / cfg.ref_hash() / sha256[:2] / f"{sha256}-{variant}.npz"
 
     def get(self, sha256: str, cfg: LocalConfig, variant: int = VARIANT_NORMAL) -> Features | None:
         p = self._path(sha256, cfg, variant)
@@ -242,6 +342,6 @@ class FeatureCache:
 
 
 __all__ = [
-    "LocalConfig", "Features", "FeatureCache", "extract", "extract_reference", "root_sift",
+    "LocalConfig", "Features", "FeatureCache", "extract", "extract_reference", "root_sift", "tile_scales",
     "VARIANT_NORMAL", "VARIANT_INVERTED",
 ]

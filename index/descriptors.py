@@ -61,6 +61,7 @@ class DescriptorConfig:
     exact_below: int = 250_000
     nlist: int = 0  # IVF lists; 0 = about 4·sqrt(n), a power of two
     nprobe: int = 16  # IVF lists visited per query (recall vs latency)
+    pq_m: int = 0  # IVF only: 0 stores descriptors as float32 (512 B each); m > 0 as m-byte PQ codes (large catalogs)
     train_sample: int = 200_000  # descriptors sampled to train the IVF coarse quantiser
     seed: int = 0  # for the training sample
 
@@ -120,7 +121,8 @@ class DescriptorIndex:
         rng = np.random.default_rng(self.config.seed)
         if n > self.config.train_sample:
             sample = sample[rng.choice(n, size=self.config.train_sample, replace=False)]
-        index = faiss.index_factory(DESC_DIM, f"IVF{nlist},Flat", faiss.METRIC_L2)
+        codes = f"PQ{self.config.pq_m}" if self.config.pq_m else "Flat"
+        index = faiss.index_factory(DESC_DIM, f"IVF{nlist},{codes}", faiss.METRIC_L2)
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
         faiss.extract_index_ivf(index).nprobe = self.config.nprobe
         self._index = index
@@ -236,18 +238,7 @@ class DescriptorIndex:
         whose k neighbours all belong to one image is kept (its neighbourhood is that image's alone).
         """
         D, owners = self.search(query.desc, k=max(2, k), restrict=restrict)
-        if D.shape[0] == 0:
-            return np.zeros((0, 4), np.int64)
-        img = owners[..., 0]
-        valid = img[:, 0] >= 0
-        other = (img != img[:, :1]) & (img >= 0)
-        has_other = other.any(axis=1)
-        j = other.argmax(axis=1)
-        d1 = np.sqrt(np.maximum(D[:, 0], 0))
-        d2 = np.sqrt(np.maximum(D[np.arange(len(j)), j], 0))
-        keep = valid & (~has_other | (d1 < ratio * d2))
-        q = np.nonzero(keep)[0]
-        return np.column_stack([q, owners[q, 0, 0], owners[q, 0, 1], owners[q, 0, 2]]).astype(np.int64)
+        return ratio_matches(D, owners, ratio)
 
     def votes(self, query: Features, ratio: float = 0.9, k: int = 8, restrict: Iterable[int] | None = None
               ) -> dict[tuple[int, int], np.ndarray]:
@@ -317,6 +308,26 @@ class DescriptorIndex:
                                      "rebuild with `logoid build-index` or use the index's settings")
 
 
+def ratio_matches(D: np.ndarray, owners: np.ndarray, ratio: float) -> np.ndarray:
+    """Ratio test on a k-NN search result (see :meth:`DescriptorIndex.match`): (m, 4) rows.
+
+    The second neighbour is the nearest one owned by another reference image; a keypoint whose k
+    neighbours all belong to one image is kept.
+    """
+    if D.shape[0] == 0:
+        return np.zeros((0, 4), np.int64)
+    img = owners[..., 0]
+    valid = img[:, 0] >= 0
+    other = (img != img[:, :1]) & (img >= 0)
+    has_other = other.any(axis=1)
+    j = other.argmax(axis=1)
+    d1 = np.sqrt(np.maximum(D[:, 0], 0))
+    d2 = np.sqrt(np.maximum(D[np.arange(len(j)), j], 0))
+    keep = valid & (~has_other | (d1 < ratio * d2))
+    q = np.nonzero(keep)[0]
+    return np.column_stack([q, owners[q, 0, 0], owners[q, 0, 1], owners[q, 0, 2]]).astype(np.int64)
+
+
 def group_matches(matches: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
     """Group (query_kp, image_id, variant, ref_kp) rows by (image_id, variant) -> (m, 2) (query_kp, ref_kp)."""
     out: dict[tuple[int, int], np.ndarray] = {}
@@ -343,4 +354,4 @@ def _fc_dict(fc: LocalConfig | dict | None) -> dict:
     return fc.to_dict() if isinstance(fc, LocalConfig) else dict(fc)
 
 
-__all__ = ["DescriptorIndex", "DescriptorConfig", "encode_ids", "decode_ids", "group_matches"]
+__all__ = ["DescriptorIndex", "DescriptorConfig", "encode_ids", "decode_ids", "group_matches", "ratio_matches"]

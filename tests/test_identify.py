@@ -49,3 +49,38 @@ def test_same_place_merges_overlapping_outlines_only():
     a = np.float32([[0, 0], [100, 0], [100, 50], [0, 50]])
     assert _same_place(a, a + 10)
     assert not _same_place(a, a + 300)
+
+
+def _synthetic_results(n: int = 60, seed: int = 0):
+    from logoid.eval.metrics import QueryResult
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        known = i % 3 != 0
+        label = f"band:{i % 20}" if known else None
+        # the right candidate has more inliers; a noise feature carries nothing
+        right = {"log_inliers": float(rng.normal(3.0, 0.5)), "noise": float(rng.normal())}
+        wrong = {"log_inliers": float(rng.normal(1.5, 0.5)), "noise": float(rng.normal())}
+        ranked = [label or f"band:{100 + i}", f"band:{200 + i}"]
+        feats = [right if known else wrong, dict(wrong)]
+        out.append(QueryResult(f"p{i}.jpg", label, ranked, [0.0, 0.0], feats))
+    return out
+
+
+def test_fusion_c_chosen_by_grouped_cross_validation():
+    from logoid.eval.fusion import _group_folds, choose_c, cv_scores
+
+    res = _synthetic_results()
+    folds = _group_folds(res, 5, 0)
+    by_label: dict = {}
+    for r, f in zip(res, folds, strict=True):
+        if r.label is not None:
+            by_label.setdefault(r.label, set()).add(int(f))
+    assert all(len(v) == 1 for v in by_label.values())  # one entity's photos never straddle folds
+    a, top1 = cv_scores(res, ["log_inliers"], C=1.0)
+    assert a is not None and a > 0.9 and top1 == 1.0
+    a_noise, _ = cv_scores(res, ["noise"], C=1.0)
+    assert a_noise < a
+    grid = (0.01, 0.1, 1.0)
+    assert choose_c(res, ["log_inliers", "noise"], grid=grid) in grid

@@ -155,3 +155,55 @@ def fit_fusion(results: Sequence[QueryResult], feature_names: Sequence[str], C: 
     clf.fit(z, y)
     return FusionModel(names, [float(c) for c in clf.coef_[0]], float(clf.intercept_[0]),
                        mean=[float(m) for m in mean], scale=[float(s) for s in scale], kind="logistic")
+
+
+def _group_folds(results: Sequence[QueryResult], folds: int, seed: int) -> np.ndarray:
+    """Fold of each query; every photo of one entity (an unknown photo: itself) shares a fold."""
+    groups = [r.label if r.label is not None else f"photo:{r.path}" for r in results]
+    uniq = sorted(set(groups))
+    order = np.random.default_rng(seed).permutation(len(uniq))
+    fold_of = {uniq[j]: i % folds for i, j in enumerate(order)}
+    return np.array([fold_of[g] for g in groups])
+
+
+def cv_scores(results: Sequence[QueryResult], feature_names: Sequence[str], C: float, folds: int = 5,
+              seed: int = 0) -> tuple[float | None, float | None]:
+    """(AUROC known-vs-unknown of the top fused probability, top-1) by grouped cross-validation."""
+    from .metrics import auroc
+
+    fold = _group_folds(results, folds, seed)
+    top, known, right = [], [], []
+    for k in range(folds):
+        train = [r for r, f in zip(results, fold, strict=True) if f != k]
+        held = [r for r, f in zip(results, fold, strict=True) if f == k and r.features]
+        try:
+            model = fit_fusion(train, feature_names, C)
+        except ConfigError:
+            continue  # a fold without right candidates says nothing about C
+        for r in held:
+            p = model.predict_proba(r.features)
+            i = int(np.argmax(p))
+            top.append(float(p[i]))
+            known.append(r.label is not None)
+            right.append(r.label is not None and r.ranked[i] == r.label)
+    if not top:
+        return None, None
+    s, kn = np.asarray(top), np.asarray(known)
+    n_known = int(kn.sum())
+    return auroc(s[kn], s[~kn]), (float(np.sum(right)) / n_known if n_known else None)
+
+
+def choose_c(results: Sequence[QueryResult], feature_names: Sequence[str],
+             grid: Sequence[float] = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0), folds: int = 5, seed: int = 0) -> float:
+    """Regularisation of the fusion chosen by grouped cross-validation: best AUROC, then top-1, then the smaller C.
+
+    Groups are entities, so a design's photos never score each other; with few calibration photos a
+    strongly regularised model is often the better one, which is what this finds out.
+    """
+    best: tuple | None = None
+    for C in grid:
+        a, t = cv_scores(results, feature_names, C, folds, seed)
+        key = (a if a is not None else -1.0, t if t is not None else -1.0, -C)
+        if best is None or key > best[0]:
+            best = (key, C)
+    return float(best[1]) if best else 1.0

@@ -18,7 +18,8 @@ FEATURES = (
     "rank_global",  # rank of the entity in the global channel (shortlist size if absent)
     "log_inliers",  # log(1 + RANSAC-verified inliers) of the entity's best reference
     "inlier_ratio",  # inliers / tentative matches of that verification
-    "local_margin",  # log_inliers minus the best other entity's log_inliers
+    "log_local_score",  # log(1 + inliers × sqrt(inlier_ratio)): inliers discounted by the tentative matches
+    "local_margin",  # log_local_score minus the best other entity's log_local_score
     "rank_local",  # rank in the local channel (shortlist size if absent)
     "text_sim",  # fuzzy similarity of the read text to the entity's name, 0 if none
     "text_coverage",  # fraction of the read text the name explains
@@ -36,15 +37,18 @@ class DefaultRule:
 
     cos_mid: float = 0.80  # cosine at which the global channel alone gives p = 0.5
     cos_slope: float = 40.0
-    inliers_mid: float = 9.0  # verified inliers at which the local channel alone gives p = 0.5
-    inliers_slope: float = 4.0  # per unit of log(1 + inliers)
+    # local score (inliers × sqrt(inlier ratio)) at which the local channel alone gives p = 0.5: the local
+    # channel's open-set-best threshold on threadless-dev calib (candidate_ratio 0.7, shortlist 50)
+    inliers_mid: float = 3.0
+    inliers_slope: float = 4.0  # per unit of log(1 + local score)
     text_mid: float = 0.85  # name similarity at which the text channel alone gives p = 0.5
     text_slope: float = 30.0
     threshold: float = 0.5
 
     def score(self, f: dict) -> float:
         p_g = _sigmoid(self.cos_slope * (f.get("cos", 0.0) - self.cos_mid))
-        p_l = _sigmoid(self.inliers_slope * (f.get("log_inliers", 0.0) - math.log1p(self.inliers_mid)))
+        p_l = _sigmoid(self.inliers_slope * (f.get("log_local_score", f.get("log_inliers", 0.0))
+                                             - math.log1p(self.inliers_mid)))
         p_t = _sigmoid(self.text_slope * (f.get("text_sim", 0.0) - self.text_mid)) if f.get("text_sim", 0) > 0 else 0.0
         return float(1.0 - (1.0 - p_g) * (1.0 - p_l) * (1.0 - p_t))
 
@@ -62,8 +66,9 @@ def candidate_features(cands: list[dict], shortlist: int) -> list[dict]:
         return []
     cos = np.array([c.get("cos", 0.0) for c in cands])
     inl = np.array([math.log1p(c.get("inliers", 0)) for c in cands])
+    loc = np.array([math.log1p(c.get("local_score", c.get("inliers", 0))) for c in cands])
     order_g = np.argsort(-cos, kind="stable")
-    order_l = np.argsort(-inl, kind="stable")
+    order_l = np.argsort(-loc, kind="stable")
     rank_g = np.empty(len(cands), int)
     rank_g[order_g] = np.arange(len(cands))
     rank_l = np.empty(len(cands), int)
@@ -71,14 +76,15 @@ def candidate_features(cands: list[dict], shortlist: int) -> list[dict]:
     out = []
     for i, c in enumerate(cands):
         other_cos = np.delete(cos, i).max() if len(cands) > 1 else 0.0
-        other_inl = np.delete(inl, i).max() if len(cands) > 1 else 0.0
+        other_loc = np.delete(loc, i).max() if len(cands) > 1 else 0.0
         out.append({
             "cos": float(cos[i]),
             "cos_margin": float(cos[i] - other_cos),
             "rank_global": float(min(rank_g[i], shortlist) if c.get("in_global") else shortlist),
             "log_inliers": float(inl[i]),
             "inlier_ratio": float(c.get("inlier_ratio", 0.0)),
-            "local_margin": float(inl[i] - other_inl),
+            "log_local_score": float(loc[i]),
+            "local_margin": float(loc[i] - other_loc),
             "rank_local": float(min(rank_l[i], shortlist) if c.get("inliers", 0) > 0 else shortlist),
             "text_sim": float(c.get("text_sim", 0.0)),
             "text_coverage": float(c.get("text_coverage", 0.0)),

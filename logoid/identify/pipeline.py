@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,12 +76,18 @@ class Answer:
     def label(self) -> str | None:
         return self.best.entity_key if (self.accepted and self.best) else None
 
+    @property
+    def artist(self) -> str | None:
+        """The accepted album's artist (None for bands and rejections)."""
+        ok = self.accepted and self.best is not None and self.best.entity_key.startswith("album:")
+        return self.best.meta.get("artist") if ok and self.best is not None else None
+
     def to_dict(self, k: int = 5) -> dict:
         return {
             "path": self.path, "accepted": self.accepted,
             "answer": self.best.name if (self.accepted and self.best) else "unknown",
             "entity": self.label, "score": round(self.best.score, 4) if self.best else 0.0,
-            "threshold": self.threshold, "rule": self.rule,
+            "artist": self.artist, "threshold": self.threshold, "rule": self.rule,
             "rejection_score": round(self.rejection_score, 4) if self.best else None, "candidates": [c.to_dict() for c in self.candidates[:k]],
             "logos": [c.to_dict() for c in self.logos], "read": self.read,
             "timings": {k_: round(v, 4) for k_, v in self.timings.items()},
@@ -114,7 +120,7 @@ class Evidence:
             elif not has_g:
                 d["cos"] = self.floor
             if not keep_l:
-                for k in ("inliers", "inlier_ratio", "polygon", "local_image_id"):
+                for k in ("inliers", "inlier_ratio", "local_score", "polygon", "local_image_id"):
                     d.pop(k, None)
             if not keep_t:
                 for k in ("text_sim", "text_coverage", "text_conf", "text"):
@@ -165,6 +171,14 @@ class Identifier:
             return float(self._threshold_override)
         cal = self.store.meta.get("calibration") or {}
         return float(cal.get("threshold", self.store.meta.get("threshold", 0.5)))
+
+    @property
+    def text_only_threshold(self) -> float:
+        """Threshold for an answer supported by the text channel alone (`logoid calibrate` fits it; else the main one)."""
+        if self._threshold_override is not None:
+            return float(self._threshold_override)
+        t = ((self.store.meta.get("calibration") or {}).get("text_only") or {}).get("threshold")
+        return float(t) if t is not None else self.threshold
 
     def entity_of_image(self, image_id: int) -> str | None:
         if self._entity_of_image is None:
@@ -235,6 +249,9 @@ class Identifier:
         if dindex is None or dindex.ntotal == 0:
             return [], []
         cfg = self._local_cfg()
+        if find_all and cfg.all_tile_levels > cfg.tile_levels:
+            # Several logos in one photo are each a small part of it: read it finer, in tiles.
+            cfg = replace(cfg, tile_levels=cfg.all_tile_levels)
         qf = extract(img, cfg, role="query")
         if len(qf.xy) == 0:
             return [], []
@@ -242,11 +259,11 @@ class Identifier:
         logos = _find_all(qf, dindex, cfg, max_logos=self.config.max_logos) if find_all else []
         return verifs, logos
 
-    def _text(self, img: Image.Image):
+    def _text(self, img: Image.Image, regions: list | None = None):
         names = self.store.names
         if names is None or len(names) == 0:
             return [], []
-        lines = self.reader.read(img)
+        lines = self.reader.read(img, regions=regions)
         if not lines:
             return [], []
         matches = names.match(lines, k=self.config.shortlist)
@@ -285,15 +302,15 @@ class Identifier:
                 if key is None:
                     continue
                 c = cands.setdefault(key, {"cos": floor, "image_id": v.image_id})
-                if v.inliers > c.get("inliers", 0):
-                    c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio),
+                if v.score > c.get("local_score", -1.0):
+                    c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score),
                              polygon=np.asarray(v.polygon).round(1).tolist(), local_image_id=v.image_id)
             timings["local"] = time.perf_counter() - t
         read: list[dict] = []
         if "text" in ch:
             t = time.perf_counter()
             try:
-                matches, read = self._text(img)
+                matches, read = self._text(img, text_regions(cands))
             except Exception as e:  # noqa: BLE001 - OCR must never take the answer down with it
                 warnings.warn(f"text channel failed ({e}); answering from the image channels", stacklevel=2)
                 matches = []
@@ -335,7 +352,7 @@ class Identifier:
             etype, eid = cand.entity_key.split(":")
             cand.meta = self.catalog.entity_meta(etype, int(eid))
         best = out[0] if out else None
-        thr = self.threshold
+        thr = self.text_only_threshold if (best is not None and best.channels == ["text"]) else self.threshold
         rej = self.rejection_score(out)
         return Answer(path=path, accepted=bool(best is not None and rej >= thr), best=best, candidates=out,
                       threshold=thr, read=read, timings=timings, rejection_score=rej, rule=self.rule)
@@ -348,7 +365,7 @@ class Identifier:
             if key is None:
                 continue
             c = dict(cands.get(key, {"cos": 0.0}))
-            c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio))
+            c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score))
             f = candidate_features([c], self.config.shortlist)[0]
             s = self.score([f])[0]
             if s < self.threshold:
@@ -361,6 +378,14 @@ class Identifier:
                                    features=f, channels=["local"], image_id=v.image_id, inliers=int(v.inliers),
                                    polygon=poly.astype(np.float64).round(1).tolist()))
         return logos
+
+
+def text_regions(cands: dict[str, dict], n: int = 2) -> list:
+    """Outlines of the ``n`` best-verified logos, re-read at full resolution: small lettering on a print that the
+    whole-photo OCR pass (at its working size) cannot resolve."""
+    located = sorted((c for c in cands.values() if c.get("polygon") and c.get("inliers", 0) > 0),
+                     key=lambda c: -c["inliers"])
+    return [c["polygon"] for c in located[:n]]
 
 
 def _same_place(a: np.ndarray, b: np.ndarray) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from logoid.engine.local import Features, LocalConfig
-from logoid.index.descriptors import DescriptorIndex, group_matches
+from logoid.index.descriptors import DescriptorIndex, group_matches, ratio_matches
 
 
 @dataclass
@@ -28,11 +28,13 @@ class Verification:
     H: np.ndarray  # (3, 3) homography, reference original px -> photo original px
     polygon: np.ndarray  # (4, 2) reference corners (tl, tr, br, bl) projected into the photo, original px
     inlier_query_idx: np.ndarray  # indices of the photo keypoints that are inliers
+    score: float = 0.0  # ranking score: inliers × inlier_ratio ** LocalConfig.inlier_ratio_weight
 
     def to_dict(self) -> dict:
         return {
             "image_id": self.image_id, "variant": self.variant, "inliers": self.inliers,
-            "inlier_ratio": round(float(self.inlier_ratio), 4), "H": self.H.tolist(),
+            "inlier_ratio": round(float(self.inlier_ratio), 4), "score": round(float(self.score), 4),
+            "H": self.H.tolist(),
             "polygon": self.polygon.round(2).tolist(),
         }
 
@@ -59,7 +61,7 @@ def _is_convex(poly: np.ndarray) -> bool:
 
 
 def _plausible(H_work: np.ndarray, ref_size: tuple[int, int], ref_scale: float, query: Features,
-               cfg: LocalConfig) -> bool:
+               cfg: LocalConfig, qscale: float | None = None) -> bool:
     """Reject degenerate, mirrored, over-sheared or absurdly sized homographies (H_work: ref px -> query work px)."""
     corners = _corners(ref_size)
     poly, w = _project(H_work, corners)
@@ -74,7 +76,8 @@ def _plausible(H_work: np.ndarray, ref_size: tuple[int, int], ref_scale: float, 
     scale = np.sqrt(area / max(ref_area_work, 1e-9))
     if not cfg.min_scale <= scale <= cfg.max_scale:
         return False
-    area_frac = area / (query.scale**2) / max(query.size[0] * query.size[1], 1)
+    qscale = query.scale if qscale is None else qscale
+    area_frac = area / (qscale**2) / max(query.size[0] * query.size[1], 1)
     if not cfg.min_area_frac <= area_frac <= cfg.max_area_frac:
         return False
     # Local affine part at the reference centre: shear / anisotropy bound.
@@ -123,42 +126,78 @@ def verify(query: Features, ref_xy: np.ndarray, matches: np.ndarray, cfg: LocalC
         return None
     src = np.asarray(ref_xy, np.float64)[matches[:, 1]]
     # RANSAC runs in the photo's working px, so its threshold means the same on every photo.
-    dst = np.asarray(query.xy, np.float64)[matches[:, 0]] * query.scale
+    # Tiled photos mix levels: work at the level where this candidate's matches were found.
+    qscale = query.level_scale(matches[:, 0])
+    dst = np.asarray(query.xy, np.float64)[matches[:, 0]] * qscale
     ref_scale = cfg.ref_long_side / max(ref_size) if (cfg.upscale or max(ref_size) > cfg.ref_long_side) else 1.0
     fit = _fit_homography(src, dst, cfg)
-    if fit is None or not _plausible(fit[0], ref_size, ref_scale, query, cfg):
+    if fit is None or not _plausible(fit[0], ref_size, ref_scale, query, cfg, qscale):
         # A homography from a handful of matches is often wild (a corner through infinity); a similarity
         # transform needs 2 points and still fits a print seen without strong perspective.
         fit = _fit_similarity(src, dst, cfg) if cfg.similarity_fallback else None
-        if fit is None or not _plausible(fit[0], ref_size, ref_scale, query, cfg):
+        if fit is None or not _plausible(fit[0], ref_size, ref_scale, query, cfg, qscale):
             return None
     H, inl = fit
     n_inl = min(_distinct(src[inl]), _distinct(dst[inl]))
     if n_inl < cfg.min_inliers:
         return None
-    H_orig = np.diag([1 / query.scale, 1 / query.scale, 1.0]) @ H
+    H_orig = np.diag([1 / qscale, 1 / qscale, 1.0]) @ H
     H_orig /= H_orig[2, 2]
     poly, _ = _project(H_orig, _corners(ref_size))
+    ratio = float(n_inl / len(matches))
     return Verification(
         image_id=int(image_id), variant=int(variant), inliers=int(n_inl),
-        inlier_ratio=float(n_inl / len(matches)), H=H_orig, polygon=poly.astype(np.float64),
-        inlier_query_idx=np.unique(matches[inl, 0]),
+        inlier_ratio=ratio, H=H_orig, polygon=poly.astype(np.float64),
+        inlier_query_idx=np.unique(matches[inl, 0]), score=float(n_inl * ratio ** cfg.inlier_ratio_weight),
     )
 
 
+def soft_matches(D: np.ndarray, owners: np.ndarray, key: tuple[int, int], candidate_ratio: float,
+                 active: np.ndarray | None = None) -> np.ndarray:
+    """Tentative matches of one candidate (image, variant) from a k-NN result: (m, 2) (query_kp, ref_kp).
+
+    A query keypoint matches the candidate when the candidate's nearest keypoint among its k neighbours lies
+    within ``d1 / candidate_ratio`` (d1: its nearest neighbour over all references). The ratio test against
+    the whole catalog is what picks candidates; once picked, a true print's keypoints whose nearest neighbour
+    happened to be another design by a hair still count, and RANSAC sorts them out.
+    """
+    mask = (owners[..., 0] == key[0]) & (owners[..., 1] == key[1])
+    has = mask.any(axis=1)
+    j = mask.argmax(axis=1)
+    rows = np.arange(len(j))
+    d = np.sqrt(np.maximum(D[rows, j], 0))
+    d1 = np.sqrt(np.maximum(D[:, 0], 0))
+    keep = has & (d <= d1 / candidate_ratio + 1e-9)
+    if active is not None:
+        keep &= active
+    q = np.nonzero(keep)[0]
+    return np.column_stack([q, owners[q, j[q], 2]]).astype(np.int64)
+
+
 def _verify_groups(query: Features, dindex: DescriptorIndex, groups: dict, cfg: LocalConfig,
-                   extra: dict | None = None) -> list[Verification]:
+                   extra: dict | None = None, search: tuple | None = None,
+                   active: np.ndarray | None = None) -> list[Verification]:
     ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
     cands = [(k, m) for k, m in ranked[: cfg.shortlist] if len(m) >= cfg.min_votes]
+    if search is not None and cfg.candidate_ratio > 0:
+        cands = [(k, soft_matches(search[0], search[1], k, cfg.candidate_ratio, active)) for k, _ in cands]
     seen = {k for k, _ in cands}
     cands += [(k, m) for k, m in (extra or {}).items() if k not in seen and len(m) >= cfg.min_votes]
     best: dict[int, Verification] = {}
     for (image_id, variant), m in cands:
         v = verify(query, dindex.ref_xy(image_id, variant), m, cfg, ref_size=dindex.ref_size(image_id, variant),
                    image_id=image_id, variant=variant)
-        if v is not None and (image_id not in best or v.inliers > best[image_id].inliers):
+        if v is not None and (image_id not in best or v.score > best[image_id].score):
             best[image_id] = v
-    return sorted(best.values(), key=lambda v: (-v.inliers, v.image_id))
+    return sorted(best.values(), key=lambda v: (-v.score, -v.inliers, v.image_id))
+
+
+def verify_search(query_feats: Features, dindex: DescriptorIndex, D: np.ndarray, owners: np.ndarray,
+                  cfg: LocalConfig | None = None, extra: dict | None = None) -> list[Verification]:
+    """Verified references from a k-NN result ``(D, owners)`` of ``dindex.search(query_feats.desc, k)``."""
+    cfg = cfg or LocalConfig()
+    groups = group_matches(ratio_matches(D, owners, cfg.ratio))
+    return _verify_groups(query_feats, dindex, groups, cfg, extra, search=(D, owners))
 
 
 def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | None = None,
@@ -172,13 +211,14 @@ def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig
     cfg = cfg or LocalConfig()
     if len(query_feats) == 0 or dindex.ntotal == 0:
         return []
-    groups = group_matches(dindex.match(query_feats, cfg.ratio, cfg.neighbours, restrict))
+    D, owners = dindex.search(query_feats.desc, k=max(2, cfg.neighbours), restrict=restrict)
+    groups = group_matches(ratio_matches(D, owners, cfg.ratio))
     extra_ids = {int(i) for i in extra_candidates} - {k[0] for k in _top(groups, cfg)}
     if restrict is not None:
         extra_ids &= {int(i) for i in restrict}
     extra_ids &= set(dindex.image_ids())
     extra = group_matches(dindex.match(query_feats, cfg.ratio, cfg.neighbours, extra_ids)) if extra_ids else {}
-    return _verify_groups(query_feats, dindex, groups, cfg, extra)
+    return _verify_groups(query_feats, dindex, groups, cfg, extra, search=(D, owners))
 
 
 def _top(groups: dict, cfg: LocalConfig) -> list[tuple[int, int]]:
@@ -203,12 +243,13 @@ def find_all(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | 
     max_logos = cfg.max_logos if max_logos is None else max_logos
     if len(query_feats) == 0 or dindex.ntotal == 0:
         return []
-    matches = dindex.match(query_feats, cfg.ratio, cfg.neighbours, restrict)
+    D, owners = dindex.search(query_feats.desc, k=max(2, cfg.neighbours), restrict=restrict)
+    matches = ratio_matches(D, owners, cfg.ratio)
     active = np.ones(len(query_feats), bool)
     found: list[Verification] = []
     while len(found) < max_logos:
         live = matches[active[matches[:, 0]]]
-        results = _verify_groups(query_feats, dindex, group_matches(live), cfg)
+        results = _verify_groups(query_feats, dindex, group_matches(live), cfg, search=(D, owners), active=active)
         if not results:
             break
         best = results[0]
@@ -218,4 +259,4 @@ def find_all(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | 
     return found
 
 
-__all__ = ["Verification", "verify", "match_local", "find_all"]
+__all__ = ["Verification", "verify", "verify_search", "soft_matches", "match_local", "find_all"]
