@@ -4,12 +4,14 @@
 276 threadless-dev designs; every photo queried through the local channel alone (top-1, AUROC, open-set
 accuracy at the threshold chosen on split=calib; a distractor on top is a wrong answer).
 
-``index``: descriptor-index build time, memory, query latency and recall against exact search. 1k
-references are real (designs + icons); larger catalogs repeat their PQ codes under new ids (said so in
-the report), since extracting and encoding 100k real references does not fit this machine.
+``index``: descriptor-index build time, memory, query latency and recall against exact search, for IVF
+variants (list counts, code formats, flat or HNSW coarse quantiser, nprobe). 1k references are real
+(designs + icons); larger catalogs repeat their codes under new ids (said so in the report), since
+extracting and encoding 100k real references does not fit this machine.
 
     python bench/local_scale.py distractors --n 1000 --n 3000 [--write]
-    python bench/local_scale.py index [--refs 1000 --refs 10000 --refs 100000] [--write]
+    python bench/local_scale.py index [--refs 1000 --refs 10000] [--nlist 4096 --nlist 16384]
+        [--index PQ32 --index HNSW:PQ64x4fs --index Flat] [--nprobe 8 --nprobe 16] [--queries 8] [--write]
 """
 
 from __future__ import annotations

@@ -56,9 +56,10 @@ class DescriptorConfig:
     """How the descriptor index is structured."""
 
     ivf: bool | None = None  # True: IVF; False: exact flat; None: choose by size at build()
-    # Below this many descriptors exact search, above it IVF: on one core, exact search of ~700 photo
-    # descriptors against 367k took ~4 s/query, IVF1024 with nprobe=16 ~0.5 s, at the same top-1.
-    exact_below: int = 250_000
+    # Below this many descriptors exact search, above it IVF. Exact search grows with the catalog: a photo of
+    # 1,420 descriptors took 3.2 s against 457k on one core where IVF4096 (nprobe 16) took 0.11 s (BENCHMARKS.md,
+    # "Descriptor index at scale"), so ~0.35 s at 50k. On threadless-dev (367k) IVF gave the same top-1 as exact.
+    exact_below: int = 50_000
     nlist: int = 0  # IVF lists; 0 = about 4·sqrt(n), a power of two
     nprobe: int = 16  # IVF lists visited per query (recall vs latency)
     pq_m: int = 0  # IVF only: 0 stores descriptors as float32 (512 B each); m > 0 as m-byte PQ codes (large catalogs)
