@@ -80,3 +80,27 @@ def test_linear_rule_is_sigmoid_of_hand_formula():
     assert rule.decision_function([{"cos": 0.8, "log_inliers": 2.0}])[0] == pytest.approx(z)
     assert rule.predict_proba([{"cos": 0.8, "log_inliers": 2.0}])[0] == pytest.approx(1 / (1 + np.exp(-z)))
     assert rule.predict_proba([]).shape == (0,)
+
+
+def _with_text(results, seed, right_text_every=0):
+    """Spurious name hits on wrong candidates; with ``right_text_every`` also real ones on the true candidate."""
+    rng = np.random.default_rng(seed)
+    for i, r in enumerate(results):
+        for key, f in zip(r.ranked, r.features, strict=True):
+            right = key == r.label and right_text_every and i % right_text_every == 0
+            hit = right or (key != r.label and rng.random() < 0.1)
+            f["text_sim"] = float(rng.uniform(0.9, 1.0) if right else rng.uniform(0.55, 0.7)) if hit else 0.0
+            f["text_coverage"] = f["text_conf"] = 0.5 if hit else 0.0
+    return results
+
+
+def test_text_features_are_fitted_only_when_calibration_has_right_text_answers():
+    from logoid.eval.fusion import supported_features
+
+    names = ["cos", "log_inliers", "text_sim", "text_coverage", "text_conf"]
+    spurious = _with_text(synthetic(300, seed=3), seed=3)
+    kept, dropped = supported_features(spurious, names)
+    assert kept == ["cos", "log_inliers"] and dropped == ["text"]
+    real = _with_text(synthetic(300, seed=4), seed=4, right_text_every=5)
+    kept, dropped = supported_features(real, names)
+    assert kept == names and dropped == []

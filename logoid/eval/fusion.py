@@ -127,6 +127,29 @@ def training_rows(results: Sequence[QueryResult]) -> tuple[list[dict[str, float]
     return rows, np.asarray(ys, dtype=np.int64)
 
 
+# Features that only carry information when their channel found something: (indicator feature, the features).
+CHANNEL_FEATURES = {"text": ("text_sim", ("text_sim", "text_coverage", "text_conf"))}
+MIN_CHANNEL_POSITIVES = 5  # right candidates a channel must support on calib before its weights are fitted
+
+
+def supported_features(results: Sequence[QueryResult], feature_names: Sequence[str],
+                       min_positives: int = MIN_CHANNEL_POSITIVES) -> tuple[list[str], list[str]]:
+    """The features worth fitting, and the channels left out because calib shows too few right answers for them.
+
+    A weight fitted on a handful of spurious matches (e.g. fuzzy name hits on photos with no names, as on
+    threadless shirts) only adds noise to the fused score; such a channel keeps contributing candidates,
+    scored by the other channels' features.
+    """
+    rows, y = training_rows(results)
+    names, dropped = list(feature_names), []
+    for channel, (indicator, feats) in CHANNEL_FEATURES.items():
+        support = sum(1 for row, yi in zip(rows, y, strict=True) if yi and float(row.get(indicator) or 0.0) > 0)
+        if support < min_positives and any(f in names for f in feats):
+            names = [n for n in names if n not in feats]
+            dropped.append(channel)
+    return names, dropped
+
+
 def fit_fusion(results: Sequence[QueryResult], feature_names: Sequence[str], C: float = 1.0) -> FusionModel:
     """Fit a class-balanced logistic regression on the candidates of calibration ``results``."""
     from sklearn.linear_model import LogisticRegression

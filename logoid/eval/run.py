@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from logoid.errors import CatalogError, ImageError, LogoidError
 
 from .calibrate import Calibration, calibrate, calibrate_text_only, rule_score
-from .fusion import FusionModel, fit_fusion
+from .fusion import FusionModel, fit_fusion, supported_features
 from .manifest import LabelledQuery
 from .metrics import QueryResult
 
@@ -101,7 +101,8 @@ def fit(identifier, collected: Sequence[Collected], catalog, *, channels=None, o
     from logoid.identify.fuse import FEATURES
 
     base = to_results(identifier, collected, catalog, channels)
-    model = fit_fusion(base, list(features or FEATURES))
+    names = list(features) if features else supported_features(base, FEATURES)[0]
+    model = fit_fusion(base, names)
     fused = to_results(identifier, collected, catalog, channels, scorer=fusion_scorer(model))
     cal = calibrate(fused, objective=objective, max_false_accept=max_false_accept,
                     rules=["max_score", "margin", "ratio"])
