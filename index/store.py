@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,11 +163,19 @@ class IndexStore:
             "vectors": self.vectors.ntotal if self.vectors is not None else 0,
         }
         write_json_atomic(self.root / SIDECAR, self.meta)
-        if milvus and files.pop("milvus_pending", None):
-            self.vectors.apply_pending()
-            write_json_atomic(self.root / SIDECAR, self.meta)  # the same generation, its log applied
+        # The rename above is the commit; what follows only tidies up. A Milvus hiccup here must not undo the
+        # caller's catalog transaction: the pending log stays named by the sidecar, readers merge it, and the
+        # next commit applies it.
+        try:
+            if milvus and files.get("milvus_pending"):
+                self.vectors.apply_pending()
+                files.pop("milvus_pending")
+                write_json_atomic(self.root / SIDECAR, self.meta)  # the same generation, its log applied
+            self._drop_stale_collections(previous)
+        except Exception as e:  # noqa: BLE001 - any failure here leaves a consistent, committed index
+            warnings.warn(f"index committed; Milvus clean-up deferred to the next change ({e})", RuntimeWarning,
+                          stacklevel=2)
         self._sweep(set(files.values()))
-        self._drop_stale_collections(previous)
 
     def _drop_stale_collections(self, previous: dict) -> None:
         """After the commit: drop Milvus collections of this home that the sidecar no longer names."""

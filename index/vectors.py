@@ -255,6 +255,9 @@ class VectorIndex:
         k = max(1, min(k, max(1, self.ntotal)))
         if not self.is_ivf:
             return self._index.search(queries, k)
+        if self.ntotal == 0:  # every image removed: FAISS asserts on k=0 for PQ with re-ranking
+            return (np.full((len(queries), k), np.finfo(np.float32).min, np.float32),  # FAISS's empty-slot value
+                    np.full((len(queries), k), -1, np.int64))
         kk = min(self.ntotal, k * self._refine) if self._refine > 1 else k
         sims, rows = self._index.search(queries, kk)
         if kk > k:

@@ -192,6 +192,8 @@ def artist_calibrate(state, manifest, split, columns, as_json):
     table = FeatureTable([r.path for r in rows], embedder, state.home.cache_dir, _bar("photos"), _skip)
     x = table(model.config.features)
     ok = table.ok or []
+    if not ok:
+        raise LogoidError(f"{manifest}: no readable photos to calibrate on", "check the photo paths in the manifest")
     lines = None
     if model.config.text:
         _warn_no_ocr(True)

@@ -44,11 +44,14 @@ class DefaultRule:
     text_mid: float = 0.85  # name similarity at which the text channel alone gives p = 0.5
     text_slope: float = 30.0
     threshold: float = 0.5
+    # what inliers_mid is compared with: "local_score", or "inliers" (sidecars written before the local score)
+    local_feature: str = "local_score"
 
     def score(self, f: dict) -> float:
         p_g = _sigmoid(self.cos_slope * (f.get("cos", 0.0) - self.cos_mid))
-        p_l = _sigmoid(self.inliers_slope * (f.get("log_local_score", f.get("log_inliers", 0.0))
-                                             - math.log1p(self.inliers_mid)))
+        local = f.get("log_inliers", 0.0) if self.local_feature == "inliers" else \
+            f.get("log_local_score", f.get("log_inliers", 0.0))
+        p_l = _sigmoid(self.inliers_slope * (local - math.log1p(self.inliers_mid)))
         p_t = _sigmoid(self.text_slope * (f.get("text_sim", 0.0) - self.text_mid)) if f.get("text_sim", 0) > 0 else 0.0
         return float(1.0 - (1.0 - p_g) * (1.0 - p_l) * (1.0 - p_t))
 
@@ -100,6 +103,14 @@ def make_scorer(meta: dict):
         from logoid.eval.fusion import FusionModel
 
         model = FusionModel.from_dict(fusion)
+        if "local_margin" in model.feature_names and "log_local_score" not in model.feature_names:
+            import warnings
+
+            warnings.warn("the fusion model was fitted by an older logoid (local_margin has changed meaning); "
+                          "re-run `logoid calibrate`", RuntimeWarning, stacklevel=2)
         return lambda feats: [float(p) for p in model.predict_proba(feats)] if feats else []
-    rule = DefaultRule(**{k: v for k, v in (fusion or {}).items() if k in DefaultRule.__dataclass_fields__})
+    kw = {k: v for k, v in (fusion or {}).items() if k in DefaultRule.__dataclass_fields__}
+    if fusion and "local_feature" not in fusion:  # an index built before the local score: keep its meaning
+        kw["local_feature"] = "inliers"
+    rule = DefaultRule(**kw)
     return lambda feats: [rule.score(f) for f in feats]
