@@ -84,3 +84,12 @@ def test_fusion_c_chosen_by_grouped_cross_validation():
     assert a_noise < a
     grid = (0.01, 0.1, 1.0)
     assert choose_c(res, ["log_inliers", "noise"], grid=grid) in grid
+
+
+def test_default_rule_from_an_older_sidecar_keeps_comparing_raw_inliers():
+    # 12 inliers at inlier ratio 0.25 → local score 6: above the new rule's mid (3) on both readings, but an
+    # index built before the local score stored mid 9 for raw inliers and must keep that meaning
+    f = {"log_inliers": float(np.log1p(12)), "log_local_score": float(np.log1p(6))}
+    old = make_scorer({"fusion": {"kind": "default", "inliers_mid": 9.0, "cos_mid": 2.0}})
+    new = make_scorer({"fusion": {**DefaultRule(inliers_mid=9.0, cos_mid=2.0).to_dict()}})
+    assert old([f])[0] > 0.5 > new([f])[0]

@@ -245,3 +245,31 @@ def test_cli_milvus_backend_answers_like_faiss(tmp_path):
     again = json.loads(_run(homes["milvus"], "build-index", *FAST, "--json").stdout)
     assert again["backend"]["kind"] == "milvus" and again["backend"]["collection"] != meta["backend"]["collection"]
     assert _run(homes["faiss"], "build-index", *FAST, "--backend", "faiss", "--uri", "x.db", ok=False).exit_code == 2
+
+
+@needs_milvus
+def test_milvus_failure_after_the_commit_keeps_catalog_and_index_in_step(tmp_path, monkeypatch):
+    from synth import photo_of, text_logo
+
+    home = tmp_path / "home"
+    for band, (text, seed) in {"Mayhem": ("MAYHEM", 1), "Korn": ("KORN", 3)}.items():
+        logo = tmp_path / f"{band}.png"
+        text_logo(text, seed=seed).save(logo)
+        _run(home, "add-band", "--name", band, "--image", logo)
+    _run(home, "build-index", *FAST, "--backend", "milvus")
+
+    def boom(self):
+        raise RuntimeError("simulated Milvus outage while applying the pending log")
+
+    monkeypatch.setattr(MilvusVectorIndex, "apply_pending", boom)
+    logo, photo = tmp_path / "Deftones.png", tmp_path / "Deftones.jpg"
+    text_logo("DEFTONES", seed=2).save(logo)
+    photo_of(text_logo("DEFTONES", seed=2)).save(photo)
+    res = _run(home, "add-band", "--name", "Deftones", "--image", logo)
+    assert "deferred" in res.stderr  # a warning, not a rolled-back catalog under a committed index
+    names = [b["name"] for b in json.loads(_run(home, "catalog", "list", "--json").stdout)]
+    assert "Deftones" in names
+    meta = json.loads((home / "index" / SIDECAR).read_text())
+    assert meta["files"].get("milvus_pending")  # the log stays named until a later commit applies it
+    monkeypatch.undo()
+    assert _answer(home, photo)[0] == "Deftones"  # readers merge the pending log

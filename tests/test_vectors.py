@@ -220,3 +220,15 @@ def test_index_that_cannot_remove_says_so():
     idx = VectorIndex.build(x, ids, IndexConfig(factory="HNSW32,Flat"))
     with pytest.raises(ConfigError, match="cannot remove"):
         idx.remove_images([1])
+
+
+def test_ivf_pq_with_every_image_removed_answers_empty_slots():
+    rng = np.random.default_rng(5)
+    vecs = rng.normal(size=(400, 16)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    image_ids = np.repeat(np.arange(100), 4)
+    idx = VectorIndex.build(vecs, encode_ids(image_ids, np.tile(np.arange(4), 100)),
+                            IndexConfig(factory="IVF4,PQ4", refine=8))
+    assert idx.remove_images(range(100)) == 400 and idx.ntotal == 0
+    sims, ids = idx.search(vecs[:2], 5)
+    assert ids.shape == (2, 1) and (ids == -1).all() and (sims < -1e30).all()
