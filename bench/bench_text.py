@@ -355,7 +355,7 @@ def main(argv=None) -> int:
     if prints is not None and args.time_sample:
         sample = random.Random(args.seed + 2).sample(rows, min(args.time_sample, len(rows)))
         report["timing"] = timing_part([maker.make(r["id"], r["image"])[0] for r in sample], big, args.threads)
-    thr = RESULTS / "text_threadless.json"  # from bench/text_threadless.py (its own, slower run)
+    thr = RESULTS / "text_threadless.json"  # from bench/text_fused_check.py (its own, slower run)
     if thr.exists():
         report["threadless"] = json.loads(thr.read_text())
     args.out.parent.mkdir(parents=True, exist_ok=True)

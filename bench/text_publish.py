@@ -102,7 +102,7 @@ def body(d: dict) -> str:
         t_only = th["subsets"].get("global+local+text", {}).get("text_only") or {}
         parts += [
             f"threadless-dev (split=test, {th['n_test']} photos; calibrated on split=calib, {th['n_calib']}), one "
-            "evidence run scored with and without the text channel (bench/text_threadless.py). The designs have no "
+            "evidence run scored with and without the text channel (bench/text_fused_check.py). The designs have no "
             "names (catalog names are \"threadless <id>\"), so text can only add noise here; it must not make any "
             f"metric worse. Text-only threshold after calibration: {fmt(t_only.get('threshold'))} "
             f"({t_only.get('source', 'n/a')}: {t_only.get('n', 0)} text-only calibration answers, "

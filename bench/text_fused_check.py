@@ -1,6 +1,6 @@
 """threadless-dev, fused with and without the text channel, side by side from one evidence run.
 
-    python bench/text_threadless.py [--limit N]     # writes bench/results/text_threadless.json
+    python bench/text_fused_check.py [--limit N]     # writes bench/results/text_threadless.json
 
 The threadless-dev protocol (its README): gallery = designs of the enrolled rows, queries = every photo,
 calibrate on split=calib, report on split=test. Each photo's evidence is gathered once with all three channels
