@@ -75,6 +75,17 @@ def progress(iterable, desc: str, total: int | None = None, unit: str = "img"):
     return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, leave=False, dynamic_ncols=True)
 
 
+def key_value_pairs(items, flag: str, example: str) -> dict[str, str]:
+    """``("A=b", ...)`` from a repeatable option into a dict; a malformed item is a one-line user error."""
+    pairs = {}
+    for m in items:
+        if "=" not in m:
+            raise LogoidError(f"{flag} {m!r} is not KEY=VALUE", f"write it like {flag} {example}")
+        k, v = m.split("=", 1)
+        pairs[k.strip()] = v.strip()
+    return pairs
+
+
 def warn(msg: str) -> None:
     click.echo(f"warning: {msg}", err=True)
 

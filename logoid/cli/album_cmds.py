@@ -8,7 +8,7 @@ import click
 
 from logoid.errors import ConfigError, ImageError, LogoidError
 
-from ._common import emit_json, json_option, pass_state, progress, warn
+from ._common import emit_json, json_option, key_value_pairs, pass_state, progress, warn
 
 
 def embedder_for(state, model: str | None = None):
@@ -49,13 +49,7 @@ def _notes(notes: list[str]) -> None:
 def _columns(mapping: tuple[str, ...]):
     from logoid.eval.albums import AlbumColumns
 
-    pairs = {}
-    for m in mapping:
-        if "=" not in m:
-            raise LogoidError(f"--column {m!r} is not FIELD=HEADER", "write it like --column photo=cover")
-        k, v = m.split("=", 1)
-        pairs[k.strip()] = v.strip()
-    return AlbumColumns().override(pairs)
+    return AlbumColumns().override(key_value_pairs(mapping, "--column", "photo=cover"))
 
 
 def column_option(f):

@@ -8,7 +8,7 @@ import click
 
 from logoid.errors import LogoidError
 
-from ._common import emit_json, json_option, pass_state, progress, warn
+from ._common import emit_json, json_option, key_value_pairs, pass_state, progress, warn
 
 
 def _index_exists(state) -> bool:
@@ -200,12 +200,7 @@ def catalog_import(state, source, images_dir, mapping, as_json):
     if source.suffix.lower() == ".json":
         report = import_album_manifest(cat, source, images_dir=images_dir, progress=tick)
     else:
-        cmap = {}
-        for m in mapping:
-            if "=" not in m:
-                raise LogoidError(f"--map {m!r} is not HEADER=field", "write it like --map 'Band name=Name'")
-            k, v = m.split("=", 1)
-            cmap[k.strip()] = v.strip()
+        cmap = key_value_pairs(mapping, "--map", "'Band name=Name'")
         report = import_bands_csv(cat, source, images_dir=images_dir, column_map=cmap or None,
                                   progress=tick)
     bar.close()

@@ -55,40 +55,31 @@ def collect(identifier, queries: Sequence[LabelledQuery], *, progress: Callable 
     return out
 
 
-def to_results(identifier, collected: Sequence[Collected], catalog, channels: tuple[str, ...] | None = None,
-               scorer=None) -> list[QueryResult]:
-    """Fuse each query's evidence (optionally restricted to ``channels``) into ranked QueryResults."""
+def _decide_all(identifier, collected: Sequence[Collected], channels, scorer) -> list:
+    """Each query's answer, fused by ``scorer`` (the identifier's own when None) from its stored evidence."""
     old = identifier._scorer
     if scorer is not None:
         identifier._scorer = scorer
     try:
-        results = []
-        for c in collected:
-            ans = identifier.decide(c.evidence, channels)
-            results.append(QueryResult(
-                path=str(c.query.path), label=resolve_label(catalog, c.query.label),
-                ranked=[x.entity_key for x in ans.candidates], scores=[x.score for x in ans.candidates],
-                features=[x.features for x in ans.candidates], accepted=ans.accepted,
-            ))
-        return results
+        return [identifier.decide(c.evidence, channels) for c in collected]
     finally:
         identifier._scorer = old
+
+
+def to_results(identifier, collected: Sequence[Collected], catalog, channels: tuple[str, ...] | None = None,
+               scorer=None) -> list[QueryResult]:
+    """Fuse each query's evidence (optionally restricted to ``channels``) into ranked QueryResults."""
+    return [QueryResult(path=str(c.query.path), label=resolve_label(catalog, c.query.label),
+                        ranked=[x.entity_key for x in ans.candidates], scores=[x.score for x in ans.candidates],
+                        features=[x.features for x in ans.candidates], accepted=ans.accepted)
+            for c, ans in zip(collected, _decide_all(identifier, collected, channels, scorer), strict=True)]
 
 
 def text_only_flags(identifier, collected: Sequence[Collected], channels: tuple[str, ...] | None = None,
                     scorer=None) -> list[bool]:
     """Whether each query's best candidate is supported by the text channel alone (its own threshold applies)."""
-    old = identifier._scorer
-    if scorer is not None:
-        identifier._scorer = scorer
-    try:
-        out = []
-        for c in collected:
-            best = identifier.decide(c.evidence, channels).best
-            out.append(best is not None and best.channels == ["text"])
-        return out
-    finally:
-        identifier._scorer = old
+    return [ans.best is not None and ans.best.channels == ["text"]
+            for ans in _decide_all(identifier, collected, channels, scorer)]
 
 
 def fusion_scorer(model: FusionModel):
