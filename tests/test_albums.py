@@ -199,6 +199,12 @@ def test_artist_check_yes_no_and_unknown_name(styled, tmp_path):
     assert run("artist-check", photo, "--artist", "Green Acres").output.startswith(f"{photo}: yes")
     bad = run("artist-check", photo, "--artist", "Grey Mater", ok=False)
     assert bad.exit_code == 1 and "Grey Matter" in bad.output and len(bad.output.strip().splitlines()) == 1
+    run("artist", "fit")  # a stored model: it answers from the covers it was fitted on until fitted again
+    assert "changed since" not in run("artist-check", photo, "--artist", "Green Acres").stderr
+    extra = tmp_path / "extra-cover.png"
+    cover(STYLES["Green Acres"], 4242).save(extra)
+    run("add-album", "--title", "Late Harvest", "--artist", "Green Acres", "--image", extra)
+    assert "changed since `logoid artist fit`" in run("artist-check", photo, "--artist", "Green Acres").stderr
 
 
 def test_artist_model_is_stored_and_refuses_another_model(styled):

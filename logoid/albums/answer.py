@@ -45,16 +45,15 @@ class AlbumStep:
             return self._artist
         self._artist_tried = True
         from .artist import NAME, ArtistModel, fit_catalog
-        from .covers import catalog_covers, covers_signature
+        from .covers import catalog_covers
 
         stored = _store.exists(self.home, NAME)
         if not stored and len({c.artist_key for c in catalog_covers(self.catalog)}) < 2:
             return None  # nothing to answer artists from: do not load the model for it
         try:
             self._artist = ArtistModel.load(self.home, self.embedder)
-            sig = self._artist.covers_signature
-            if sig is not None and sig != covers_signature(catalog_covers(self.catalog)):
-                self.notes.append("the catalog's album covers changed since `logoid artist fit`; run it again")
+            if note := self._artist.stale_note(self.catalog):
+                self.notes.append(note)
             return self._artist
         except IndexMismatchError as e:
             self.notes.append(f"artist model ignored: {e}")

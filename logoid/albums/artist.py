@@ -347,6 +347,14 @@ class ArtistModel:
                    model=meta.get("model") or {}, source=meta.get("source", ""),
                    catalog_revision=meta.get("catalog_revision"), covers_signature=meta.get("covers_signature"))
 
+    def stale_note(self, catalog) -> str | None:
+        """A note when the catalog's covers changed since this model was fitted (it still answers, from the old ones)."""
+        from .covers import catalog_covers, covers_signature
+
+        if self.covers_signature is not None and self.covers_signature != covers_signature(catalog_covers(catalog)):
+            return "the catalog's album covers changed since `logoid artist fit`; run it again"
+        return None
+
     def summary(self) -> dict:
         cal = self.calibration
         return {"artists": len(self.artists), "covers": int(len(self.gallery)), "source": self.source,

@@ -217,7 +217,10 @@ def _artist_model(state, embedder):
     from logoid.errors import IndexMissingError
 
     try:
-        return ArtistModel.load(state.home, embedder)
+        model = ArtistModel.load(state.home, embedder)
+        if note := model.stale_note(state.catalog):
+            warn(note)
+        return model
     except IndexMissingError:
         notes: list[str] = []
         model = fit_catalog(state.home, state.catalog, embedder, progress=_bar("covers"), on_skip=_skip, notes=notes)

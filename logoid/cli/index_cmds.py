@@ -127,7 +127,11 @@ def _milvus_config(state, backend: str | None, uri: str | None, index_type: str)
         cfg.uri, cfg.index_type = uri, None  # another place: choose its index type afresh
     if index_type.lower() != "auto":
         cfg.index_type = index_type.upper()
-    cfg.resolved_uri(state.home.root)  # a bad Lite file name fails before any embedding
+    resolved = cfg.resolved_uri(state.home.root)  # a bad Lite file name fails before any embedding
+    if "://" in resolved:  # so does an unreachable server (a Lite file is opened by the build itself)
+        from logoid.index.milvus import connect
+
+        connect(resolved)
     return cfg
 
 
