@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -153,9 +153,11 @@ class Features:
 
     def to_bytes(self) -> bytes:
         buf = io.BytesIO()
-        extra = {} if self.kp_scale is None else {"kp_scale": self.kp_scale}
-        np.savez(buf, xy=self.xy, desc=self.desc, size=np.asarray(self.size, np.int64),
-                 scale=np.float64(self.scale), version=np.int64(FEATURES_VERSION), **extra)
+        arrays: dict[str, Any] = {"xy": self.xy, "desc": self.desc, "size": np.asarray(self.size, np.int64),
+                                  "scale": np.float64(self.scale), "version": np.int64(FEATURES_VERSION)}
+        if self.kp_scale is not None:
+            arrays["kp_scale"] = self.kp_scale
+        np.savez(buf, **arrays)
         return buf.getvalue()
 
     @classmethod

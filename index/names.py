@@ -88,7 +88,7 @@ def name_similarity(text: str, name: str) -> float:
 COVERAGE_WEIGHT = 0.5
 
 
-def rank_score(similarity: float, coverage: float) -> float:
+def rank_score(similarity, coverage):  # floats, or numpy arrays of them (one per candidate)
     """What matches are ordered by: similarity, weighed by how much of the read text the name explains.
 
     Without it "Corpse" (a line read exactly) would beat "Cannibal Corpse" (both lines, one letter misread). The

@@ -120,8 +120,8 @@ def read_lines(images: Sequence[Image.Image]) -> list[list[tuple[str, float]]]:
 
 def _ocr_tag() -> str:
     r = text_reader()
-    cfg = getattr(r, "config", None)
-    d = {k: v for k, v in (cfg.to_dict() if hasattr(cfg, "to_dict") else {}).items() if k != "threads"}
+    to_dict = getattr(getattr(r, "config", None), "to_dict", None)
+    d = {k: v for k, v in (to_dict() if to_dict else {}).items() if k != "threads"}
     d["reader"] = type(r).__name__
     return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 

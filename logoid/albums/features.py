@@ -95,7 +95,7 @@ def _trunk_stages(trunk, x, stages: Sequence[int], p: float):
 
 
 def _prepare(img: Image.Image, side: int, mean, std) -> np.ndarray:
-    img = img.convert("RGB").resize((side, side), Image.BICUBIC)
+    img = img.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
     a = np.asarray(img, dtype=np.float32) / 255.0
     return ((a - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).transpose(2, 0, 1)
 
@@ -107,7 +107,7 @@ def colour_stats(img: Image.Image) -> np.ndarray:
     """
     import cv2
 
-    rgb = np.asarray(img.convert("RGB").resize((128, 128), Image.BILINEAR))
+    rgb = np.asarray(img.convert("RGB").resize((128, 128), Image.Resampling.BILINEAR))
     hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).reshape(-1, 3).astype(np.float32)
     hist, _ = np.histogramdd(hsv, bins=(4, 4, 3), range=((0, 180), (0, 256), (0, 256)))
     hist = hist.ravel() / hsv.shape[0]
@@ -231,13 +231,13 @@ class GenreClassifier:
     def fit(self, x: np.ndarray, y: Sequence[str], groups: Sequence | None = None) -> GenreClassifier:
         """Fit on features ``x`` (n, d) and genre labels ``y``; ``groups`` (artist per row) for the C search."""
         x = np.asarray(x, np.float32)
-        y = np.asarray([str(v) for v in y])
-        if len(set(y)) < 2:
+        labels = np.asarray([str(v) for v in y])
+        if len(set(labels)) < 2:
             raise ConfigError("genre training needs covers of at least two genres", "label more covers")
         self.mean, self.scale = x.mean(0), x.std(0) + 1e-6
         xs = _standardise(x, self.mean, self.scale)
-        self.C = self._pick_c(xs, y, None if groups is None else np.asarray(groups))
-        lr = self._model(self.C).fit(xs, y)
+        self.C = self._pick_c(xs, labels, None if groups is None else np.asarray(groups))
+        lr = self._model(self.C).fit(xs, labels)
         self.classes = [str(c) for c in lr.classes_]
         self.coef, self.intercept = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)
         return self

@@ -79,7 +79,8 @@ class LinearProbe:
         from .features import GenreClassifier
 
         self.classes, self.arrays = list(classes), dict(arrays or {})
-        self.clf = GenreClassifier(classes=self.classes, **{k: np.asarray(v, np.float32) for k, v in self.arrays.items()})
+        stored: dict[str, Any] = {k: np.asarray(v, np.float32) for k, v in self.arrays.items()}
+        self.clf = GenreClassifier(classes=self.classes, **stored)
 
     def fit(self, x, y, cfg: GenreConfig, *, groups=None, **_) -> LinearProbe:
         from .features import GenreClassifier

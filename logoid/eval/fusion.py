@@ -204,7 +204,7 @@ def cv_scores(results: Sequence[QueryResult], feature_names: Sequence[str], C: f
         except ConfigError:
             continue  # a fold without right candidates says nothing about C
         for r in held:
-            p = model.predict_proba(r.features)
+            p = model.predict_proba(r.features or [])
             i = int(np.argmax(p))
             top.append(float(p[i]))
             known.append(r.label is not None)
