@@ -98,6 +98,10 @@ def artist_group():
     """The artist of an album not in the catalog, from the style of each artist's covers."""
 
 
+def _emit_artist(summary: dict, as_json: bool) -> None:
+    emit_json(summary) if as_json else _print_artist_summary(summary)
+
+
 def _print_artist_summary(s: dict) -> None:
     text = "+ artist names read on the cover" if s["config"].get("text") else "(no text)"
     click.echo(f"artist model: {s['artists']} artists, {s['covers']} covers, {s['config']['features']} features "
@@ -134,10 +138,7 @@ def artist_fit(state, features, scorer, top_m, text, model, as_json):
                     notes=notes)
     _notes(notes)
     m.save(state.home)
-    if as_json:
-        emit_json(m.summary())
-    else:
-        _print_artist_summary(m.summary())
+    _emit_artist(m.summary(), as_json)
 
 
 @artist_group.command("calibrate")
@@ -195,10 +196,7 @@ def artist_calibrate(state, manifest, split, columns, as_json):
         lines = [got.get(i, []) for i in ok]
     model.calibrate_photos(x, [labels[i] for i in ok], f"{manifest} split={split}", lines=lines)
     model.save(state.home)
-    if as_json:
-        emit_json(model.summary())
-    else:
-        _print_artist_summary(model.summary())
+    _emit_artist(model.summary(), as_json)
 
 
 @artist_group.command("show")
@@ -208,8 +206,7 @@ def artist_show(state, as_json):
     """Show the stored artist model: artists, calibration, features."""
     from logoid.albums.artist import ArtistModel
 
-    s = ArtistModel.load(state.home).summary()
-    emit_json(s) if as_json else _print_artist_summary(s)
+    _emit_artist(ArtistModel.load(state.home).summary(), as_json)
 
 
 def _artist_model(state, embedder):
