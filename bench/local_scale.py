@@ -12,6 +12,13 @@ extracting and encoding 100k real references does not fit this machine.
     python bench/local_scale.py distractors --n 1000 --n 3000 [--write]
     python bench/local_scale.py index [--refs 1000 --refs 10000] [--nlist 4096 --nlist 16384]
         [--index PQ32 --index HNSW:PQ64x4fs --index Flat] [--nprobe 8 --nprobe 16] [--queries 8] [--write]
+
+``e2e``: the local channel end to end (decode, SIFT, search, verification) per photo and its accuracy at
+1k references (real) and 10k (designs + 3,000 real icons + synthetic noisy copies of icons), for
+DescriptorIndex configurations named in ``local_e2e.SPECS`` (exact, default, prev, sq8, nprobe8, nprobe32).
+
+    python bench/local_scale.py e2e [--refs 1000 --refs 10000] [--index exact --index prev --index default]
+        [--timed 40] [--write]
 """
 
 from __future__ import annotations
@@ -62,6 +69,47 @@ def icon_features(slugs: list[str], cfg: LocalConfig, progress=None) -> list[tup
         feats = cache.get_reference(file_hash(path), lambda p=path: load_image(p), cfg)
         out.append((ICON_ID0 + i, feats[: 2 if cfg.enrol_inverted else 1]))
     return out
+
+
+SYNTH_ID0 = 2_000_000  # image ids of synthetic references (noisy copies of icons)
+MAX_REAL_ICONS = 3000  # icons whose features the distractor run cached
+
+
+def catalog_items(data: Path, rows: list[dict], cfg: LocalConfig, n_refs: int, progress=None
+                  ) -> tuple[list[tuple[int, list[Features]]], int]:
+    """The REAL references of an ``n_refs`` catalog and how many synthetic ones complete it.
+
+    Real: the 276 threadless designs, then simple-icons (up to 3,000). The rest (``n_synth``) are noisy
+    copies of the icons, made by :func:`synthetic_items`; the designs never get copies, so their
+    ratio test sees only distinct images.
+    """
+    designs = sweep.build_refs_items(data, rows, cfg)
+    icons = icon_features(icon_slugs(MAX_REAL_ICONS if n_refs > len(designs) + MAX_REAL_ICONS
+                                     else n_refs - len(designs) + 40), cfg, progress)
+    icons = icons[: max(0, n_refs - len(designs))]
+    return designs + icons, max(0, n_refs - len(designs) - len(icons))
+
+
+def synthetic_items(sources: list[tuple[int, list[Features]]], n: int, sigma: float, seed: int = 0, start: int = 0,
+                    merge: int = 1):
+    """``n`` synthetic references. Copy j joins ``merge`` icons (``sources[(j·merge + t) % len]``: their keypoints
+    side by side, the largest size), every descriptor moved by Gaussian noise (per dimension ``sigma``),
+    clipped at 0 and L2-normalised again (RootSIFT stays non-negative, unit norm). Icons have ~60 keypoints
+    a variant, designs ~660: joining several gives a synthetic catalog the descriptor count of a real one.
+    Yields ``(SYNTH_ID0 + j, [normal, inverted])`` lazily for ``start <= j < n`` (copy j is the same whatever
+    ``start``)."""
+    for j in range(start, n):
+        parts = [sources[(j * merge + t) % len(sources)][1] for t in range(merge)]
+        rng = np.random.default_rng([seed, j])
+        out = []
+        for v in range(min(len(p) for p in parts)):
+            fs = [p[v] for p in parts]
+            desc = np.concatenate([f.desc for f in fs])
+            d = np.maximum(desc + rng.normal(0, sigma, desc.shape).astype(np.float32), 0)
+            d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+            size = (max(f.size[0] for f in fs), max(f.size[1] for f in fs))
+            out.append(Features(np.concatenate([f.xy for f in fs]), d.astype(np.float32), size, fs[0].scale))
+        yield SYNTH_ID0 + j, out
 
 
 def run_distractors(data: Path, sizes: list[int], cfg: LocalConfig, progress=None) -> dict:
@@ -254,7 +302,7 @@ def index_markdown(res: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["distractors", "index"])
+    ap.add_argument("what", choices=["distractors", "index", "e2e"])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "threadless-dev")
     ap.add_argument("--n", type=int, action="append", default=None, help="distractor counts (default 1000, 3000)")
     ap.add_argument("--refs", type=int, action="append", default=None,
@@ -264,6 +312,12 @@ def main(argv=None) -> int:
     ap.add_argument("--nprobe", type=int, action="append", default=None, help="IVF lists visited (default 16)")
     ap.add_argument("--queries", type=int, default=10, help="test photos timed per index variant")
     ap.add_argument("--nlist", type=int, action="append", default=None, help="IVF lists (default 4096)")
+    ap.add_argument("--merge", type=int, default=5, help="e2e: icons joined into one synthetic reference")
+    ap.add_argument("--timed", type=int, default=40, help="e2e: test photos whose decode + extraction is timed")
+    ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/local_scale_<what>.json)")
+    ap.add_argument("--publish", type=Path, nargs="+", default=None,
+                    help="e2e: write one section from these result JSON files (runs of one size each) and stop")
+    ap.add_argument("--notes", type=Path, default=None, help="with --publish: a file whose text goes under the table")
     ap.add_argument("--write", action="store_true", help="append the result to BENCHMARKS.md")
     args = ap.parse_args(argv)
     import cv2
@@ -275,7 +329,22 @@ def main(argv=None) -> int:
     cfg = LocalConfig()
     bar = lambda it: tqdm(it, leave=False, file=sys.stderr)  # noqa: E731
     cmd = "python bench/local_scale.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    if args.what == "distractors":
+    if args.what == "e2e" and args.publish:
+        import local_e2e
+
+        res = local_e2e.merge([__import__("json").loads(p.read_text()) for p in args.publish])
+        md = local_e2e.e2e_markdown(res) + (f"\n\n{args.notes.read_text().strip()}" if args.notes else "")
+        print(md)
+        if args.write:
+            append_section("Local channel end to end at 1k and 10k references", cmd, md)
+        return 0
+    if args.what == "e2e":
+        import local_e2e
+
+        res = local_e2e.run_e2e(args.data, args.refs or [1000, 10000], args.index or ["exact", "prev", "default"],
+                                cfg, args.timed, args.merge, bar)
+        md, title = local_e2e.e2e_markdown(res), "Local channel end to end at 1k and 10k references"
+    elif args.what == "distractors":
         res = run_distractors(args.data, args.n or [1000, 3000], cfg, bar)
         md, title = distractors_markdown(res), "Local channel with distractor references (threadless-dev)"
     else:
@@ -283,7 +352,7 @@ def main(argv=None) -> int:
                         args.nprobe or [16], n_queries=args.queries, nlists=args.nlist or [4096], progress=bar)
         md, title = index_markdown(res), "Descriptor index at scale"
     print(md)
-    out = ROOT / "bench" / "results" / f"local_scale_{args.what}.json"
+    out = args.out or ROOT / "bench" / "results" / f"local_scale_{args.what}.json"
     out.write_text(__import__("json").dumps(res, indent=1, default=str))
     if args.write:
         append_section(title, cmd, md)

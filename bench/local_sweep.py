@@ -156,9 +156,11 @@ def main(argv=None) -> int:
     ap.add_argument("--publish", type=Path, nargs="+", default=None,
                     help="append one table of these sweep JSON files to BENCHMARKS.md and stop")
     ap.add_argument("--notes", default="", help="with --publish: a paragraph under the table")
+    ap.add_argument("--defaults", default="ratio 0.95, shortlist 20, candidate_ratio 0, raw inliers",
+                    help="with --publish: the LocalConfig defaults the rows' unnamed settings had")
     args = ap.parse_args(argv)
     if args.publish:
-        print(publish(args.publish, args.notes))
+        print(publish(args.publish, args.notes, args.defaults))
         return 0
     args.score = args.score or ["inliers"]
     import cv2
@@ -201,7 +203,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def publish(paths: list[Path], notes: str = "") -> str:
+def publish(paths: list[Path], notes: str = "", defaults: str = "ratio 0.95, shortlist 20, candidate_ratio 0, raw inliers") -> str:
     """One table of every sweep result in ``paths`` (JSON written by --out), in the order given."""
     from _common import append_section, table
 
@@ -213,7 +215,7 @@ def publish(paths: list[Path], notes: str = "") -> str:
             rows.append([setting, c["top1"], c["auroc"], c["open_set"], t["top1"], t["auroc"], t["open_set"]])
     md = ("Local channel alone on threadless-dev; threshold for open-set accuracy chosen on split=calib; settings "
           "chosen on calib. Rows are cumulative where the setting says so (a row's unnamed settings are the "
-          "LocalConfig defaults at the time: ratio 0.95, shortlist 20, candidate_ratio 0, raw inliers). "
+          f"LocalConfig defaults at the time: {defaults}). "
           "`candidate_ratio`: once a reference is shortlisted by ratio-test votes, its tentative matches are all "
           "photo keypoints whose nearest keypoint of that reference (among the k=8 neighbours) is within "
           "d1 / candidate_ratio. `score`: what ranks and rejects (inliers; inl*sqrt_ratio = inliers × "
@@ -221,7 +223,8 @@ def publish(paths: list[Path], notes: str = "") -> str:
           + table(["setting", "calib top-1", "calib AUROC", "calib open-set", "test top-1", "test AUROC",
                    "test open-set"], rows) + (f"\n\n{notes}" if notes else ""))
     append_section("Local channel: recall methods (threadless-dev sweep)",
-                   "python bench/local_sweep.py --publish " + " ".join(str(p) for p in paths), md)
+                   "python bench/local_sweep.py --publish " + " ".join(str(p) for p in paths)
+                   + (f" --defaults '{defaults}'" if "candidate_ratio 0," not in defaults else ""), md)
     return md
 
 

@@ -5,17 +5,23 @@ any search hit is therefore read off its id (no side array to keep in step), and
 reference image is one id-range removal, not a rebuild. Reference keypoint coordinates and image
 sizes are kept per (image, variant) for geometric verification.
 
+Structure by size (``DescriptorConfig.choose``): exact ``Flat`` below ``exact_below`` descriptors; above,
+``IVF{nlist}_HNSW32,PQ64x4fs`` (an HNSW graph over the list centroids, 32-byte 4-bit PQ codes scanned with
+SIMD fast-scan, not residual) whose ``k·refine`` candidates are re-ranked by 8-bit scalar-quantised copies
+of the descriptors (``_refine.py``): at 10k reference images (4.6M descriptors) it answers a photo in a
+fraction of IVF-Flat's time and memory with the same recall (BENCHMARKS.md, "Local channel end to end at
+1k and 10k references").
+
 On disk an index at ``path`` is three files: ``path.faiss`` (the FAISS index), ``path.npz``
-(keypoint coordinates, concatenated with offsets) and ``path.json`` (sidecar: schema, config,
-counts), each written atomically, the sidecar last.
+(keypoint coordinates, concatenated with offsets, and the re-ranking codes in the same order) and
+``path.json`` (sidecar: schema, config, counts), each written atomically, the sidecar last.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,6 +30,7 @@ import numpy as np
 from logoid._atomic import atomic_path, write_json_atomic
 from logoid.engine.local import DESC_DIM, Features, LocalConfig
 from logoid.errors import ConfigError, IndexMismatchError, IndexMissingError
+from logoid.index.descriptor_structure import SQ8, CodeStore, DescriptorConfig, sample_rows
 
 if TYPE_CHECKING:
     import faiss
@@ -52,29 +59,6 @@ def decode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @dataclass
-class DescriptorConfig:
-    """How the descriptor index is structured."""
-
-    ivf: bool | None = None  # True: IVF; False: exact flat; None: choose by size at build()
-    # Below this many descriptors exact search, above it IVF. Exact search grows with the catalog: a photo of
-    # 1,420 descriptors took 3.2 s against 457k on one core where IVF4096 (nprobe 16) took 0.11 s (BENCHMARKS.md,
-    # "Descriptor index at scale"), so ~0.35 s at 50k. On threadless-dev (367k) IVF gave the same top-1 as exact.
-    exact_below: int = 50_000
-    nlist: int = 0  # IVF lists; 0 = about 4·sqrt(n), a power of two
-    nprobe: int = 16  # IVF lists visited per query (recall vs latency)
-    pq_m: int = 0  # IVF only: 0 stores descriptors as float32 (512 B each); m > 0 as m-byte PQ codes (large catalogs)
-    train_sample: int = 200_000  # descriptors sampled to train the IVF coarse quantiser
-    seed: int = 0  # for the training sample
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DescriptorConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-@dataclass
 class DescriptorIndex:
     """FAISS (L2) index of reference RootSIFT descriptors with keypoint coordinates per (image, variant)."""
 
@@ -83,6 +67,7 @@ class DescriptorIndex:
     _index: faiss.Index | None = None
     _xy: dict = field(default_factory=dict)  # (image_id, variant) -> (n, 2) float32 original px
     _size: dict = field(default_factory=dict)  # (image_id, variant) -> (w, h)
+    _codes: CodeStore | None = None  # re-ranking copies (``config.refines()``), trained with the IVF
 
     def __post_init__(self) -> None:
         if self._index is None and not self.config.ivf:
@@ -102,31 +87,50 @@ class DescriptorIndex:
         cfg = DescriptorConfig.from_dict({**config.to_dict(), "ivf": bool(use_ivf)})
         idx = cls(config=cfg, feature_config=_fc_dict(feature_config))
         if use_ivf:
-            all_desc = [f.desc for _, feats in items for f in feats if len(f)]
-            idx.train(np.concatenate(all_desc) if all_desc else np.zeros((0, DESC_DIM), np.float32))
-        for image_id, feats in items:
-            idx.add(image_id, feats)
+            idx.train(sample_rows([f.desc for _, feats in items for f in feats], cfg.train_sample, cfg.seed),
+                      n_expected=n)
+        idx.add_many(items)
         return idx
 
-    def train(self, sample: np.ndarray) -> None:
-        """Create and train the IVF structure on ``sample`` descriptors (IVF indexes only)."""
+    def train(self, sample: np.ndarray, n_expected: int | None = None) -> None:
+        """Create and train the IVF structure on ``sample`` descriptors (IVF indexes only).
+
+        ``n_expected``: descriptors the index will hold (sizes the list count); default the sample's size.
+        """
         import faiss
 
         if not self.config.ivf:
             raise ConfigError("train() is for IVF descriptor indexes; a flat index needs no training")
         n = int(sample.shape[0])
-        nlist = self.config.nlist or int(2 ** round(math.log2(max(16, 4 * math.sqrt(max(n, 1))))))
+        spec = self.config.choose(n_expected or n)
+        nlist = self.config.auto_nlist(n_expected or n)
         if n < nlist:
             raise ConfigError(f"an IVF index with {nlist} lists needs at least {nlist} training descriptors, got {n}",
                               "use a flat index (ivf=False) for small catalogs")
-        rng = np.random.default_rng(self.config.seed)
         if n > self.config.train_sample:
+            rng = np.random.default_rng(self.config.seed)
             sample = sample[rng.choice(n, size=self.config.train_sample, replace=False)]
-        codes = f"PQ{self.config.pq_m}" if self.config.pq_m else "Flat"
-        index = faiss.index_factory(DESC_DIM, f"IVF{nlist},{codes}", faiss.METRIC_L2)
-        index.train(np.ascontiguousarray(sample, dtype=np.float32))
-        faiss.extract_index_ivf(index).nprobe = self.config.nprobe
+        sample = np.ascontiguousarray(sample, dtype=np.float32)
+        index = faiss.index_factory(DESC_DIM, spec.removesuffix(",Refine(SQ8)"), faiss.METRIC_L2)
+        ivf = faiss.extract_index_ivf(index)
+        ivf.cp.niter = 10  # FAISS's 25 k-means iterations cost 2.5x the time for little (IndexConfig.kmeans_iters)
+        if self.config.codes.endswith("fs"):
+            ivf.by_residual = False
+        index.train(sample)
         self._index = index
+        self._set_search_params()
+        self._codes = CodeStore(SQ8.train(sample)) if self.config.refines() else None
+
+    def _set_search_params(self) -> None:
+        import faiss
+
+        if not self.config.ivf or self._index is None:
+            return
+        ivf = faiss.extract_index_ivf(self._index)
+        ivf.nprobe = self.config.nprobe
+        quantizer = faiss.downcast_index(ivf.quantizer)
+        if isinstance(quantizer, faiss.IndexHNSW):
+            quantizer.hnsw.efSearch = max(self.config.ef_search, 2 * self.config.nprobe)
 
     def _require_index(self) -> faiss.Index:
         if self._index is None:
@@ -138,26 +142,52 @@ class DescriptorIndex:
 
         Returns the number of descriptors added.
         """
-        image_id = int(image_id)
+        return self.add_many([(image_id, feats_list)])
+
+    def add_many(self, items: Iterable[tuple[int, list[Features]]], batch: int = 200_000) -> int:
+        """:meth:`add` for many images, handing FAISS ~``batch`` descriptors per call (a call per image costs
+        a few ms on fast-scan lists: a minute at 10k images). Returns the number of descriptors added."""
+        index = self._require_index()
+        descs: list[np.ndarray] = []
+        ids: list[np.ndarray] = []
+        added = pending = 0
+        for image_id, feats_list in items:
+            if descs and self.contains(image_id):  # a replacement: what is pending may be the one it replaces
+                index.add_with_ids(np.ascontiguousarray(np.concatenate(descs), np.float32), np.concatenate(ids))
+                added, pending, descs, ids = added + pending, 0, [], []
+            for desc, fid in self._register(int(image_id), feats_list):
+                descs.append(desc)
+                ids.append(fid)
+                pending += len(desc)
+            if pending >= batch:
+                index.add_with_ids(np.ascontiguousarray(np.concatenate(descs), np.float32), np.concatenate(ids))
+                added, pending, descs, ids = added + pending, 0, [], []
+        if descs:
+            index.add_with_ids(np.ascontiguousarray(np.concatenate(descs), np.float32), np.concatenate(ids))
+        return added + pending
+
+    def _register(self, image_id: int, feats_list: list[Features]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Check one image's features, keep its coordinates (and re-ranking codes); (descriptors, ids) to index."""
         if not 0 <= image_id <= MAX_IMAGE_ID:
             raise ConfigError(f"image_id must be in [0, {MAX_IMAGE_ID}], got {image_id}")
         if len(feats_list) > 1 << VARIANT_BITS:
             raise ConfigError(f"at most {1 << VARIANT_BITS} variants per image, got {len(feats_list)}")
-        index = self._require_index()
-        if self.contains(image_id):
-            self.remove([image_id])
-        added = 0
-        for variant, f in enumerate(feats_list):
+        for f in feats_list:
             if len(f) >= 1 << KP_BITS:
                 raise ConfigError(f"image {image_id} has {len(f)} keypoints; the limit is {(1 << KP_BITS) - 1}")
-            if f.desc.shape[1:] != (DESC_DIM,):
-                raise ConfigError(f"descriptors must be (n, {DESC_DIM}), got {f.desc.shape}")
+            if f.desc.shape != (len(f), DESC_DIM):
+                raise ConfigError(f"descriptors must be ({len(f)}, {DESC_DIM}), got {f.desc.shape}")
+        if self.contains(image_id):
+            self.remove([image_id])
+        out = []
+        for variant, f in enumerate(feats_list):
             self._xy[(image_id, variant)] = np.asarray(f.xy, np.float32).reshape(-1, 2)
             self._size[(image_id, variant)] = (int(f.size[0]), int(f.size[1]))
+            if self._codes is not None:
+                self._codes.put((image_id, variant), f.desc)
             if len(f):
-                index.add_with_ids(np.ascontiguousarray(f.desc, np.float32), encode_ids(image_id, variant, len(f)))
-                added += len(f)
-        return added
+                out.append((f.desc, encode_ids(image_id, variant, len(f))))
+        return out
 
     def remove(self, image_ids: Iterable[int]) -> int:
         """Remove every descriptor of these reference images (all variants); returns how many went."""
@@ -171,6 +201,8 @@ class DescriptorIndex:
             for v in range(1 << VARIANT_BITS):
                 self._xy.pop((image_id, v), None)
                 self._size.pop((image_id, v), None)
+                if self._codes is not None:
+                    self._codes.drop((image_id, v))
         return removed
 
     # ---- reading ---------------------------------------------------------------------------
@@ -212,8 +244,9 @@ class DescriptorIndex:
         if nq == 0 or self.ntotal == 0:
             return np.full((nq, k), np.inf, np.float32), np.full((nq, k, 3), -1, np.int64)
         index = self._require_index()
+        kk = k * self.config.refine if self._codes is not None else k  # candidates to re-rank
         if restrict is None:
-            D, ids = index.search(desc, k)
+            D, ids = index.search(desc, kk)
         else:
             sel, _keep = self._selector({int(i) for i in restrict})
             # Attribute assignment is what faiss's kwargs constructor does (its stubs omit the kwargs).
@@ -226,9 +259,12 @@ class DescriptorIndex:
             else:
                 params = faiss.SearchParameters()
                 params.sel = sel
-            D, ids = index.search(desc, k, params=params)
+            D, ids = index.search(desc, kk, params=params)
+        owners = np.stack(decode_ids(ids), axis=-1)
+        if self._codes is not None:
+            return self._codes.rerank(desc, owners, k)
         D = np.where(ids < 0, np.inf, D).astype(np.float32)
-        return D, np.stack(decode_ids(ids), axis=-1)
+        return D, owners
 
     def match(self, query: Features, ratio: float = 0.9, k: int = 8, restrict: Iterable[int] | None = None
               ) -> np.ndarray:
@@ -259,18 +295,41 @@ class DescriptorIndex:
         counts = np.array([len(self._xy[k]) for k in keys], np.int64)
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         xy = np.concatenate([self._xy[k] for k in keys]) if keys else np.zeros((0, 2), np.float32)
+        extra = {}
+        if self._codes is not None:  # re-ranking codes in the coordinates' order (holes of removed images dropped)
+            extra = {"codes": np.concatenate([self._codes.get(k, len(self._xy[k])) for k in keys]) if keys
+                     else np.zeros((0, DESC_DIM), np.uint8), "sq_vmin": self._codes.sq.vmin, "sq_step": self._codes.sq.step}
         with atomic_path(_file(path, ".npz"), suffix=".npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, keys=np.array(keys, np.int64).reshape(-1, 2), offsets=offsets, xy=xy.astype(np.float32),
-                     sizes=np.array([self._size[k] for k in keys], np.int64).reshape(-1, 2))
+                     sizes=np.array([self._size[k] for k in keys], np.int64).reshape(-1, 2), **extra)
         write_json_atomic(_file(path, ".json"), {
             "schema_version": SCHEMA_VERSION,
             "kind": "logoid-descriptors",
             "config": self.config.to_dict(),
+            "structure": self.structure(),
             "feature_config": self.feature_config,
             "ntotal": self.ntotal,
             "images": len(self.image_ids()),
             "entries": len(keys),
         })
+
+    def structure(self) -> str:
+        """What this index is, e.g. ``Flat`` or ``IVF2048_HNSW32,PQ64x4fs,Refine(SQ8)``."""
+        import faiss
+
+        if not self.config.ivf or self._index is None:
+            return "Flat"
+        ivf = faiss.extract_index_ivf(self._index)
+        q = "_HNSW32" if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW) else ""
+        return f"IVF{ivf.nlist}{q},{self.config.codes}{',Refine(SQ8)' if self._codes is not None else ''}"
+
+    def memory_bytes(self) -> int:
+        """Bytes of the FAISS index (as serialised), re-ranking codes and keypoint coordinates."""
+        import faiss
+
+        n = 0 if self._index is None else int(faiss.serialize_index(self._index).nbytes)
+        n += sum(xy.nbytes for xy in self._xy.values())
+        return n + (0 if self._codes is None else self._codes.nbytes())
 
     @classmethod
     def load(cls, path: str | Path) -> DescriptorIndex:
@@ -287,15 +346,20 @@ class DescriptorIndex:
                                      f"this logoid reads {SCHEMA_VERSION}", "rebuild with `logoid build-index`")
         config = DescriptorConfig.from_dict(meta.get("config", {}))
         index = faiss.read_index(str(_file(path, ".faiss")))
-        if config.ivf:
-            faiss.extract_index_ivf(index).nprobe = config.nprobe
         z = np.load(_file(path, ".npz"))
         obj = cls(config=config, feature_config=meta.get("feature_config", {}), _index=index)
-        off = z["offsets"]
+        obj._set_search_params()
+        off, xy, sizes = z["offsets"], z["xy"], z["sizes"]  # each z[...] reads the whole array again: read once
+        codes = None
+        if "codes" in z.files:
+            codes = z["codes"]
+            obj._codes = CodeStore(SQ8(z["sq_vmin"], z["sq_step"]))
         for i, (img, var) in enumerate(z["keys"]):
             key = (int(img), int(var))
-            obj._xy[key] = z["xy"][off[i]:off[i + 1]]
-            obj._size[key] = (int(z["sizes"][i][0]), int(z["sizes"][i][1]))
+            obj._xy[key] = xy[off[i]:off[i + 1]]
+            obj._size[key] = (int(sizes[i][0]), int(sizes[i][1]))
+            if obj._codes is not None and codes is not None:
+                obj._codes.put_codes(key, codes[off[i]:off[i + 1]])
         if int(off[-1]) != obj.ntotal or obj.ntotal != meta.get("ntotal"):
             raise IndexMismatchError(f"descriptor index at {path} is inconsistent ({obj.ntotal} descriptors, "
                                      f"{int(off[-1])} keypoints)", "rebuild with `logoid build-index`")

@@ -1,0 +1,142 @@
+"""Descriptor index for large catalogs: structure by size, fast-scan PQ + SQ8 re-ranking, add/remove, save/load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from logoid.engine.local import Features
+from logoid.errors import ConfigError
+from logoid.index.descriptors import DescriptorConfig, DescriptorIndex
+
+faiss = pytest.importorskip("faiss")
+
+SMALL = DescriptorConfig(nlist=16, nprobe=8, exact_below=1000)  # IVF from 1,000 descriptors, 16 lists
+
+
+def _rootsift_like(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
+    """Non-negative unit-norm vectors near random centres (clustered, like SIFT descriptors)."""
+    d = np.maximum(centres[rng.integers(0, len(centres), n)] + rng.normal(0, 0.06, (n, 128)), 0).astype(np.float32)
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def _items(seed: int = 0, images: int = 12, per: int = 250, first_id: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = rng.random((40, 128))
+    return [(first_id + i, [Features(rng.random((per, 2)).astype(np.float32) * 100, _rootsift_like(rng, centres, per),
+                                     (100, 100)) for _ in range(2)]) for i in range(images)]
+
+
+@pytest.fixture(scope="module")
+def items():
+    return _items()
+
+
+@pytest.fixture(scope="module")
+def queries(items):
+    rng = np.random.default_rng(9)
+    q = np.concatenate([items[i][1][0].desc[:40] for i in (1, 5, 8)])
+    q = np.maximum(q + rng.normal(0, 0.02, q.shape).astype(np.float32), 0)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def built(items):
+    return DescriptorIndex.build(items, SMALL)
+
+
+def _recall(a: DescriptorIndex, exact: DescriptorIndex, q: np.ndarray) -> float:
+    """Share of queries whose first of k=8 neighbours (what the ratio test uses) is the exact nearest."""
+    return float((a.search(q, 8)[1][:, 0] == exact.search(q, 1)[1][:, 0]).all(axis=1).mean())
+
+
+def test_structure_by_size_is_what_the_config_says(items, built):
+    cfg = DescriptorConfig()
+    assert cfg.choose(49_999) == "Flat"
+    assert cfg.choose(456_691) == "IVF2048_HNSW32,PQ64x4fs,Refine(SQ8)"  # 1k references
+    assert cfg.choose(4_566_910) == "IVF8192_HNSW32,PQ64x4fs,Refine(SQ8)"  # 10k references
+    assert DescriptorConfig(codes="SQ8", quantizer="flat").choose(10**6) == "IVF4096,SQ8"
+    assert DescriptorConfig(ivf=False).choose(10**7) == "Flat"
+    assert SMALL.choose(6000) == built.structure() == "IVF16_HNSW32,PQ64x4fs,Refine(SQ8)"
+    ivf = faiss.extract_index_ivf(built._index)
+    assert isinstance(built._index, faiss.IndexIVFPQFastScan) and not ivf.by_residual and ivf.nprobe == 8
+    assert faiss.downcast_index(ivf.quantizer).hnsw.efSearch == 32  # max(ef_search 32, 2 · nprobe 8)
+    small = DescriptorIndex.build(items[:2], SMALL)  # 1,000 descriptors: IVF; fewer: exact
+    assert small.structure().startswith("IVF")
+    assert DescriptorIndex.build(items[:1], SMALL).structure() == "Flat"
+
+
+def test_config_rejects_unknown_structures():
+    for bad in ({"codes": "HNSW"}, {"quantizer": "lsh"}, {"refine": -1}, {"codes": "PQ8x3"}):
+        with pytest.raises(ConfigError):
+            DescriptorConfig(**bad)
+
+
+def test_refined_search_has_exact_recall_and_true_distances(items, queries, built):
+    exact = DescriptorIndex.build(items, DescriptorConfig(ivf=False))
+    raw = DescriptorIndex.build(items, DescriptorConfig(nlist=16, nprobe=8, exact_below=1000, refine=0))
+    assert _recall(built, exact, queries) >= 0.9
+    assert _recall(built, exact, queries) > _recall(raw, exact, queries)
+    D, own = built.search(queries, 8)
+    assert (np.diff(D, axis=1) >= 0).all()  # re-ranked: nearest first
+    De, own_e = exact.search(queries, 1)
+    same = (own[:, 0] == own_e[:, 0]).all(axis=1)
+    np.testing.assert_allclose(D[same, 0], De[same, 0], atol=2e-3)  # SQ8 distances are nearly the true ones
+
+
+def test_add_then_remove_leaves_search_as_before(items, queries):
+    idx = DescriptorIndex.build(items, SMALL)
+    before = idx.search(queries, 8)
+    n = idx.ntotal
+    twin = [(777, [Features(f.xy, f.desc.copy(), f.size) for f in items[5][1]])]  # a copy of image 5: a hit
+    assert idx.add_many(twin) == 500 and idx.ntotal == n + 500
+    assert (idx.search(queries, 8)[1][..., 0] == 777).any()
+    assert idx.remove([777]) == 500 and idx.ntotal == n and not idx.contains(777)
+    after = idx.search(queries, 8)
+    np.testing.assert_array_equal(after[1], before[1])
+    np.testing.assert_array_equal(after[0], before[0])
+    assert idx.add(3, items[3][1]) == 500 and idx.ntotal == n  # re-adding replaces, never duplicates
+    assert idx.add_many([(900, items[0][1]), (900, items[1][1])]) == 1000 and idx.ntotal == n + 500  # one batch
+
+
+def test_batched_adds_equal_single_adds(items, queries):
+    a = DescriptorIndex.build(items, SMALL)
+    b = DescriptorIndex(config=DescriptorConfig.from_dict({**SMALL.to_dict(), "ivf": True}))
+    b.train(np.concatenate([f.desc for _, fs in items for f in fs]))
+    for i, fs in items:
+        b.add(i, fs)
+    np.testing.assert_array_equal(a.search(queries, 8)[1], b.search(queries, 8)[1])
+
+
+def test_save_load_roundtrip_and_removal_after_load(tmp_path, items, queries, built):
+    built.save(tmp_path / "d")
+    meta = json.loads((tmp_path / "d.json").read_text())
+    assert meta["structure"] == "IVF16_HNSW32,PQ64x4fs,Refine(SQ8)" and meta["config"]["codes"] == "PQ64x4fs"
+    back = DescriptorIndex.load(tmp_path / "d")
+    assert back.structure() == built.structure() and back.ntotal == built.ntotal
+    for got, want in zip(back.search(queries, 8), built.search(queries, 8), strict=True):
+        np.testing.assert_array_equal(got, want)
+    owners = back.search(queries, 3, restrict=[2, 8])[1][..., 0]
+    assert set(np.unique(owners)) <= {2, 8, -1} and (owners[:, 0] == 8).sum() >= 30
+    assert back.remove([8]) == 500
+    back.save(tmp_path / "e")  # the removed image's codes are not written
+    assert len(np.load(tmp_path / "e.npz")["codes"]) == back.ntotal
+    again = DescriptorIndex.load(tmp_path / "e")
+    assert not (again.search(queries, 8)[1][..., 0] == 8).any()
+
+
+def test_index_saved_before_codes_existed_still_loads(tmp_path, items, queries):
+    old = DescriptorIndex.build(items, DescriptorConfig(ivf=True, nlist=16, nprobe=8, quantizer="flat", codes="Flat"))
+    old.save(tmp_path / "old")
+    side = tmp_path / "old.json"
+    meta = json.loads(side.read_text())
+    meta.pop("structure")
+    meta["config"] = {"ivf": True, "exact_below": 50000, "nlist": 16, "nprobe": 8, "pq_m": 0,
+                      "train_sample": 200000, "seed": 0}  # the sidecar of the previous release
+    side.write_text(json.dumps(meta))
+    back = DescriptorIndex.load(tmp_path / "old")
+    assert back.config.codes == "Flat" and back.config.quantizer == "flat" and not back.config.refines()
+    assert back.structure() == "IVF16,Flat"
+    np.testing.assert_array_equal(back.search(queries, 4)[1], old.search(queries, 4)[1])
