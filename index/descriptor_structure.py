@@ -50,6 +50,9 @@ class DescriptorConfig:
             raise ConfigError(f"quantizer must be 'hnsw' or 'flat', got {self.quantizer!r}")
         if self.codes not in ("Flat", "SQ8") and not re.fullmatch(r"PQ\d+(x4fs)?", self.codes):
             raise ConfigError(f"codes must be Flat, SQ8, PQ<m> or PQ<m>x4fs, got {self.codes!r}")
+        m = re.fullmatch(r"PQ(\d+)(x4fs)?", self.codes)
+        if m and not (0 < int(m.group(1)) <= 128 and 128 % int(m.group(1)) == 0):
+            raise ConfigError(f"PQ codes need a sub-vector count dividing 128 (e.g. PQ32, PQ64x4fs), got {self.codes!r}")
         if self.refine < 0 or self.nprobe < 1:
             raise ConfigError("refine must be >= 0 and nprobe >= 1")
 

@@ -8,7 +8,7 @@ sizes are kept per (image, variant) for geometric verification.
 Structure by size (``DescriptorConfig.choose``): exact ``Flat`` below ``exact_below`` descriptors; above,
 ``IVF{nlist}_HNSW32,PQ64x4fs`` (an HNSW graph over the list centroids, 32-byte 4-bit PQ codes scanned with
 SIMD fast-scan, not residual) whose ``k·refine`` candidates are re-ranked by 8-bit scalar-quantised copies
-of the descriptors (``_refine.py``): at 10k reference images (4.6M descriptors) it answers a photo in a
+of the descriptors (``descriptor_structure.py``): at 10k reference images (4.6M descriptors) it answers a photo in a
 fraction of IVF-Flat's time and memory with the same recall (BENCHMARKS.md, "Local channel end to end at
 1k and 10k references").
 
@@ -23,7 +23,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -151,19 +151,21 @@ class DescriptorIndex:
         descs: list[np.ndarray] = []
         ids: list[np.ndarray] = []
         added = pending = 0
-        for image_id, feats_list in items:
-            if descs and self.contains(image_id):  # a replacement: what is pending may be the one it replaces
+        try:
+            for image_id, feats_list in items:
+                if descs and self.contains(image_id):  # a replacement: what is pending may be the one it replaces
+                    index.add_with_ids(np.ascontiguousarray(np.concatenate(descs), np.float32), np.concatenate(ids))
+                    added, pending, descs, ids = added + pending, 0, [], []
+                for desc, fid in self._register(int(image_id), feats_list):
+                    descs.append(desc)
+                    ids.append(fid)
+                    pending += len(desc)
+                if pending >= batch:
+                    index.add_with_ids(np.ascontiguousarray(np.concatenate(descs), np.float32), np.concatenate(ids))
+                    added, pending, descs, ids = added + pending, 0, [], []
+        finally:  # an item that fails its checks registers nothing; every item registered before it is indexed
+            if descs:
                 index.add_with_ids(np.ascontiguousarray(np.concatenate(descs), np.float32), np.concatenate(ids))
-                added, pending, descs, ids = added + pending, 0, [], []
-            for desc, fid in self._register(int(image_id), feats_list):
-                descs.append(desc)
-                ids.append(fid)
-                pending += len(desc)
-            if pending >= batch:
-                index.add_with_ids(np.ascontiguousarray(np.concatenate(descs), np.float32), np.concatenate(ids))
-                added, pending, descs, ids = added + pending, 0, [], []
-        if descs:
-            index.add_with_ids(np.ascontiguousarray(np.concatenate(descs), np.float32), np.concatenate(ids))
         return added + pending
 
     def _register(self, image_id: int, feats_list: list[Features]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -203,6 +205,8 @@ class DescriptorIndex:
                 self._size.pop((image_id, v), None)
                 if self._codes is not None:
                     self._codes.drop((image_id, v))
+        if removed:
+            _zero_block_tails(index)
         return removed
 
     # ---- reading ---------------------------------------------------------------------------
@@ -284,12 +288,21 @@ class DescriptorIndex:
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write ``path.faiss``, ``path.npz`` and (last) the ``path.json`` sidecar, each atomically."""
+        """Write ``path.<token>.faiss``, ``path.<token>.npz`` and (last) the ``path.json`` sidecar naming them.
+
+        The sidecar is the commit point: a crash before it leaves the previous save readable (its files are
+        only removed after the new sidecar is in place), never a FAISS file of one save beside the keypoints
+        of another.
+        """
+        import uuid
+
         import faiss
 
         path = Path(path)
         index = self._require_index()
-        with atomic_path(_file(path, ".faiss")) as tmp:
+        token = uuid.uuid4().hex[:8]
+        faiss_file, npz_file = _file(path, f".{token}.faiss"), _file(path, f".{token}.npz")
+        with atomic_path(faiss_file) as tmp:
             faiss.write_index(index, str(tmp))
         keys = sorted(self._xy)
         counts = np.array([len(self._xy[k]) for k in keys], np.int64)
@@ -299,7 +312,7 @@ class DescriptorIndex:
         if self._codes is not None:  # re-ranking codes in the coordinates' order (holes of removed images dropped)
             extra = {"codes": np.concatenate([self._codes.get(k, len(self._xy[k])) for k in keys]) if keys
                      else np.zeros((0, DESC_DIM), np.uint8), "sq_vmin": self._codes.sq.vmin, "sq_step": self._codes.sq.step}
-        with atomic_path(_file(path, ".npz"), suffix=".npz") as tmp, open(tmp, "wb") as fh:
+        with atomic_path(npz_file, suffix=".npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, keys=np.array(keys, np.int64).reshape(-1, 2), offsets=offsets, xy=xy.astype(np.float32),
                      sizes=np.array([self._size[k] for k in keys], np.int64).reshape(-1, 2), **extra)
         write_json_atomic(_file(path, ".json"), {
@@ -311,7 +324,11 @@ class DescriptorIndex:
             "ntotal": self.ntotal,
             "images": len(self.image_ids()),
             "entries": len(keys),
+            "files": {"faiss": faiss_file.name, "npz": npz_file.name},
         })
+        for p in path.parent.glob(f"{path.name}.*"):  # earlier saves' files (and the unversioned ones of old logoid)
+            if p.suffix in (".faiss", ".npz") and p.name not in (faiss_file.name, npz_file.name):
+                p.unlink(missing_ok=True)
 
     def structure(self) -> str:
         """What this index is, e.g. ``Flat`` or ``IVF2048_HNSW32,PQ64x4fs,Refine(SQ8)``."""
@@ -345,8 +362,10 @@ class DescriptorIndex:
             raise IndexMismatchError(f"{side} has descriptor schema {meta.get('schema_version')}, "
                                      f"this logoid reads {SCHEMA_VERSION}", "rebuild with `logoid build-index`")
         config = DescriptorConfig.from_dict(meta.get("config", {}))
-        index = faiss.read_index(str(_file(path, ".faiss")))
-        z = np.load(_file(path, ".npz"))
+        files = meta.get("files") or {}  # saved before versioned file names: path.faiss / path.npz
+        index = faiss.read_index(str(path.parent / files["faiss"] if files else _file(path, ".faiss")))
+        z = np.load(path.parent / files["npz"] if files else _file(path, ".npz"))
+        _zero_block_tails(index)  # indexes saved before the fix above may carry stale codes in their last blocks
         obj = cls(config=config, feature_config=meta.get("feature_config", {}), _index=index)
         obj._set_search_params()
         off, xy, sizes = z["offsets"], z["xy"], z["sizes"]  # each z[...] reads the whole array again: read once
@@ -371,6 +390,36 @@ class DescriptorIndex:
         if built is not None and built.extract_hash() != cfg.extract_hash():
             raise IndexMismatchError("the descriptor index was built with other local-feature settings",
                                      "rebuild with `logoid build-index` or use the index's settings")
+
+
+def _zero_block_tails(index) -> None:
+    """Zero the unused slots of every fast-scan list's last block (no-op for other structures).
+
+    FAISS's fast-scan lists are packed in blocks of 32 codes; ``remove_ids`` shrinks a list but leaves the removed
+    codes' nibbles in its last block, and a later add ORs new codes into slots it assumes are zero
+    (``pq4_fast_scan.h``), so descriptors added after a removal came back corrupted (an image re-added after
+    ``remove`` was top-1 for 0.3 of its own descriptors instead of 1.0).
+    """
+    import faiss
+
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return
+    inv: Any = faiss.downcast_InvertedLists(ivf.invlists) if ivf.invlists is not None else None
+    if type(inv).__name__ != "BlockInvertedLists" or inv.packer is None:
+        return
+    packer, bs, per = inv.packer, int(inv.block_size), int(inv.n_per_block)
+    zero = np.zeros(int(packer.code_size), np.uint8)
+    for lst in range(int(inv.nlist)):
+        size = int(inv.list_size(lst))
+        if size % per == 0:
+            continue
+        nblocks = (size + per - 1) // per
+        blocks = faiss.rev_swig_ptr(inv.get_codes(lst), nblocks * bs).reshape(nblocks, bs)
+        last = blocks[-1]
+        for slot in range(size % per, per):
+            packer.pack_1_c(faiss.swig_ptr(zero), slot, faiss.swig_ptr(last))
 
 
 def ratio_matches(D: np.ndarray, owners: np.ndarray, ratio: float) -> np.ndarray:
