@@ -124,7 +124,7 @@ def score_logos(logos, tiles: list[Tile]) -> tuple[int, list[dict]]:
 
 def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 400,
         model: str = "logoid-effl0-minilm", progress=None, save_dir: Path | None = None,
-        home_dir: Path | None = None) -> dict:
+        home_dir: Path | None = None, local_set: dict | None = None) -> dict:
     import accuracy as threadless
 
     from logoid.identify import Identifier
@@ -134,12 +134,19 @@ def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 
     home, cat, embedder, rows, key_of, _, _ = threadless.setup_home(data, home_dir, model)
     ident = Identifier(home, cat, embedder=embedder, config=IdentifyConfig(channels=("global", "local")))
     meta = ident.store.meta
+    if local_set:  # in memory only: the home's sidecar is not rewritten
+        from logoid.engine.local import LocalConfig
+
+        cur = ident._local_cfg().to_dict()
+        meta["local"] = LocalConfig.from_dict(cur | {k: type(cur[k])(v) for k, v in local_set.items()}).to_dict()
     setting = {"threshold": ident.threshold, "rule": ident.rule,
                "fusion": (meta.get("fusion") or {}).get("kind", "default"),
                "calibration_source": (meta.get("calibration") or {}).get("source"),
                "query_long_side": (meta.get("local") or {}).get("query_long_side"),
                "all_tile_levels": ident._local_cfg().all_tile_levels,
-               "max_logos": ident.config.max_logos}
+               "tile_max_upscale": ident._local_cfg().tile_max_upscale,
+               "tile_shortlist": ident._local_cfg().tile_shortlist,
+               "max_logos": ident.config.max_logos, "local_set": local_set or {}}
     test = [r for r in rows if r["split"] == "test"]
     known = [r for r in test if r["role"] == "enrolled"]
     unknown = [r for r in test if r["role"] == "unknown"]
@@ -234,8 +241,11 @@ def markdown(res: dict) -> str:
         f"seed {res['seed']}). `identify(mosaic, find_all=True)`, channels global+local, threshold "
         f"{fmt(st['threshold'])} ({st['rule']}, {st['fusion']} fusion, calibration: {st['calibration_source']}); "
         f"the local channel works at {st['query_long_side']} px on the long side, plus "
-        f"{st.get('all_tile_levels', 0)} finer tiled level(s) in find_all mode (each 2× the last, at most 2.5× "
-        f"the mosaic's pixels, 800 px tiles overlapping by half). A logo is correct when its outline's centroid is inside a known tile "
+        f"{st.get('all_tile_levels', 0)} finer tiled level(s) in find_all mode (each 2× the last or up to the cap of "
+        f"{st.get('tile_max_upscale', 2.5)}× the mosaic's pixels, 800 px tiles overlapping by half); find_all also "
+        f"verifies the {st.get('tile_shortlist', 0)} most-voted designs of each tile window on that window's matches"
+        f"{'; settings changed for this run: ' + str(st['local_set']) if st.get('local_set') else ''}. "
+        f"A logo is correct when its outline's centroid is inside a known tile "
         f"and names that tile's entity. A wrong id names another entity, or lies on the background or an unknown "
         f"tile. A repeat is a further report of the tile's own design with another outline: threadless photos often "
         f"show several people wearing the same shirt (one dev photo has five), each a real print that the bench has "
@@ -256,13 +266,16 @@ def main() -> None:
     p.add_argument("--model", default="logoid-effl0-minilm")
     p.add_argument("--save", type=Path, default=None, help="Save the first two mosaics of each size here.")
     p.add_argument("--write", action="store_true", help="Append the result to BENCHMARKS.md.")
+    p.add_argument("--set", dest="local_set", action="append", default=[], metavar="KEY=VALUE",
+                   help="Override a local-channel setting (LocalConfig field) for this run, e.g. tile_shortlist=0.")
     p.add_argument("--home", type=Path, default=None, help="logoid home to (re)build and use (default: the accuracy "
                    "bench's; give another to run beside it).")
     a = p.parse_args()
     from tqdm import tqdm
 
     res = run(a.data, tuple(a.n or [2, 3]), a.mosaics, a.seed, a.cell, a.model,
-              progress=lambda it: tqdm(it, leave=False, file=sys.stderr), save_dir=a.save, home_dir=a.home)
+              progress=lambda it: tqdm(it, leave=False, file=sys.stderr), save_dir=a.save, home_dir=a.home,
+              local_set=dict(kv.split("=", 1) for kv in a.local_set))
     md = markdown(res)
     print(md)
     for n, d in res["sizes"].items():

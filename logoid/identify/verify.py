@@ -237,7 +237,8 @@ def find_all(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | 
     """Every verified logo in the photo, each with its outline, strongest first.
 
     After each find, its inlier keypoints and every keypoint inside its outline are taken out and the
-    remaining matches are voted and verified again (the descriptor search runs once).
+    remaining matches are voted and verified again (the descriptor search runs once). A photo read in
+    tiles (``Features.kp_scale``) is also voted and verified per tile window (:func:`_verify_windows`).
     """
     cfg = cfg or LocalConfig()
     max_logos = cfg.max_logos if max_logos is None else max_logos
@@ -245,18 +246,67 @@ def find_all(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | 
         return []
     D, owners = dindex.search(query_feats.desc, k=max(2, cfg.neighbours), restrict=restrict)
     matches = ratio_matches(D, owners, cfg.ratio)
+    windows = _window_masks(query_feats, cfg)
+    cache: dict = {}
     active = np.ones(len(query_feats), bool)
     found: list[Verification] = []
     while len(found) < max_logos:
         live = matches[active[matches[:, 0]]]
         results = _verify_groups(query_feats, dindex, group_matches(live), cfg, search=(D, owners), active=active)
+        results += _verify_windows(query_feats, dindex, live, windows, cfg, (D, owners), active, cache)
         if not results:
             break
-        best = results[0]
+        best = min(results, key=lambda v: (-v.score, -v.inliers, v.image_id))
         found.append(best)
         active[best.inlier_query_idx] = False
         active &= ~_inside_convex(query_feats.xy.astype(np.float64), best.polygon)
     return found
+
+
+def _window_masks(query_feats: Features, cfg: LocalConfig) -> np.ndarray:
+    """(n_windows, n_keypoints) bool: which keypoints (of any level) lie in each tile window of the finer levels."""
+    from logoid.engine.local import tile_windows
+
+    wins = tile_windows(query_feats, cfg) if cfg.tile_shortlist > 0 else []
+    if not wins:
+        return np.zeros((0, len(query_feats)), bool)
+    b = np.asarray(wins, np.float64)[:, None, :]
+    x, y = query_feats.xy[None, :, 0], query_feats.xy[None, :, 1]
+    return (x >= b[..., 0]) & (x < b[..., 2]) & (y >= b[..., 1]) & (y < b[..., 3])
+
+
+def _verify_windows(query: Features, dindex: DescriptorIndex, live: np.ndarray, windows: np.ndarray,
+                    cfg: LocalConfig, search: tuple, active: np.ndarray, cache: dict) -> list[Verification]:
+    """Candidates most voted inside each tile window, verified on that window's matches only.
+
+    Voting over the whole photo lets chance votes from every other region outnumber a logo that fills one
+    window, and its tentative matches from elsewhere drag down its inlier ratio. ``cache`` keeps each
+    (candidate, window) verification until keypoints of that window are taken out.
+    """
+    out: list[Verification] = []
+    for w, inside in enumerate(windows):
+        sel = inside[live[:, 0]]
+        if int(sel.sum()) < cfg.min_votes:
+            continue
+        keys, votes = np.unique(live[sel][:, 1:3], axis=0, return_counts=True)
+        n_active = int(np.count_nonzero(active & inside))
+        for j in np.argsort(-votes, kind="stable")[: cfg.tile_shortlist]:
+            if votes[j] < cfg.min_votes:
+                break
+            key = (int(keys[j, 0]), int(keys[j, 1]))
+            hit = cache.get((key, w))
+            if hit is None or hit[0] != n_active:
+                if cfg.candidate_ratio > 0:
+                    m = soft_matches(search[0], search[1], key, cfg.candidate_ratio, active & inside)
+                else:
+                    rows = live[sel & (live[:, 1] == key[0]) & (live[:, 2] == key[1])]
+                    m = rows[:, [0, 3]]
+                v = verify(query, dindex.ref_xy(*key), m, cfg, ref_size=dindex.ref_size(*key), image_id=key[0],
+                           variant=key[1])
+                hit = cache[(key, w)] = (n_active, v)
+            if hit[1] is not None:
+                out.append(hit[1])
+    return out
 
 
 __all__ = ["Verification", "verify", "verify_search", "soft_matches", "match_local", "find_all"]
