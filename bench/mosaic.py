@@ -135,10 +135,21 @@ def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 
     ident = Identifier(home, cat, embedder=embedder, config=IdentifyConfig(channels=("global", "local")))
     meta = ident.store.meta
     if local_set:  # in memory only: the home's sidecar is not rewritten
-        from logoid.engine.local import LocalConfig
+        from logoid.engine.local import _REF_FIELDS, LocalConfig
 
         cur = ident._local_cfg().to_dict()
-        meta["local"] = LocalConfig.from_dict(cur | {k: type(cur[k])(v) for k, v in local_set.items()}).to_dict()
+        bad = sorted(k for k in local_set if k not in cur or k in _REF_FIELDS)
+        if bad:
+            raise SystemExit(f"--set: {', '.join(bad)} unknown or fixed by the built index (reference settings)")
+
+        def parse(k: str, v: str):
+            if isinstance(cur[k], bool):
+                if v.lower() not in ("true", "false", "1", "0"):
+                    raise SystemExit(f"--set {k}: expected true or false, got {v!r}")
+                return v.lower() in ("true", "1")
+            return type(cur[k])(v)
+
+        meta["local"] = LocalConfig.from_dict(cur | {k: parse(k, v) for k, v in local_set.items()}).to_dict()
     setting = {"threshold": ident.threshold, "rule": ident.rule,
                "fusion": (meta.get("fusion") or {}).get("kind", "default"),
                "calibration_source": (meta.get("calibration") or {}).get("source"),

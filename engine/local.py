@@ -43,6 +43,10 @@ _QUERY_FIELDS = _SHARED_FIELDS + ("query_long_side", "query_max_keypoints", "til
                                   "tile_max_upscale", "tile_size", "tile_max_keypoints", "tile_min_step")
 
 
+# Values that reproduce what logoid did before a field existed (applied by from_dict to older sidecars).
+_LEGACY = {"tile_min_step": 1.4, "tile_shortlist": 0}
+
+
 @dataclass
 class LocalConfig:
     """Settings of the local-features channel: extraction, matching and geometric verification."""
@@ -108,9 +112,9 @@ class LocalConfig:
         if min(self.ref_long_side, self.query_long_side, self.ref_max_keypoints, self.query_max_keypoints) < 1:
             raise ConfigError("working sizes and keypoint caps must be positive")
         if min(self.tile_levels, self.all_tile_levels, self.tile_shortlist) < 0 or self.tile_size < 64 \
-                or self.tile_max_keypoints < 1 or self.tile_min_step <= 1.0:
+                or self.tile_max_keypoints < 1 or not 1.0 < self.tile_min_step <= 2.0:
             raise ConfigError("tile levels and tile_shortlist must be >= 0, tile_size >= 64, tile_max_keypoints >= 1 "
-                              "and tile_min_step > 1")
+                              "and tile_min_step in (1, 2]")
         if not 0.0 <= self.candidate_ratio <= 1.0:
             raise ConfigError(f"candidate_ratio must be in [0, 1], got {self.candidate_ratio}")
         if self.neighbours < 2:
@@ -121,7 +125,9 @@ class LocalConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> LocalConfig:
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        """From a stored dict; fields a sidecar written before they existed keep the behaviour it was built with."""
+        legacy = {k: v for k, v in _LEGACY.items() if d and k not in d}
+        return cls(**{**legacy, **{k: v for k, v in d.items() if k in cls.__dataclass_fields__}})
 
     def _hash(self, fields: tuple[str, ...]) -> str:
         sub = {k: getattr(self, k) for k in fields}
