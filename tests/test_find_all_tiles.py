@@ -104,3 +104,22 @@ def test_photo_read_at_one_level_is_searched_as_before(dindex):
     a, b = find_all(q, dindex, cfg), find_all(q, dindex, plain)
     assert [(v.image_id, v.inliers) for v in a] == [(v.image_id, v.inliers) for v in b]
     assert {v.image_id for v in a if v.score > 8} == {1, 2}
+
+
+def test_a_search_done_once_serves_match_local_and_find_all(dindex, monkeypatch):
+    # The identify step searches a photo's descriptors once and hands the result to both (a search of a tiled
+    # photo costs about as much as its verification).
+    from logoid.identify.verify import match_local
+
+    photo, _ = _grid_photo([LOGOS[i] for i in (1, 2, 3, 4)])
+    q = extract(photo, CFG, "query")
+    search = dindex.search(q.desc, k=max(2, CFG.neighbours))
+    want_all, want_best = find_all(q, dindex, CFG), match_local(q, dindex, CFG)
+
+    def no_search(*a, **k):
+        raise AssertionError("searched again")
+
+    monkeypatch.setattr(dindex, "search", no_search)
+    got_all, got_best = find_all(q, dindex, CFG, search=search), match_local(q, dindex, CFG, search=search)
+    assert [(v.image_id, v.inliers) for v in got_all] == [(v.image_id, v.inliers) for v in want_all]
+    assert [(v.image_id, v.inliers) for v in got_best] == [(v.image_id, v.inliers) for v in want_best]

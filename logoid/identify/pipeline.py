@@ -255,8 +255,10 @@ class Identifier:
         qf = extract(img, cfg, role="query")
         if len(qf.xy) == 0:
             return [], []
-        verifs = match_local(qf, dindex, cfg, extra_candidates=extra_images)
-        logos = _find_all(qf, dindex, cfg, max_logos=self.config.max_logos) if find_all else []
+        # One k-NN search of the photo's descriptors serves both the best answer and every logo in it.
+        search = dindex.search(qf.desc, k=max(2, cfg.neighbours))
+        verifs = match_local(qf, dindex, cfg, extra_candidates=extra_images, search=search)
+        logos = _find_all(qf, dindex, cfg, max_logos=self.config.max_logos, search=search) if find_all else []
         return verifs, logos
 
     def _text(self, img: Image.Image, regions: list | None = None):

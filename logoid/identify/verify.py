@@ -201,17 +201,20 @@ def verify_search(query_feats: Features, dindex: DescriptorIndex, D: np.ndarray,
 
 
 def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | None = None,
-                restrict: Iterable[int] | None = None, extra_candidates: Iterable[int] = ()) -> list[Verification]:
+                restrict: Iterable[int] | None = None, extra_candidates: Iterable[int] = (),
+                search: tuple[np.ndarray, np.ndarray] | None = None) -> list[Verification]:
     """Verified references in the photo, best first (one per image id, sorted by inliers).
 
     ``restrict``: search only these reference image ids. ``extra_candidates``: image ids (e.g. from
     the global-embedding shortlist) that are verified even if they did not win enough votes; their
-    matches come from a search restricted to them, so a crowded vote cannot hide them.
+    matches come from a search restricted to them, so a crowded vote cannot hide them. ``search``: the
+    ``(D, owners)`` k-NN result of this photo's descriptors with these settings, if already done.
     """
     cfg = cfg or LocalConfig()
     if len(query_feats) == 0 or dindex.ntotal == 0:
         return []
-    D, owners = dindex.search(query_feats.desc, k=max(2, cfg.neighbours), restrict=restrict)
+    D, owners = search if search is not None else \
+        dindex.search(query_feats.desc, k=max(2, cfg.neighbours), restrict=restrict)
     groups = group_matches(ratio_matches(D, owners, cfg.ratio))
     extra_ids = {int(i) for i in extra_candidates} - {k[0] for k in _top(groups, cfg)}
     if restrict is not None:
@@ -233,7 +236,8 @@ def _inside_convex(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
 
 
 def find_all(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | None = None,
-             max_logos: int | None = None, restrict: Iterable[int] | None = None) -> list[Verification]:
+             max_logos: int | None = None, restrict: Iterable[int] | None = None,
+             search: tuple[np.ndarray, np.ndarray] | None = None) -> list[Verification]:
     """Every verified logo in the photo, each with its outline, strongest first.
 
     After each find, its inlier keypoints and every keypoint inside its outline are taken out and the
@@ -244,7 +248,8 @@ def find_all(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | 
     max_logos = cfg.max_logos if max_logos is None else max_logos
     if len(query_feats) == 0 or dindex.ntotal == 0:
         return []
-    D, owners = dindex.search(query_feats.desc, k=max(2, cfg.neighbours), restrict=restrict)
+    D, owners = search if search is not None else \
+        dindex.search(query_feats.desc, k=max(2, cfg.neighbours), restrict=restrict)
     matches = ratio_matches(D, owners, cfg.ratio)
     windows = _window_masks(query_feats, cfg)
     cache: dict = {}
