@@ -6,6 +6,9 @@ every matching / verification setting of the sweep. Reports top-1, AUROC and ope
 chosen on ``split=calib``) of the local channel alone, for calib and test.
 
     python bench/local_sweep.py --set query_tiles=2 --sweep ratio=0.9,0.95 --out sweep.json
+
+``--shrink 0.7`` reads every photo shrunk to 70 % first (bicubic, as a tile of a multi-logo mosaic is): the
+recall of small, blurred prints.
 """
 
 from __future__ import annotations
@@ -70,8 +73,14 @@ def build_refs(data: Path, rows: list[dict], cfg: LocalConfig, extra=()) -> Desc
     return dindex
 
 
-def query_features(data: Path, rows: list[dict], cfg: LocalConfig) -> list[Features]:
-    d = CACHE / "queries" / cfg.query_hash()
+def _shrink_tag(shrink: float) -> str:
+    return "" if shrink == 1.0 else f"-shrink{shrink:g}"
+
+
+def query_features(data: Path, rows: list[dict], cfg: LocalConfig, shrink: float = 1.0) -> list[Features]:
+    from PIL import Image
+
+    d = CACHE / "queries" / (cfg.query_hash() + _shrink_tag(shrink))
     d.mkdir(parents=True, exist_ok=True)
     out = []
     for r in rows:
@@ -79,7 +88,11 @@ def query_features(data: Path, rows: list[dict], cfg: LocalConfig) -> list[Featu
         if p.exists():
             out.append(Features.from_npz(p))
             continue
-        f = extract(load_image(data / r["photo"]), cfg, "query")
+        img = load_image(data / r["photo"])
+        if shrink != 1.0:
+            img = img.resize((max(1, round(img.width * shrink)), max(1, round(img.height * shrink))),
+                             Image.Resampling.BICUBIC)
+        f = extract(img, cfg, "query")
         f.to_npz(p)
         out.append(f)
     return out
@@ -151,6 +164,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep", action="append", default=[], metavar="FIELD=V1,V2",
                     help="matching/verification fields to sweep (extraction fields are fixed by --set)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--shrink", type=float, default=1.0,
+                    help="read the photos shrunk by this factor first (0.7: a tile of a 2x2 mosaic)")
     ap.add_argument("--score", action="append", default=None, choices=sorted(SCORES),
                     help="local score(s) to rank and reject by (default inliers)")
     ap.add_argument("--publish", type=Path, nargs="+", default=None,
@@ -175,15 +190,19 @@ def main(argv=None) -> int:
     dindex = build_refs(args.data, rows, base)
     print(f"refs: {dindex.ntotal} descriptors in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     t = time.perf_counter()
-    qf = query_features(args.data, rows, base)
+    if not 0.05 <= args.shrink <= 1.0:
+        ap.error("--shrink must be in [0.05, 1]")
+    qf = query_features(args.data, rows, base, args.shrink)
     print(f"queries: median {statistics.median(len(f) for f in qf)} keypoints, {time.perf_counter() - t:.1f} s",
           file=sys.stderr)
     t = time.perf_counter()
-    searched = cached_search(dindex, qf, base)
+    searched = cached_search(dindex, qf, base, _shrink_tag(args.shrink))
     search_s = time.perf_counter() - t
     print(f"search: {search_s:.1f} s", file=sys.stderr)
     grid = [[(k, parse_value(x)) for x in vs.split(",")] for k, _, vs in (s.partition("=") for s in args.sweep)]
     report = []
+    if args.shrink != 1.0:
+        over["photos shrunk to"] = args.shrink
     for combo in itertools.product(*grid) if grid else [()]:
         cfg = LocalConfig.from_dict({**base.to_dict(), **dict(combo)})
         t = time.perf_counter()

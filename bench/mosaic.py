@@ -56,6 +56,7 @@ class MosaicResult:
     seconds: float
     correct: int = 0
     false: list[dict] = field(default_factory=list)  # {"kind", "entity", "score", "tile"}
+    reports: list[dict] = field(default_factory=list)  # every report, correct ones included
 
 
 def make_mosaic(pool_known: list[dict], pool_unknown: list[dict], data: Path, key_of: dict, n: int, cell: int,
@@ -98,8 +99,10 @@ def centroid(poly) -> tuple[float, float]:
     return float(p[:, 0].mean()), float(p[:, 1].mean())
 
 
-def score_logos(logos, tiles: list[Tile]) -> tuple[int, list[dict]]:
-    """Match reported logos (strongest first) to tiles; return (#correct, false reports)."""
+def score_logos(logos, tiles: list[Tile], reports: list | None = None) -> tuple[int, list[dict]]:
+    """Match reported logos (strongest first) to tiles; return (#correct, false reports).
+
+    ``reports``, if given, receives every report with its kind ("correct" included)."""
     correct, false = 0, []
     for lg in sorted(logos, key=lambda c: -c.score):
         tile = None
@@ -119,12 +122,16 @@ def score_logos(logos, tiles: list[Tile]) -> tuple[int, list[dict]]:
         else:
             tile.found = True
             correct += 1
+            if reports is not None:
+                reports.append(rec | {"kind": "correct"})
+    if reports is not None:
+        reports += false
     return correct, false
 
 
 def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 400,
         model: str = "logoid-effl0-minilm", progress=None, save_dir: Path | None = None,
-        home_dir: Path | None = None, local_set: dict | None = None) -> dict:
+        home_dir: Path | None = None, local_set: dict | None = None, split: str = "test") -> dict:
     import accuracy as threadless
 
     from logoid.identify import Identifier
@@ -157,8 +164,9 @@ def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 
                "all_tile_levels": ident._local_cfg().all_tile_levels,
                "tile_max_upscale": ident._local_cfg().tile_max_upscale,
                "tile_shortlist": ident._local_cfg().tile_shortlist,
-               "max_logos": ident.config.max_logos, "local_set": local_set or {}}
-    test = [r for r in rows if r["split"] == "test"]
+               "max_logos": ident.config.max_logos, "all_min_score": ident.config.all_min_score,
+               "local_set": local_set or {}}
+    test = [r for r in rows if r["split"] == split]
     known = [r for r in test if r["role"] == "enrolled"]
     unknown = [r for r in test if r["role"] == "unknown"]
 
@@ -170,7 +178,7 @@ def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 
             return ans, time.perf_counter() - t
 
     ident.identify(Image.open(data / known[0]["photo"]).convert("RGB"))  # warm-up: load models and index
-    out: dict = {"setting": setting, "sizes": {}, "cell": cell, "seed": seed}
+    out: dict = {"setting": setting, "sizes": {}, "cell": cell, "seed": seed, "split": split}
     single_cache: dict[str, dict] = {}
 
     def single(tile: Tile) -> dict:
@@ -192,8 +200,9 @@ def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 
                 save_dir.mkdir(parents=True, exist_ok=True)
                 img.save(save_dir / f"mosaic-{n}x{n}-{i}.jpg", quality=90)
             ans, s = identify(img)
-            correct, false = score_logos(ans.logos, tiles)
-            results.append(MosaicResult(n, i, tiles, s, correct, false))
+            reports: list[dict] = []
+            correct, false = score_logos(ans.logos, tiles, reports)
+            results.append(MosaicResult(n, i, tiles, s, correct, false, reports))
         known_tiles = [t for r in results for t in r.tiles if t.truth is not None]
         singles = [single(t) for t in known_tiles]
         kinds: dict[str, int] = {}
@@ -223,6 +232,7 @@ def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 
             "single_median_s": statistics.median(x["seconds"] for x in singles) if singles else None,
             "lost": lost, "gained": gained,
             "false_examples": [{"mosaic": r.index} | f for r in results for f in r.false][:10],
+            "reports": [{"mosaic": r.index} | f for r in results for f in r.reports],
             "mosaic_px": n * cell,
         }
     return out
@@ -247,14 +257,15 @@ def markdown(res: dict) -> str:
                      f"Alone, the same known photos get {fmt(d['single_false_per_photo'], 2)} false logos "
                      f"per photo (median {fmt(d['single_median_s'], 2)} s per photo).")
     return "\n\n".join([
-        f"n×n mosaics of real `split=test` photos (~2/3 known, distinct photos per mosaic; cell {res['cell']} px, "
+        f"n×n mosaics of real `split={res.get('split', 'test')}` photos (~2/3 known, distinct photos per mosaic; cell {res['cell']} px, "
         f"each photo's rotated outline 60–100 % of its cell, rotated ±8°, random offset, noisy grey canvas; "
         f"seed {res['seed']}). `identify(mosaic, find_all=True)`, channels global+local, threshold "
         f"{fmt(st['threshold'])} ({st['rule']}, {st['fusion']} fusion, calibration: {st['calibration_source']}); "
         f"the local channel works at {st['query_long_side']} px on the long side, plus "
         f"{st.get('all_tile_levels', 0)} finer tiled level(s) in find_all mode (each 2× the last or up to the cap of "
         f"{st.get('tile_max_upscale', 2.5)}× the mosaic's pixels, 800 px tiles overlapping by half); find_all also "
-        f"verifies the {st.get('tile_shortlist', 0)} most-voted designs of each tile window on that window's matches"
+        f"verifies the {st.get('tile_shortlist', 0)} most-voted designs of each tile window on that window's matches; "
+        f"logos after the strongest need a fused score of at least {st.get('all_min_score')} (`all_min_score`)"
         f"{'; settings changed for this run: ' + str(st['local_set']) if st.get('local_set') else ''}. "
         f"A logo is correct when its outline's centroid is inside a known tile "
         f"and names that tile's entity. A wrong id names another entity, or lies on the background or an unknown "
@@ -273,10 +284,13 @@ def main() -> None:
     p.add_argument("--n", type=int, action="append", default=None, help="Grid size (repeatable; default 2 and 3).")
     p.add_argument("--mosaics", type=int, default=40, help="Mosaics per grid size.")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", choices=["test", "calib"], default="test",
+                   help="Photos the mosaics are made of (choose settings on calib, report test).")
     p.add_argument("--cell", type=int, default=400, help="Cell size in px.")
     p.add_argument("--model", default="logoid-effl0-minilm")
     p.add_argument("--save", type=Path, default=None, help="Save the first two mosaics of each size here.")
     p.add_argument("--write", action="store_true", help="Append the result to BENCHMARKS.md.")
+    p.add_argument("--json", type=Path, default=None, help="Also write the full result (every false report) here.")
     p.add_argument("--set", dest="local_set", action="append", default=[], metavar="KEY=VALUE",
                    help="Override a local-channel setting (LocalConfig field) for this run, e.g. tile_shortlist=0.")
     p.add_argument("--home", type=Path, default=None, help="logoid home to (re)build and use (default: the accuracy "
@@ -286,9 +300,13 @@ def main() -> None:
 
     res = run(a.data, tuple(a.n or [2, 3]), a.mosaics, a.seed, a.cell, a.model,
               progress=lambda it: tqdm(it, leave=False, file=sys.stderr), save_dir=a.save, home_dir=a.home,
-              local_set=dict(kv.split("=", 1) for kv in a.local_set))
+              local_set=dict(kv.split("=", 1) for kv in a.local_set), split=a.split)
     md = markdown(res)
     print(md)
+    if a.json:
+        import json
+
+        a.json.write_text(json.dumps(res, indent=1, default=str))
     for n, d in res["sizes"].items():
         if d["false_examples"]:
             print(f"\n{n}x{n} false identifications (first 10): {d['false_examples']}", file=sys.stderr)

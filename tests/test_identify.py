@@ -93,3 +93,27 @@ def test_default_rule_from_an_older_sidecar_keeps_comparing_raw_inliers():
     old = make_scorer({"fusion": {"kind": "default", "inliers_mid": 9.0, "cos_mid": 2.0}})
     new = make_scorer({"fusion": {**DefaultRule(inliers_mid=9.0, cos_mid=2.0).to_dict()}})
     assert old([f])[0] > 0.5 > new([f])[0]
+
+
+def test_find_all_logos_sorted_and_extra_logos_need_all_min_score():
+    from types import SimpleNamespace
+
+    from logoid.identify.pipeline import Identifier, IdentifyConfig
+
+    def verif(image_id, inliers, x):
+        poly = [[x, 0], [x + 50, 0], [x + 50, 30], [x, 30]]
+        return SimpleNamespace(image_id=image_id, inliers=inliers, inlier_ratio=0.5, score=float(inliers), polygon=poly)
+
+    # found in this order (find_all's rounds), fused score = inliers / 100
+    verifs = [verif(1, 60, 0), verif(2, 95, 200), verif(3, 85, 400), verif(4, 40, 600)]
+
+    def logos(floor):
+        stub = SimpleNamespace(entity_of_image=lambda i: f"band:{i}", threshold=0.5,
+                               config=IdentifyConfig(all_min_score=floor),
+                               score=lambda fs: [round(float(np.expm1(f["log_inliers"]))) / 100 for f in fs],
+                               catalog=SimpleNamespace(entity_name=lambda t, i: f"B{i}"))
+        return [(c.entity_key, c.score) for c in Identifier._logos(stub, verifs, {})]
+
+    assert logos(None) == [("band:2", 0.95), ("band:3", 0.85), ("band:1", 0.6)]  # strongest first; 0.4 < threshold
+    assert logos(0.8) == [("band:2", 0.95), ("band:3", 0.85)]
+    assert logos(0.99) == [("band:2", 0.95)]  # the strongest is kept at the threshold alone

@@ -60,7 +60,7 @@ def test_mosaic_bench_set_parses_booleans(monkeypatch):
         def __init__(self, *a, **k):
             self.store = types.SimpleNamespace(meta={"local": LocalConfig().to_dict()})
             self.threshold, self.rule = 0.5, "max_score"
-            self.config = types.SimpleNamespace(max_logos=10)
+            self.config = types.SimpleNamespace(max_logos=10, all_min_score=0.7)
             FakeIdent.last = self
 
         def _local_cfg(self):

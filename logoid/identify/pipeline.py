@@ -30,12 +30,19 @@ class IdentifyConfig:
     k_vectors: int = 400  # nearest variant vectors fetched from the global index
     shortlist: int = 20  # entities per channel that go on to verification and fusion
     max_logos: int = 10  # with find_all: most logos reported per photo
+    # With find_all, logos after the strongest also need at least this fused score (None: the threshold alone).
+    # The threshold is calibrated on whole photos, one answer each; a photo read in many tile windows gives chance
+    # more tries. Chosen on 2×2 and 3×3 mosaics of threadless-dev calib photos: the lowest value with at most 0.1
+    # wrong ids per mosaic on both (3×3: 0.20 -> 0.10, recall 0.832 -> 0.815; BENCHMARKS.md, "Multi-logo mosaics").
+    all_min_score: float | None = 0.7
     text_min_sim: float = 0.55  # name matches below this similarity are not candidates
 
     def __post_init__(self) -> None:
         bad = [c for c in self.channels if c not in CHANNELS]
         if bad or not self.channels:
             raise ConfigError(f"unknown channel(s) {bad or self.channels}", f"choose from {', '.join(CHANNELS)}")
+        if self.all_min_score is not None and not 0.0 <= self.all_min_score <= 1.0:
+            raise ConfigError(f"all_min_score must be in [0, 1] or None, got {self.all_min_score}")
 
 
 @dataclass
@@ -379,7 +386,9 @@ class Identifier:
             logos.append(Candidate(entity_key=key, name=self.catalog.entity_name(etype, int(eid)), score=s,
                                    features=f, channels=["local"], image_id=v.image_id, inliers=int(v.inliers),
                                    polygon=poly.astype(np.float64).round(1).tolist()))
-        return logos
+        logos.sort(key=lambda c: -c.score)  # stable: equal scores keep the order found
+        floor = self.config.all_min_score
+        return logos[:1] + [c for c in logos[1:] if floor is None or c.score >= floor]
 
 
 def text_regions(cands: dict[str, dict], n: int = 2) -> list:
