@@ -60,11 +60,11 @@ class LocalConfig:
     ref_long_side: int = 400  # references are resized so their long side is this many px before SIFT
     query_long_side: int = 800  # photos likewise; upscaling small photos roughly doubles verified matches
     upscale: bool = True  # also enlarge images smaller than the working size (not only shrink big ones)
-    ref_max_keypoints: int = 1000  # strongest (by response) keypoints kept per reference image and variant
+    ref_max_keypoints: int = 1000  # strongest (by response) keypoints kept per reference image, variant and copy
     # Also read each reference as a small print would be: shrunk so its long side is this many px, enlarged back to
     # ref_long_side, its keypoints added to the variant's own (same coordinates). A print that is a small part of a
     # photo reaches SIFT blurred; the sharp reference alone shares few keypoints with it. 0 = off. On threadless-dev
-    # calib (photos as they are and shrunk to 70 %), 50 lifted local top-1 0.904 -> 0.926 and 0.822 -> 0.911 for
+    # calib (photos as they are and shrunk to 70 %), 50 lifted local top-1 0.904 -> 0.926 and 0.830 -> 0.911 for
     # 22 % more reference descriptors (BENCHMARKS.md, "small copies of the references")
     ref_small_side: int = 50
     query_max_keypoints: int = 4000  # strongest keypoints kept per photo (a logo may be a small part of it)
@@ -370,6 +370,8 @@ def _reference_variant(img: Image.Image, cfg: LocalConfig, invert: bool) -> Feat
     f = cfg.ref_small_side / max(w, h)
     if f >= 1.0:
         return feats
+    if img.mode not in ("L", "RGB"):  # PIL resizes palette and 1-bit images by nearest neighbour: no blur
+        img = img.convert("RGB")
     small = img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
     # Enlarged back to the sharp copy's working size and read there; coordinates mapped back to the original.
     big = small.resize((max(1, round(w * feats.scale)), max(1, round(h * feats.scale))), Image.Resampling.BICUBIC)

@@ -90,3 +90,10 @@ def test_setting_off_keeps_old_feature_hash_and_old_sidecars_keep_it_off():
     with pytest.raises(ConfigError):
         LocalConfig(ref_small_side=-1)
 
+
+
+def test_palette_reference_gets_a_blurred_copy_like_its_rgb_version():
+    # PIL resizes palette images by nearest neighbour; the small copy must be blurred like any other.
+    pal = MAYHEM.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    got, want = extract_reference(pal, _cfg(50))[0], extract_reference(pal.convert("RGB"), _cfg(50))[0]
+    np.testing.assert_array_equal(got.desc, want.desc)

@@ -367,8 +367,8 @@ class Identifier:
                       threshold=thr, read=read, timings=timings, rejection_score=rej, rule=self.rule)
 
     def _logos(self, verifs, cands: dict[str, dict]) -> list[Candidate]:
-        """Every verified logo in the photo, scored by the same fusion as the main answer."""
-        logos: list[Candidate] = []
+        """Every verified logo in the photo, scored by the same fusion as the main answer, strongest first."""
+        scored = []
         for v in verifs:
             key = self.entity_of_image(v.image_id)
             if key is None:
@@ -377,8 +377,14 @@ class Identifier:
             c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score))
             f = candidate_features([c], self.config.shortlist)[0]
             s = self.score([f])[0]
-            if s < self.threshold:
-                continue
+            if s >= self.threshold:
+                scored.append((s, v, key, f))
+        scored.sort(key=lambda t: -t[0])  # stable: equal scores keep the order found
+        floor = self.config.all_min_score
+        logos: list[Candidate] = []
+        for s, v, key, f in scored:
+            if logos and floor is not None and s < floor:
+                continue  # after the strongest, a logo needs all_min_score too (and then it hides nothing)
             poly = np.asarray(v.polygon, dtype=np.float32)
             if any(_same_place(poly, np.asarray(o.polygon, dtype=np.float32)) for o in logos):
                 continue  # the same print found again (its other reference, or a second homography on it)
@@ -386,9 +392,7 @@ class Identifier:
             logos.append(Candidate(entity_key=key, name=self.catalog.entity_name(etype, int(eid)), score=s,
                                    features=f, channels=["local"], image_id=v.image_id, inliers=int(v.inliers),
                                    polygon=poly.astype(np.float64).round(1).tolist()))
-        logos.sort(key=lambda c: -c.score)  # stable: equal scores keep the order found
-        floor = self.config.all_min_score
-        return logos[:1] + [c for c in logos[1:] if floor is None or c.score >= floor]
+        return logos
 
 
 def text_regions(cands: dict[str, dict], n: int = 2) -> list:
