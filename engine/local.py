@@ -356,32 +356,30 @@ def _add_tiled_levels(base: Features, img: Image.Image, base_scale: float, cfg: 
 def extract_reference(img: Image.Image, cfg: LocalConfig | None = None) -> list[Features]:
     """Features of a reference image: ``[normal]`` or ``[normal, inverted]`` (index = variant flag)."""
     cfg = cfg or LocalConfig()
-    out = [_reference_variant(img, cfg, False)]
-    if cfg.enrol_inverted:
-        out.append(_reference_variant(img, cfg, True))
+    sharp = [extract(img, cfg, "ref", invert=inv) for inv in ((False, True) if cfg.enrol_inverted else (False,))]
+    big = _small_copy(img, cfg, sharp[0].scale)
+    if big is None:
+        return sharp
+    sx, sy = img.width / big.width, img.height / big.height
+    out = []
+    for inv, feats in zip((False, True), sharp):
+        blurred = extract(big, cfg, "ref", invert=inv)
+        xy = ((blurred.xy + 0.5) * np.array([sx, sy], np.float32) - 0.5).astype(np.float32)
+        out.append(Features(np.concatenate([feats.xy, xy]), np.concatenate([feats.desc, blurred.desc]), feats.size,
+                            feats.scale))
     return out
 
 
-def _reference_variant(img: Image.Image, cfg: LocalConfig, invert: bool) -> Features:
-    feats = extract(img, cfg, "ref", invert=invert)
-    if cfg.ref_small_side <= 0 or min(img.size) < cfg.min_side:
-        return feats
+def _small_copy(img: Image.Image, cfg: LocalConfig, scale: float) -> Image.Image | None:
+    """The reference shrunk to ``ref_small_side`` px and enlarged back to its working size (``scale``); None = no copy."""
     w, h = img.size
-    f = cfg.ref_small_side / max(w, h)
-    if f >= 1.0:
-        return feats
+    f = cfg.ref_small_side / max(w, h, 1)
+    if cfg.ref_small_side <= 0 or min(w, h) < cfg.min_side or f >= 1.0:
+        return None
     if img.mode not in ("L", "RGB"):  # PIL resizes palette and 1-bit images by nearest neighbour: no blur
         img = img.convert("RGB")
     small = img.resize((max(1, round(w * f)), max(1, round(h * f))), Image.Resampling.LANCZOS)
-    # Enlarged back to the sharp copy's working size and read there; coordinates mapped back to the original.
-    big = small.resize((max(1, round(w * feats.scale)), max(1, round(h * feats.scale))), Image.Resampling.BICUBIC)
-    blurred = extract(big, cfg, "ref", invert=invert)
-    if not len(blurred):
-        return feats
-    sx, sy = w / big.width, h / big.height
-    xy = ((blurred.xy + 0.5) * np.array([sx, sy], np.float32) - 0.5).astype(np.float32)
-    return Features(np.concatenate([feats.xy, xy]), np.concatenate([feats.desc, blurred.desc]), feats.size,
-                    feats.scale)
+    return small.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
 
 
 class FeatureCache:
