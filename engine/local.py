@@ -356,13 +356,14 @@ def _add_tiled_levels(base: Features, img: Image.Image, base_scale: float, cfg: 
 def extract_reference(img: Image.Image, cfg: LocalConfig | None = None) -> list[Features]:
     """Features of a reference image: ``[normal]`` or ``[normal, inverted]`` (index = variant flag)."""
     cfg = cfg or LocalConfig()
-    sharp = [extract(img, cfg, "ref", invert=inv) for inv in ((False, True) if cfg.enrol_inverted else (False,))]
+    inverts = (False, True) if cfg.enrol_inverted else (False,)
+    sharp = [extract(img, cfg, "ref", invert=inv) for inv in inverts]
     big = _small_copy(img, cfg, sharp[0].scale)
     if big is None:
         return sharp
     sx, sy = img.width / big.width, img.height / big.height
     out = []
-    for inv, feats in zip((False, True), sharp):
+    for inv, feats in zip(inverts, sharp, strict=True):
         blurred = extract(big, cfg, "ref", invert=inv)
         xy = ((blurred.xy + 0.5) * np.array([sx, sy], np.float32) - 0.5).astype(np.float32)
         out.append(Features(np.concatenate([feats.xy, xy]), np.concatenate([feats.desc, blurred.desc]), feats.size,
