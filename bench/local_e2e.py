@@ -113,7 +113,7 @@ def run_variant(name: str, n_refs: int, real: list, n_synth: int, rows: list, qf
                                  feature_config=cfg.to_dict())
         from logoid.index.descriptor_structure import sample_rows
 
-        dindex.train(sample_rows([f.desc for _, fs in real for f in fs], config.train_sample, config.seed),
+        dindex.train(sample_rows([f.desc for _, fs in real for f in fs], config.train_size(int(n)), config.seed),
                      n_expected=int(n))
     dindex.add_many(real)
     dindex.add_many(ls.synthetic_items(sources, n_synth, SIGMA, merge=merge))

@@ -42,7 +42,10 @@ class DescriptorConfig:
     codes: str = "PQ64x4fs"
     refine: int = 4  # PQ codes: re-rank k·refine candidates by SQ8 copies (128 B/descriptor); 0 = no re-ranking
     pq_m: int = 0  # legacy (indexes saved before ``codes``): m > 0 meant codes "PQ{m}", 0 meant "Flat"
-    train_sample: int = 200_000  # descriptors sampled to train the IVF coarse quantiser and the codes
+    train_sample: int = 200_000  # descriptors sampled to train the IVF coarse quantiser and the codes (at least)
+    # ... and at least this many per IVF list (FAISS's k-means warns below 39: a 16,384-list index of 8.6M
+    # descriptors was trained on 12 a list before this field)
+    train_per_list: int = 40
     seed: int = 0  # for the training sample
 
     def __post_init__(self) -> None:
@@ -58,6 +61,10 @@ class DescriptorConfig:
 
     def auto_nlist(self, n: int) -> int:
         return self.nlist or int(2 ** round(math.log2(max(16, 4 * math.sqrt(max(n, 1))))))
+
+    def train_size(self, n: int) -> int:
+        """Descriptors sampled to train an IVF index that will hold ``n`` (all of them when fewer)."""
+        return min(n, max(self.train_sample, self.train_per_list * self.auto_nlist(n)))
 
     def refines(self) -> bool:
         """Whether hits are re-ranked by SQ8 copies (PQ codes with refine > 0)."""

@@ -87,7 +87,7 @@ class DescriptorIndex:
         cfg = DescriptorConfig.from_dict({**config.to_dict(), "ivf": bool(use_ivf)})
         idx = cls(config=cfg, feature_config=_fc_dict(feature_config))
         if use_ivf:
-            idx.train(sample_rows([f.desc for _, feats in items for f in feats], cfg.train_sample, cfg.seed),
+            idx.train(sample_rows([f.desc for _, feats in items for f in feats], cfg.train_size(n), cfg.seed),
                       n_expected=n)
         idx.add_many(items)
         return idx
@@ -107,9 +107,10 @@ class DescriptorIndex:
         if n < nlist:
             raise ConfigError(f"an IVF index with {nlist} lists needs at least {nlist} training descriptors, got {n}",
                               "use a flat index (ivf=False) for small catalogs")
-        if n > self.config.train_sample:
+        size = self.config.train_size(n_expected or n)
+        if n > size:
             rng = np.random.default_rng(self.config.seed)
-            sample = sample[rng.choice(n, size=self.config.train_sample, replace=False)]
+            sample = sample[rng.choice(n, size=size, replace=False)]
         sample = np.ascontiguousarray(sample, dtype=np.float32)
         index = faiss.index_factory(DESC_DIM, spec.removesuffix(",Refine(SQ8)"), faiss.METRIC_L2)
         ivf = faiss.extract_index_ivf(index)

@@ -144,3 +144,23 @@ def test_index_saved_before_codes_existed_still_loads(tmp_path, items, queries):
     assert back.config.codes == "Flat" and back.config.quantizer == "flat" and not back.config.refines()
     assert back.structure() == "IVF16,Flat"
     np.testing.assert_array_equal(back.search(queries, 4)[1], old.search(queries, 4)[1])
+
+
+def test_training_sample_grows_with_the_list_count(monkeypatch, items):
+    cfg = DescriptorConfig(train_sample=100, train_per_list=40, nlist=64)
+    assert cfg.train_size(10**6) == 40 * 64  # not the 100 asked: k-means wants ~39 a list
+    assert cfg.train_size(1000) == 1000  # never more than there are
+    assert DescriptorConfig(train_sample=5000, nlist=64).train_size(10**6) == 5000
+    import logoid.index.descriptors as mod
+
+    seen = []
+    real_sample = mod.sample_rows
+
+    def spy(parts, size, seed):
+        seen.append(size)
+        return real_sample(parts, size, seed)
+
+    monkeypatch.setattr(mod, "sample_rows", spy)
+    built = DescriptorIndex.build(items, DescriptorConfig(nlist=16, nprobe=8, exact_below=1000, train_sample=100,
+                                                          refine=0))
+    assert seen == [16 * 40] and built.ntotal == sum(len(f) for _, fs in items for f in fs)
