@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     base_t = to_results(ident, test, cat, ch)
     m = evaluate(base_t, ident.threshold)
     out["default rule"] = {k: m.get(k) for k in ("top1", "auroc", "open_set_accuracy")}
-    sets = {"all": list(FEATURES), "no-ranks": [f for f in FEATURES if not f.startswith("rank")],
+    sets = {"all": list(FEATURES), "+coverage": [*FEATURES, "inlier_coverage"],
+            "no-ranks": [f for f in FEATURES if not f.startswith("rank")],
             "local-core": ["cos", "log_inliers", "inlier_ratio", "local_margin"]}
     for name, feats in sets.items():
         feats = [f for f in feats if any(f in (r.features[0] if r.features else {}) for r in base_c)] or feats

@@ -51,7 +51,8 @@ def _since(t0) -> tuple[float, float]:
     return time.perf_counter() - t0[0], time.process_time() - t0[1]
 
 
-def timed_extraction(data: Path, rows: list[dict], qf: list[Features], cfg: LocalConfig, n: int) -> dict:
+def timed_extraction(data: Path, rows: list[dict], qf: list[Features], cfg: LocalConfig, n: int,
+                     check: bool = True) -> dict:
     """Decode + extraction (wall, cpu) of the first ``n`` test photos; checks they equal the cached features."""
     from logoid._imageio import load_image
 
@@ -62,7 +63,7 @@ def timed_extraction(data: Path, rows: list[dict], qf: list[Features], cfg: Loca
         t0 = _clock()
         f = extract(load_image(data / r["photo"]), cfg, "query")
         out[i] = _since(t0)
-        if not np.array_equal(f.desc, qf[i].desc):
+        if check and not np.array_equal(f.desc, qf[i].desc):
             raise RuntimeError(f"photo {r['id']}: fresh features differ from the cached ones")
     return out
 
@@ -101,7 +102,8 @@ def true_dist(sample: np.ndarray, owners: np.ndarray, real: dict, sources: list,
 
 
 def run_variant(name: str, n_refs: int, real: list, n_synth: int, rows: list, qf: list, cfg: LocalConfig,
-                ext: dict, sample: np.ndarray, d_exact: np.ndarray, merge: int) -> dict:
+                ext: dict, sample: np.ndarray, d_exact: np.ndarray, merge: int, data: Path | None = None,
+                also: list[tuple[int, int]] = ()) -> dict:
     config = SPECS[name]
     sources = [it for it in real if it[0] >= ls.ICON_ID0]
     t0 = _clock()
@@ -159,7 +161,45 @@ def run_variant(name: str, n_refs: int, real: list, n_synth: int, rows: list, qf
         "distractor_top": sum(1 for r in recs if r["top"] is not None and r["top"] >= ls.ICON_ID0),
         "peak_rss_mb": peak_rss_mb()})
     print(name, n_refs, {k: v for k, v in res.items()}, file=sys.stderr, flush=True)
+    if also and dindex.config.ivf:
+        res["also"] = [_rerun(dindex, rows, qf, cfg, data, ext, nprobe, threads) for nprobe, threads in also]
+        for r in res["also"]:
+            print(name, n_refs, r, file=sys.stderr, flush=True)
     return res
+
+
+def _rerun(dindex, rows: list, qf: list, cfg: LocalConfig, data: Path, ext: dict, nprobe: int, threads: int) -> dict:
+    """The same built index searched with another nprobe and thread count: accuracy and per-photo timings."""
+    import cv2
+    import faiss
+
+    dindex.config.nprobe = nprobe
+    dindex._set_search_params()
+    faiss.omp_set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    try:
+        ext_t = timed_extraction(data, rows, qf, cfg, len(ext), check=False) if threads != 1 else ext
+        k = max(2, cfg.neighbours)
+        results, t_search, t_verify = [], {}, {}
+        for i, f in enumerate(qf):
+            t0 = _clock()
+            D, own = dindex.search(f.desc, k=k)
+            t_search[i] = _since(t0)
+            t0 = _clock()
+            results.append(verify_search(f, dindex, D, own, cfg) if len(f) else [])
+            t_verify[i] = _since(t0)
+    finally:
+        faiss.omp_set_num_threads(1)
+        cv2.setNumThreads(1)
+    ev = sweep.evaluate(rows, results, "score")
+    ev.pop("records")
+    timed = [i for i in ext_t if i in t_search]
+    e2e = [ext_t[i][0] + t_search[i][0] + t_verify[i][0] for i in timed]
+    return {"nprobe": nprobe, "threads": threads, "median_extract_s": statistics.median(ext_t[i][0] for i in timed),
+            "median_search_s": statistics.median(t_search[i][0] for i in timed),
+            "median_verify_s": statistics.median(t_verify[i][0] for i in timed),
+            "median_e2e_s": statistics.median(e2e), "p90_e2e_s": float(np.percentile(e2e, 90)),
+            "test": ev["test"], "calib": ev["calib"]}
 
 
 def _count(real: list, sources: list, n_synth: int, merge: int) -> int:
@@ -170,7 +210,8 @@ def _count(real: list, sources: list, n_synth: int, merge: int) -> int:
 
 
 def run_e2e(data: Path, sizes: list[int], names: list[str], cfg: LocalConfig, timed: int = 40, merge: int = 5,
-            progress=None) -> dict:
+            progress=None, also: list[tuple[int, int]] = ()) -> dict:
+    """Every (size, index variant); ``also``: (nprobe, threads) searches of each IVF build, timed and scored too."""
     rows = sweep.manifest(data)
     qf = sweep.query_features(data, rows, cfg)
     ext = timed_extraction(data, rows, qf, cfg, timed)
@@ -189,7 +230,7 @@ def run_e2e(data: Path, sizes: list[int], names: list[str], cfg: LocalConfig, ti
             if n_desc > MAX_EXACT and (SPECS[name].ivf is False or SPECS[name].codes == "Flat"):  # hours
                 continue
             out[f"{n_refs} {name}"] = run_variant(name, n_refs, real, n_synth, rows, qf, cfg, ext, sample, d_exact,
-                                                  merge)
+                                                  merge, data, also)
     out["_meta"]["load_avg"] = Path("/proc/loadavg").read_text().split()[:3]
     return out
 
@@ -240,7 +281,20 @@ def e2e_markdown(res: dict) -> str:
         "+ re-ranking codes + keypoint coordinates; peak RSS of the whole run so far.\n\n"
         + table(["refs", "synthetic", "descriptors", "index", "nprobe", "build s (wall)", "index MB", "peak RSS MB",
                  "search s (wall)", "search CPU s", "verify s (wall)", "e2e s (wall)", "e2e CPU s", "recall@1 vs exact", "top-1",
-                 "AUROC", "open-set acc", "distractor on top"], rows))
+                 "AUROC", "open-set acc", "distractor on top"], rows) + _also_markdown(res))
+
+
+def _also_markdown(res: dict) -> str:
+    """The same builds searched with other nprobe / thread counts (``--also``), if any."""
+    rows = [[r["refs"], r["index"], a["nprobe"], a["threads"], a["median_extract_s"], a["median_search_s"],
+             a["median_verify_s"], a["median_e2e_s"], a["p90_e2e_s"], a["test"]["top1"], a["test"]["auroc"],
+             a["test"]["open_set"]] for key, r in res.items() if key != "_meta" for a in r.get("also", [])]
+    if not rows:
+        return ""
+    return ("\n\nThe same builds searched again with another nprobe and thread count (FAISS and OpenCV threads; "
+            "decode + extraction re-timed on the same photos when the thread count differs; wall times):\n\n"
+            + table(["refs", "index", "nprobe", "threads", "extract s", "search s", "verify s", "e2e s",
+                     "p90 e2e s", "top-1", "AUROC", "open-set acc"], rows))
 
 
 __all__ = ["run_e2e", "e2e_markdown", "merge", "SPECS", "SIGMA"]

@@ -93,3 +93,57 @@ def test_setting_off_keeps_old_hashes_and_old_sidecars_keep_it_off():
     assert back.ref_chroma_keypoints == 0 and back.query_chroma_keypoints == 0
     with pytest.raises(ConfigError):
         LocalConfig(query_chroma_keypoints=-1)
+
+
+def test_repeats_are_near_in_place_and_in_descriptor_or_its_inverse():
+    from logoid.engine.local import _FLIP, Features, _new_only
+
+    rng = np.random.default_rng(0)
+
+    def unit(n):
+        d = rng.random((n, 128)).astype(np.float32)
+        return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+    grey = Features(rng.uniform(0, 300, (500, 2)).astype(np.float32), unit(500), (300, 300))
+    # Chroma keypoints: 0-99 repeat a grey one (same descriptor), 100-199 repeat its inverse, 200-299 sit on a grey
+    # keypoint with an unrelated descriptor, 300-399 lie anywhere with descriptors of other grey keypoints.
+    xy = np.concatenate([grey.xy[:300] + rng.uniform(-1, 1, (300, 2)), rng.uniform(-5, 305, (100, 2))])
+    desc = np.concatenate([grey.desc[:100], grey.desc[100:200][:, _FLIP], unit(100), grey.desc[300:400]])
+    chroma = Features(xy.astype(np.float32), desc, (300, 300))
+    kept = _new_only(chroma, grey, 1.5, 0.25)
+    np.testing.assert_array_equal(kept.xy, chroma.xy[200:])  # the repeats go, the rest stay
+    assert len(_new_only(chroma, grey, 0.01, 0.25)) == 400  # the repeats sit up to 1.4 px away
+    assert len(_new_only(chroma, grey, 1.5, 0.0)) == 200  # (the copies and inverses here are exact)
+    assert len(_new_only(chroma, Features(size=(300, 300)), 3.0, 0.25)) == 400
+
+
+def test_chroma_dedup_drops_repeats_of_grey_keypoints_and_keeps_isoluminant_prints():
+    dedup = LocalConfig(**BASE, ref_chroma_keypoints=300, query_chroma_keypoints=600, chroma_dedup_px=3)
+    # Red text on white: a* sees the same edges as grey (opposite polarity), so most of its keypoints repeat the
+    # grey ones.
+    red = _in_colours(text_logo("DEFTONES", (460, 140), 58, 2), ink=(200, 20, 20), paper=(255, 255, 255))
+    grey_only = extract(red, _cfg(0), "ref")
+    full = extract(red, LocalConfig(**BASE, ref_chroma_keypoints=300, chroma_dedup_px=0), "ref")
+    kept = extract(red, dedup, "ref")
+    assert len(grey_only) <= len(kept) < len(full)
+    np.testing.assert_array_equal(kept.desc[:len(grey_only)], grey_only.desc)  # grey keypoints all stay
+    assert len(kept) - len(grey_only) < 0.5 * (len(full) - len(grey_only))
+    # A print grey SIFT cannot see keeps its chroma keypoints, and is still found.
+    photo = _colour_photo(LOGOS[11])
+    on = match_local(extract(photo, dedup, "query"), _index(dedup), dedup)
+    assert on and on[0].image_id == 11 and on[0].inliers >= 10
+
+
+def test_chroma_dedup_off_keeps_hashes_and_old_sidecars():
+    # The hashes of homes built before the setting existed (75 / 1000 chroma keypoints, no dedup).
+    on = LocalConfig(ref_chroma_keypoints=75, query_chroma_keypoints=1000, query_chroma_long_side=400,
+                     chroma_dedup_px=0)
+    assert (on.ref_hash(), on.query_hash()) == ("5ec1c91acddb3adb", "c499bccc754d53e1")
+    d = LocalConfig(ref_chroma_keypoints=75, query_chroma_keypoints=1000, query_chroma_long_side=400,
+                    chroma_dedup_px=2)
+    assert d.ref_hash() != on.ref_hash() and d.query_hash() != on.query_hash()
+    old = d.to_dict()
+    del old["chroma_dedup_px"]
+    assert LocalConfig.from_dict(old).chroma_dedup_px == 0
+    with pytest.raises(ConfigError):
+        LocalConfig(chroma_dedup_px=-1)

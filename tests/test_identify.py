@@ -102,7 +102,8 @@ def test_find_all_logos_sorted_and_extra_logos_need_all_min_score():
 
     def verif(image_id, inliers, x):
         poly = [[x, 0], [x + 50, 0], [x + 50, 30], [x, 30]]
-        return SimpleNamespace(image_id=image_id, inliers=inliers, inlier_ratio=0.5, score=float(inliers), polygon=poly)
+        return SimpleNamespace(image_id=image_id, inliers=inliers, inlier_ratio=0.5, score=float(inliers), polygon=poly,
+                               coverage=0.5)
 
     # found in this order (find_all's rounds), fused score = inliers / 100
     verifs = [verif(1, 60, 0), verif(2, 95, 200), verif(3, 85, 400), verif(4, 40, 600)]

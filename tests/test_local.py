@@ -202,6 +202,18 @@ def test_verify_accepts_true_homography_and_rejects_mirror():
     assert v is None or (v.inliers <= 10 and np.linalg.det(v.H[:2, :2]) > 0)
 
 
+def test_coverage_is_the_inliers_share_of_the_reference():
+    H = homography((400, 200), [(100, 100), (500, 120), (490, 330), (90, 300)])
+    q, ref, m = _synthetic_matches(H, n=200)
+    whole = verify(q, ref, m, CFG, ref_size=(400, 200))
+    assert whole is not None and 0.85 < whole.coverage <= 1.0
+    # The same fit from matches in the reference's left quarter only: about a quarter of it covered.
+    left = m[ref[:, 0] < 100]
+    part = verify(q, ref, left, CFG, ref_size=(400, 200))
+    assert part is not None and 0.15 < part.coverage < 0.26
+    assert part.to_dict()["coverage"] == round(part.coverage, 4)
+
+
 def test_similarity_fallback_rescues_few_matches():
     # Six exact matches under a similarity, plus two outliers: enough for a 4-dof fit.
     S = np.array([[0.8, -0.2, 150], [0.2, 0.8, 90], [0, 0, 1.0]])

@@ -13,7 +13,7 @@ def test_logo_dropped_by_all_min_score_does_not_hide_a_stronger_one_at_the_same_
 
     def verif(image_id, inliers, poly):
         return SimpleNamespace(image_id=image_id, inliers=inliers, inlier_ratio=0.5, score=float(inliers),
-                               polygon=poly)
+                               polygon=poly, coverage=0.5)
 
     # find_all order (local score, strongest first). Fused scores differ from it (the global channel agrees with
     # band:3 only): 60 inliers -> 0.95, 30 -> 0.6, 25 -> 0.9.

@@ -127,7 +127,7 @@ class Evidence:
             elif not has_g:
                 d["cos"] = self.floor
             if not keep_l:
-                for k in ("inliers", "inlier_ratio", "local_score", "polygon", "local_image_id"):
+                for k in ("inliers", "inlier_ratio", "local_score", "inlier_coverage", "polygon", "local_image_id"):
                     d.pop(k, None)
             if not keep_t:
                 for k in ("text_sim", "text_coverage", "text_conf", "text"):
@@ -313,7 +313,7 @@ class Identifier:
                 c = cands.setdefault(key, {"cos": floor, "image_id": v.image_id})
                 if v.score > c.get("local_score", -1.0):
                     c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score),
-                             polygon=np.asarray(v.polygon).round(1).tolist(), local_image_id=v.image_id)
+                             inlier_coverage=float(v.coverage), polygon=np.asarray(v.polygon).round(1).tolist(), local_image_id=v.image_id)
             timings["local"] = time.perf_counter() - t
         read: list[dict] = []
         if "text" in ch:
@@ -374,7 +374,8 @@ class Identifier:
             if key is None:
                 continue
             c = dict(cands.get(key, {"cos": 0.0}))
-            c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score))
+            c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score),
+                     inlier_coverage=float(v.coverage))
             f = candidate_features([c], self.config.shortlist)[0]
             s = self.score([f])[0]
             if s >= self.threshold:

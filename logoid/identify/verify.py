@@ -29,12 +29,15 @@ class Verification:
     polygon: np.ndarray  # (4, 2) reference corners (tl, tr, br, bl) projected into the photo, original px
     inlier_query_idx: np.ndarray  # indices of the photo keypoints that are inliers
     score: float = 0.0  # ranking score: inliers × inlier_ratio ** LocalConfig.inlier_ratio_weight
+    # Area of the convex hull of the inliers in the reference / the reference's area: a whole print seen is
+    # covered widely, a chance fit (a few letters of a long caption, one corner of a design) is not.
+    coverage: float = 0.0
 
     def to_dict(self) -> dict:
         return {
             "image_id": self.image_id, "variant": self.variant, "inliers": self.inliers,
             "inlier_ratio": round(float(self.inlier_ratio), 4), "score": round(float(self.score), 4),
-            "H": self.H.tolist(),
+            "coverage": round(float(self.coverage), 4), "H": self.H.tolist(),
             "polygon": self.polygon.round(2).tolist(),
         }
 
@@ -89,6 +92,16 @@ def _plausible(H_work: np.ndarray, ref_size: tuple[int, int], ref_scale: float, 
         return False
     s = np.linalg.svd(J, compute_uv=False)
     return bool(s[1] > 0 and s[0] / s[1] <= cfg.max_anisotropy)
+
+
+def _hull_fraction(pts: np.ndarray, size: tuple[int, int]) -> float:
+    """Area of the convex hull of ``pts`` as a fraction of a ``size`` image (clipped to [0, 1])."""
+    import cv2
+
+    if len(pts) < 3:
+        return 0.0
+    hull = cv2.convexHull(np.ascontiguousarray(pts, np.float32))
+    return float(min(1.0, cv2.contourArea(hull) / max(1.0, float(size[0] * size[1]))))
 
 
 def _distinct(pts: np.ndarray) -> int:
@@ -149,6 +162,7 @@ def verify(query: Features, ref_xy: np.ndarray, matches: np.ndarray, cfg: LocalC
         image_id=int(image_id), variant=int(variant), inliers=int(n_inl),
         inlier_ratio=ratio, H=H_orig, polygon=poly.astype(np.float64),
         inlier_query_idx=np.unique(matches[inl, 0]), score=float(n_inl * ratio ** cfg.inlier_ratio_weight),
+        coverage=_hull_fraction(src[inl], ref_size),
     )
 
 
