@@ -13,6 +13,7 @@ sweep's query cache (checked identical on the timed photos).
 
 from __future__ import annotations
 
+import json
 import statistics
 import sys
 import time
@@ -102,10 +103,15 @@ def true_dist(sample: np.ndarray, owners: np.ndarray, real: dict, sources: list,
 
 
 def run_variant(name: str, n_refs: int, real: list, n_synth: int, rows: list, qf: list, cfg: LocalConfig,
-                ext: dict, sample: np.ndarray, d_exact: np.ndarray, merge: int, data: Path | None = None,
-                also: list[tuple[int, int]] = ()) -> dict:
+                ext: dict, sample: np.ndarray, d_exact, merge: int, data: Path | None = None,
+                also: list[tuple[int, ...]] = (), keep: Path | None = None) -> dict:
     config = SPECS[name]
     sources = [it for it in real if it[0] >= ls.ICON_ID0]
+    saved = None
+    if keep is not None and config.ivf is not False:  # a build kept from an earlier run of these settings
+        saved = keep / f"{name}-{n_refs}refs-{n_synth}synth-m{merge}-{cfg.ref_hash()}"
+        if saved.with_name(saved.name + ".json").exists():
+            return _reuse(saved, name, n_refs, n_synth, rows, qf, cfg, ext, data, also)
     t0 = _clock()
     if config.ivf is False:
         dindex = DescriptorIndex(config=config, feature_config=cfg.to_dict())
@@ -123,6 +129,10 @@ def run_variant(name: str, n_refs: int, real: list, n_synth: int, rows: list, qf
     res = {"refs": n_refs, "synthetic_refs": n_synth, "descriptors": dindex.ntotal, "index": dindex.structure(),
            "nprobe": dindex.config.nprobe if dindex.config.ivf else "", "build_s": build[0],
            "index_mb": dindex.memory_bytes() / 2**20}
+    if saved is not None:
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        dindex.save(saved)
+        Path(str(saved) + ".build.json").write_text(json.dumps(res))
     print(name, n_refs, res, file=sys.stderr, flush=True)
     k = max(2, cfg.neighbours)
     searched, t_search = None, {}
@@ -151,7 +161,7 @@ def run_variant(name: str, n_refs: int, real: list, n_synth: int, rows: list, qf
     timed = [i for i in ext if i in t_search]
     e2e = [tuple(ext[i][c] + t_search[i][c] + t_verify[i][c] for c in (0, 1)) for i in timed]
     res.update({
-        "recall_at_1": float(np.mean(d_got <= d_exact * (1 + 1e-4) + 1e-6)),
+        "recall_at_1": float(np.mean(d_got <= d_exact() * (1 + 1e-4) + 1e-6)),
         "median_search_s": statistics.median(t_search[i][0] for i in timed),
         "median_search_cpu_s": statistics.median(t_search[i][1] for i in timed),
         "median_verify_s": statistics.median(t_verify[i][0] for i in timed),
@@ -162,18 +172,35 @@ def run_variant(name: str, n_refs: int, real: list, n_synth: int, rows: list, qf
         "peak_rss_mb": peak_rss_mb()})
     print(name, n_refs, {k: v for k, v in res.items()}, file=sys.stderr, flush=True)
     if also and dindex.config.ivf:
-        res["also"] = [_rerun(dindex, rows, qf, cfg, data, ext, nprobe, threads) for nprobe, threads in also]
+        res["also"] = [_rerun(dindex, rows, qf, cfg, data, ext, *a) for a in also]
         for r in res["also"]:
             print(name, n_refs, r, file=sys.stderr, flush=True)
     return res
 
 
-def _rerun(dindex, rows: list, qf: list, cfg: LocalConfig, data: Path, ext: dict, nprobe: int, threads: int) -> dict:
-    """The same built index searched with another nprobe and thread count: accuracy and per-photo timings."""
+def _reuse(saved: Path, name: str, n_refs: int, n_synth: int, rows: list, qf: list, cfg: LocalConfig, ext: dict,
+           data: Path | None, also: list[tuple[int, ...]]) -> dict:
+    """Only the ``also`` searches, on a build kept by an earlier run (``--keep``): e.g. the multi-thread timings
+    again on an idle machine, without the hour of building."""
+    dindex = DescriptorIndex.load(saved)
+    res = {**json.loads(Path(str(saved) + ".build.json").read_text()), "reused_build": True}
+    res["also"] = [_rerun(dindex, rows, qf, cfg, data, ext, *a) for a in also]
+    for r in res["also"]:
+        print(name, n_refs, r, file=sys.stderr, flush=True)
+    return res
+
+
+def _rerun(dindex, rows: list, qf: list, cfg: LocalConfig, data: Path, ext: dict, nprobe: int, threads: int,
+           ef: int | None = None) -> dict:
+    """The same built index searched with another nprobe, thread count (FAISS, OpenCV: SIFT and the verification
+    pool) and HNSW efSearch (None = the config's): accuracy and per-photo timings."""
     import cv2
     import faiss
 
+    before = (dindex.config.nprobe, dindex.config.ef_search)
     dindex.config.nprobe = nprobe
+    if ef is not None:
+        dindex.config.ef_search = ef
     dindex._set_search_params()
     faiss.omp_set_num_threads(threads)
     cv2.setNumThreads(threads)
@@ -191,11 +218,17 @@ def _rerun(dindex, rows: list, qf: list, cfg: LocalConfig, data: Path, ext: dict
     finally:
         faiss.omp_set_num_threads(1)
         cv2.setNumThreads(1)
+        q = getattr(faiss.downcast_index(getattr(faiss.downcast_index(dindex._require_index()), "quantizer", None)),
+                    "hnsw", None) if dindex.config.ivf else None
+        ef_used = q.efSearch if q is not None else ""
+        dindex.config.nprobe, dindex.config.ef_search = before  # the next row starts from the build's settings
+        dindex._set_search_params()
     ev = sweep.evaluate(rows, results, "score")
     ev.pop("records")
     timed = [i for i in ext_t if i in t_search]
     e2e = [ext_t[i][0] + t_search[i][0] + t_verify[i][0] for i in timed]
-    return {"nprobe": nprobe, "threads": threads, "median_extract_s": statistics.median(ext_t[i][0] for i in timed),
+    return {"nprobe": nprobe, "threads": threads, "ef_search": ef_used,
+            "median_extract_s": statistics.median(ext_t[i][0] for i in timed),
             "median_search_s": statistics.median(t_search[i][0] for i in timed),
             "median_verify_s": statistics.median(t_verify[i][0] for i in timed),
             "median_e2e_s": statistics.median(e2e), "p90_e2e_s": float(np.percentile(e2e, 90)),
@@ -209,9 +242,22 @@ def _count(real: list, sources: list, n_synth: int, merge: int) -> int:
     return sum(len(f) for _, fs in real for f in fs) + synth
 
 
+class _Lazy:
+    """A value computed on first call (the exact nearest neighbours, skipped when a kept build is reused)."""
+
+    def __init__(self, fn):
+        self._fn, self._value = fn, None
+
+    def __call__(self):
+        if self._value is None:
+            self._value = self._fn()
+        return self._value
+
+
 def run_e2e(data: Path, sizes: list[int], names: list[str], cfg: LocalConfig, timed: int = 40, merge: int = 5,
-            progress=None, also: list[tuple[int, int]] = ()) -> dict:
-    """Every (size, index variant); ``also``: (nprobe, threads) searches of each IVF build, timed and scored too."""
+            progress=None, also: list[tuple[int, ...]] = (), keep: Path | None = None) -> dict:
+    """Every (size, index variant); ``also``: (nprobe, threads[, efSearch]) searches of each IVF build, timed and
+    scored too. ``keep``: a folder where IVF builds are saved, and where a saved one is reused (``also`` rows only)."""
     rows = sweep.manifest(data)
     qf = sweep.query_features(data, rows, cfg)
     ext = timed_extraction(data, rows, qf, cfg, timed)
@@ -223,14 +269,14 @@ def run_e2e(data: Path, sizes: list[int], names: list[str], cfg: LocalConfig, ti
     for n_refs in sorted(sizes):
         real, n_synth = ls.catalog_items(data, rows, cfg, n_refs, progress)
         sources = [it for it in real if it[0] >= ls.ICON_ID0]
-        d_exact = exact_nearest(sample, real)
-        d_exact = np.minimum(d_exact, exact_nearest(sample, ls.synthetic_items(sources, n_synth, SIGMA, merge=merge)))
+        d_exact = _Lazy(lambda real=real, sources=sources, n_synth=n_synth: np.minimum(
+            exact_nearest(sample, real), exact_nearest(sample, ls.synthetic_items(sources, n_synth, SIGMA, merge=merge))))
         n_desc = _count(real, sources, n_synth, merge)
         for name in names:
             if n_desc > MAX_EXACT and (SPECS[name].ivf is False or SPECS[name].codes == "Flat"):  # hours
                 continue
             out[f"{n_refs} {name}"] = run_variant(name, n_refs, real, n_synth, rows, qf, cfg, ext, sample, d_exact,
-                                                  merge, data, also)
+                                                  merge, data, also, keep)
     out["_meta"]["load_avg"] = Path("/proc/loadavg").read_text().split()[:3]
     return out
 
@@ -241,7 +287,11 @@ def merge(results: list[dict]) -> dict:
     out: dict = {"_meta": dict(results[0]["_meta"])}
     out["_meta"]["load_avg"] = [" / ".join(" ".join(r["_meta"]["load_avg"]) for r in results)]
     rows = [(k, v) for r in results for k, v in r.items() if k != "_meta"]
-    out.update(sorted(rows, key=lambda kv: kv[1]["refs"]))  # stable: a run's own order within one size
+    for k, v in sorted(rows, key=lambda kv: kv[1]["refs"]):  # stable: a run's own order within one size
+        if v.get("reused_build") and k in out:  # a later run's searches of the same kept build: its rows join
+            out[k] = {**out[k], "also": out[k].get("also", []) + v.get("also", [])}
+        else:
+            out[k] = v
     out["_meta"]["merge"] = max(r["_meta"].get("merge", 1) for r in results)
     return out
 
@@ -250,7 +300,7 @@ def e2e_markdown(res: dict) -> str:
     meta = res["_meta"]
     rows = []
     for key, r in res.items():
-        if key == "_meta":
+        if key == "_meta" or r.get("reused_build"):
             continue
         rows.append([r["refs"], r["synthetic_refs"], r["descriptors"], r["index"], r["nprobe"], fmt(r["build_s"], 0),
                      fmt(r["index_mb"], 0), fmt(r["peak_rss_mb"], 0), r["median_search_s"], r["median_search_cpu_s"],
@@ -286,14 +336,15 @@ def e2e_markdown(res: dict) -> str:
 
 def _also_markdown(res: dict) -> str:
     """The same builds searched with other nprobe / thread counts (``--also``), if any."""
-    rows = [[r["refs"], r["index"], a["nprobe"], a["threads"], a["median_extract_s"], a["median_search_s"],
+    rows = [[r["refs"], r["index"], a["nprobe"], a.get("ef_search", ""), a["threads"], a["median_extract_s"], a["median_search_s"],
              a["median_verify_s"], a["median_e2e_s"], a["p90_e2e_s"], a["test"]["top1"], a["test"]["auroc"],
              a["test"]["open_set"]] for key, r in res.items() if key != "_meta" for a in r.get("also", [])]
     if not rows:
         return ""
     return ("\n\nThe same builds searched again with another nprobe and thread count (FAISS and OpenCV threads; "
-            "decode + extraction re-timed on the same photos when the thread count differs; wall times):\n\n"
-            + table(["refs", "index", "nprobe", "threads", "extract s", "search s", "verify s", "e2e s",
+            "decode + extraction re-timed on the same photos when the thread count differs; wall times; efSearch of the HNSW "
+            "quantiser):\n\n"
+            + table(["refs", "index", "nprobe", "efSearch", "threads", "extract s", "search s", "verify s", "e2e s",
                      "p90 e2e s", "top-1", "AUROC", "open-set acc"], rows))
 
 

@@ -313,8 +313,11 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=10, help="test photos timed per index variant")
     ap.add_argument("--nlist", type=int, action="append", default=None, help="IVF lists (default 4096)")
     ap.add_argument("--merge", type=int, default=5, help="e2e: icons joined into one synthetic reference")
-    ap.add_argument("--also", action="append", default=[], metavar="NPROBE:THREADS",
-                    help="e2e: also search each IVF build with this nprobe and thread count (e.g. 8:1, 16:2)")
+    ap.add_argument("--also", action="append", default=[], metavar="NPROBE:THREADS[:EF]",
+                    help="e2e: also search each IVF build with this nprobe, thread count and optionally HNSW efSearch "
+                         "(e.g. 8:1, 16:2, 16:2:32)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="e2e: save IVF builds here; a build already there is reused and only the --also rows run")
     ap.add_argument("--timed", type=int, default=40, help="e2e: test photos whose decode + extraction is timed")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/results/local_scale_<what>.json)")
     ap.add_argument("--publish", type=Path, nargs="+", default=None,
@@ -345,7 +348,7 @@ def main(argv=None) -> int:
 
         res = local_e2e.run_e2e(args.data, args.refs or [1000, 10000], args.index or ["exact", "prev", "default"],
                                 cfg, args.timed, args.merge, bar,
-                                [tuple(int(x) for x in a.split(":")) for a in args.also])
+                                [tuple(int(x) for x in a.split(":")) for a in args.also], args.keep)
         md, title = local_e2e.e2e_markdown(res), "Local channel end to end at 1k and 10k references"
     elif args.what == "distractors":
         res = run_distractors(args.data, args.n or [1000, 3000], cfg, bar)

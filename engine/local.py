@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from logoid._atomic import write_bytes_atomic
+from logoid._pool import submit
 from logoid.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -373,11 +374,14 @@ def extract(img: Image.Image, cfg: LocalConfig | None = None, role: str = "query
     grey, scale = _working_grey(img, long_side, cfg.upscale)
     if invert:
         grey = 255 - grey
-    feats = _detect(grey, scale, size, max_kp, cfg)
     chroma_kp = cfg.ref_chroma_keypoints if role == "ref" else cfg.query_chroma_keypoints
-    if chroma_kp and not invert:
+    pending = None
+    if chroma_kp and not invert:  # the chroma channels' SIFT runs beside the grey one when OpenCV may use 2 threads
         c_scale = scale if role == "ref" else min(scale, _working_scale(img, cfg.query_chroma_long_side, cfg.upscale))
-        chroma = _chroma_features(img, c_scale, chroma_kp, cfg)
+        pending = submit(_chroma_features, img, c_scale, chroma_kp, cfg)
+    feats = _detect(grey, scale, size, max_kp, cfg)
+    if pending is not None:
+        chroma = pending.result()
         if cfg.chroma_dedup_px > 0 and len(feats):
             chroma = [_new_only(c, feats, cfg.chroma_dedup_px / scale, cfg.chroma_dedup_desc) for c in chroma]
         feats = _concat([feats, *chroma])

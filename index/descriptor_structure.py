@@ -35,7 +35,11 @@ class DescriptorConfig:
     # How a descriptor finds its nprobe lists: "hnsw" (a graph over the centroids: ~constant time in nlist) or
     # "flat" (every centroid compared: 1,400 descriptors x 8,192 lists cost ~0.06 s a photo on one core).
     quantizer: str = "hnsw"
-    ef_search: int = 32  # HNSW quantiser: efSearch, raised to 2·nprobe (finds the nprobe nearest lists reliably)
+    # HNSW quantiser: efSearch (raised to nprobe). A photo's ~4,000 descriptors each walk the graph: at 32 that was
+    # 60 % of the FAISS time. 16 scored the same top-1 on threadless-dev at 3,276 and 10k references (AUROC +0.002 /
+    # -0.005, open-set +0.005 / +0.005) for 0.07 s a photo less on one thread at 10k (BENCHMARKS.md, "Local channel
+    # end to end", 2026-12-04 18:37). Indexes saved with 32 keep it.
+    ef_search: int = 16
     # Codes in the IVF lists: "PQ64x4fs" (32 B: 4-bit PQ, SIMD fast-scan), "PQ{m}" (m B, 8-bit PQ), "SQ8"
     # (128 B), "Flat" (float32, 512 B). Fast-scan codes are not residual: one lookup table per descriptor
     # instead of one per (descriptor, list) was 3x faster at the same recall after re-ranking.
@@ -125,6 +129,15 @@ class SQ8:
     def decode(self, codes: np.ndarray) -> np.ndarray:
         return codes.astype(np.float32) * self.step + self.vmin
 
+    def distances(self, x: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Squared L2 distances (n, k) between ``x`` (n, d) and the decoded ``codes`` (n, k, d), without decoding:
+        sum_j step_j² (c_j - (x_j - vmin_j) / step_j)², one float pass over the codes."""
+        r = (np.asarray(x, np.float32) - self.vmin) / self.step
+        c = codes.astype(np.float32)
+        c -= r[:, None, :]
+        c *= c
+        return (c.reshape(-1, c.shape[-1]) @ (self.step * self.step)).reshape(codes.shape[:-1])
+
 
 @dataclass
 class CodeStore:
@@ -134,6 +147,7 @@ class CodeStore:
     _chunks: list = field(default_factory=list)  # (CHUNK_ROWS, d) uint8 arrays; pages are touched only when used
     _fill: int = 0  # rows used in the last chunk
     _start: dict = field(default_factory=dict)  # (image_id, variant) -> global row of its keypoint 0
+    _lookup: tuple | None = field(default=None, repr=False)  # _start as arrays (see _table); None = stale
 
     @property
     def dim(self) -> int:
@@ -149,6 +163,7 @@ class CodeStore:
             self._fill = 0
         self._chunks[-1][self._fill:self._fill + n] = codes
         self._start[key] = (len(self._chunks) - 1) * CHUNK_ROWS + self._fill
+        self._lookup = None
         self._fill += n
 
     def nbytes(self) -> int:
@@ -157,17 +172,50 @@ class CodeStore:
     def drop(self, key: tuple[int, int]) -> None:
         """Forget one (image, variant); its rows stay unused until the store is rewritten (save / load)."""
         self._start.pop(key, None)
+        self._lookup = None
 
     def get(self, key: tuple[int, int], n: int) -> np.ndarray:
         s = self._start[key]
         return self._chunks[s // CHUNK_ROWS][s % CHUNK_ROWS:s % CHUNK_ROWS + n]
 
+    def _table(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The start rows of keys (image·2 + variant), rebuilt after a put or drop: ``(table, None)`` with table[key]
+        = start (-1 = none) while keys are small (catalog ids are), else ``(starts, keys)`` sorted by key."""
+        if self._lookup is None:
+            keys = np.fromiter((i * 2 + v for i, v in self._start), np.int64, len(self._start))
+            starts = np.fromiter(self._start.values(), np.int64, len(self._start))
+            top = int(keys.max()) + 1 if len(keys) else 0
+            if top <= max(8 * len(keys), 1 << 23):  # at most 64 MB
+                table = np.full(top, -1, np.int64)
+                table[keys] = starts
+                self._lookup = (table, None)
+            else:
+                order = np.argsort(keys)
+                self._lookup = (starts[order], keys[order])
+        return self._lookup
+
+    def _starts(self, want: np.ndarray) -> np.ndarray:
+        """Start rows of keys ``want``; -1 where not stored. (A binary search over sorted keys took ~10 ms for the
+        130k hits of one photo; the dense table is one gather.)"""
+        table, keys = self._table()
+        if not len(table):
+            return np.full(len(want), -1, np.int64)
+        if keys is None:
+            inside = (want >= 0) & (want < len(table))
+            return np.where(inside, table[np.where(inside, want, 0)], -1)
+        pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+        return np.where(keys[pos] == want, table[pos], -1)
+
     def gather(self, img: np.ndarray, var: np.ndarray, kp: np.ndarray) -> np.ndarray:
         """Codes (m, d) of hits given as flat arrays of (image, variant, keypoint); every hit must be stored."""
-        keys = img * 2 + var
-        uniq, inv = np.unique(keys, return_inverse=True)
-        starts = np.array([self._start[(int(u) >> 1, int(u) & 1)] for u in uniq], np.int64)
-        rows = starts[inv.reshape(-1)] + kp
+        want = np.asarray(img, np.int64) * 2 + np.asarray(var, np.int64)
+        starts = self._starts(want)
+        if (starts < 0).any():
+            bad = int(want[np.flatnonzero(starts < 0)[0]])
+            raise KeyError((bad >> 1, bad & 1))
+        rows = starts + kp
+        if len(self._chunks) == 1:
+            return self._chunks[0][rows]
         out = np.empty((len(rows), self.dim), np.uint8)
         chunk = rows // CHUNK_ROWS
         for c in np.unique(chunk):
@@ -184,12 +232,10 @@ class CodeStore:
         valid = owners[..., 0] >= 0
         D = np.full((nq, kk), np.inf, np.float32)
         if valid.any():
-            # every slot gets codes (a miss borrows the first hit's) so the distances are batched matrix products
+            # every slot gets codes (a miss borrows the first hit's) so the distances are one batched pass
             o = np.where(valid[..., None], owners, owners[valid][0]).reshape(-1, 3)
-            vec = self.sq.decode(self.gather(o[:, 0], o[:, 1], o[:, 2])).reshape(nq, kk, -1)
-            q = np.asarray(queries, np.float32)
-            d = np.einsum("qkd,qkd->qk", vec, vec) - 2 * np.matmul(vec, q[:, :, None])[..., 0] + (q * q).sum(1)[:, None]
-            D = np.where(valid, np.maximum(d, 0), np.inf).astype(np.float32)
+            codes = self.gather(o[:, 0], o[:, 1], o[:, 2]).reshape(nq, kk, -1)
+            D = np.where(valid, np.maximum(self.sq.distances(queries, codes), 0), np.inf).astype(np.float32)
         order = np.argsort(D, axis=1, kind="stable")[:, :k]
         return np.take_along_axis(D, order, axis=1), np.take_along_axis(owners, order[..., None], axis=1)
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from logoid._atomic import atomic_path, write_json_atomic
+from logoid._pool import thread_map, workers
 from logoid.engine.local import DESC_DIM, Features, LocalConfig
 from logoid.errors import ConfigError, IndexMismatchError, IndexMissingError
 from logoid.index.descriptor_structure import SQ8, CodeStore, DescriptorConfig, sample_rows
@@ -131,7 +132,7 @@ class DescriptorIndex:
         ivf.nprobe = self.config.nprobe
         quantizer = faiss.downcast_index(ivf.quantizer)
         if isinstance(quantizer, faiss.IndexHNSW):
-            quantizer.hnsw.efSearch = max(self.config.ef_search, 2 * self.config.nprobe)
+            quantizer.hnsw.efSearch = max(self.config.ef_search, self.config.nprobe)
 
     def _require_index(self) -> faiss.Index:
         if self._index is None:
@@ -266,8 +267,17 @@ class DescriptorIndex:
                 params.sel = sel
             D, ids = index.search(desc, kk, params=params)
         owners = np.stack(decode_ids(ids), axis=-1)
-        if self._codes is not None:
-            return self._codes.rerank(desc, owners, k)
+        codes = self._codes
+        if codes is not None:
+            # numpy releases the GIL in the gather and the distance pass: a photo's rows are re-ranked in slices
+            # side by side when OpenCV / logoid may use several threads
+            n = min(workers(), max(1, nq // 512))
+            if n < 2:
+                return codes.rerank(desc, owners, k)
+            cuts = np.linspace(0, nq, n + 1).astype(int)
+            parts = thread_map(lambda c: codes.rerank(desc[c[0]:c[1]], owners[c[0]:c[1]], k),
+                               list(zip(cuts[:-1], cuts[1:], strict=True)), min_items=2)
+            return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         D = np.where(ids < 0, np.inf, D).astype(np.float32)
         return D, owners
 

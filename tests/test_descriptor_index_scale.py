@@ -62,7 +62,7 @@ def test_structure_by_size_is_what_the_config_says(items, built):
     assert SMALL.choose(6000) == built.structure() == "IVF16_HNSW32,PQ64x4fs,Refine(SQ8)"
     ivf = faiss.extract_index_ivf(built._index)
     assert isinstance(built._index, faiss.IndexIVFPQFastScan) and not ivf.by_residual and ivf.nprobe == 8
-    assert faiss.downcast_index(ivf.quantizer).hnsw.efSearch == 32  # max(ef_search 32, 2 · nprobe 8)
+    assert faiss.downcast_index(ivf.quantizer).hnsw.efSearch == 16  # max(ef_search 16, nprobe 8)
     small = DescriptorIndex.build(items[:2], SMALL)  # 1,000 descriptors: IVF; fewer: exact
     assert small.structure().startswith("IVF")
     assert DescriptorIndex.build(items[:1], SMALL).structure() == "Flat"
@@ -164,3 +164,28 @@ def test_training_sample_grows_with_the_list_count(monkeypatch, items):
     built = DescriptorIndex.build(items, DescriptorConfig(nlist=16, nprobe=8, exact_below=1000, train_sample=100,
                                                           refine=0))
     assert seen == [16 * 40] and built.ntotal == sum(len(f) for _, fs in items for f in fs)
+
+
+@pytest.mark.parametrize("first_id", [0, 1 << 30])  # small catalog ids (a dense lookup table) and huge ones (sorted)
+def test_code_store_gathers_by_owner_and_sq8_distances_match_decoding(first_id):
+    from logoid.index.descriptor_structure import SQ8, CodeStore
+
+    rng = np.random.default_rng(3)
+    x = rng.random((300, 128)).astype(np.float32)
+    store = CodeStore(SQ8.train(x))
+    ids = [(first_id + 5, 0), (first_id + 5, 1), (first_id, 0)]
+    for n, key in enumerate(ids):
+        store.put(key, x[100 * n:100 * (n + 1)])
+    img, var = np.array([first_id + 5, first_id, first_id + 5]), np.array([1, 0, 0])
+    kp = np.array([7, 99, 0])
+    got = store.gather(img, var, kp)
+    np.testing.assert_array_equal(got, store.sq.encode(x[[107, 299, 0]]))
+    q = rng.random((3, 128)).astype(np.float32)
+    want = ((store.sq.decode(got)[:, None, :] - q[None]) ** 2).sum(-1).T  # (3 queries, 3 codes)
+    np.testing.assert_allclose(store.sq.distances(q, np.broadcast_to(got, (3, 3, 128))), want, rtol=1e-4, atol=1e-4)
+    store.drop((first_id, 0))
+    with pytest.raises(KeyError):
+        store.gather(img, var, kp)
+    np.testing.assert_array_equal(store.gather(img[[0]], var[[0]], kp[[0]]), got[[0]])
+    with pytest.raises(KeyError):
+        store.gather(np.array([first_id + 99]), np.array([0]), np.array([0]))

@@ -62,6 +62,7 @@ def test_fit_needs_both_classes():
 def test_json_roundtrip_and_missing_features():
     model = fit_fusion(synthetic(200, seed=2), ["cos", "log_inliers"])
     again = FusionModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert again.C == model.C == 1.0 and FusionModel.linear({"cos": 1.0}).to_dict().get("C") is None
     rows = [{"cos": 0.7, "log_inliers": 3.0}, {"cos": 0.4, "log_inliers": 0.5}]
     assert again.predict_proba(rows) == pytest.approx(model.predict_proba(rows))
     # A missing feature takes the training mean, so it neither helps nor hurts.
@@ -104,3 +105,17 @@ def test_text_features_are_fitted_only_when_calibration_has_right_text_answers()
     real = _with_text(synthetic(300, seed=4), seed=4, right_text_every=5)
     kept, dropped = supported_features(real, names)
     assert kept == names and dropped == []
+
+
+def test_regularisation_chosen_by_grouped_cross_validation_is_what_the_fit_records():
+    from logoid.eval.fusion import choose_c
+
+    train = synthetic(300, seed=4)
+    C = choose_c(train, ["cos", "log_inliers", "noise"], grid=(0.001, 1.0))
+    assert C in (0.001, 1.0)
+    model = fit_fusion(train, ["cos", "log_inliers", "noise"], C=C)
+    assert model.C == C and FusionModel.from_dict(model.to_dict()).C == C
+    # a vanishing C shrinks every weight towards 0
+    tiny = fit_fusion(train, ["cos", "log_inliers", "noise"], C=1e-5)
+    assert max(abs(c) for c in tiny.coef) < 0.1 * max(abs(c) for c in fit_fusion(train, ["cos", "log_inliers",
+                                                                                          "noise"]).coef)

@@ -35,6 +35,7 @@ class FusionModel:
     scale: list[float] = field(default_factory=list)
     # "logistic" when fitted by fit_fusion, "linear" when set by hand
     kind: str = "logistic"
+    C: float | None = None  # the logistic regression's regularisation (None: a hand-set or older model)
 
     def __post_init__(self) -> None:
         d = len(self.feature_names)
@@ -85,6 +86,7 @@ class FusionModel:
             "intercept": float(self.intercept),
             "mean": [float(m) for m in self.mean],
             "scale": [float(s) for s in self.scale],
+            **({"C": float(self.C)} if self.C is not None else {}),
         }
 
     @classmethod
@@ -100,6 +102,7 @@ class FusionModel:
                 mean=[float(m) for m in d.get("mean", [])],
                 scale=[float(s) for s in d.get("scale", [])],
                 kind=str(d.get("kind", "logistic")),
+                C=float(d["C"]) if d.get("C") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"fusion model JSON is malformed ({e})", "re-run `logoid calibrate`") from e
@@ -177,7 +180,7 @@ def fit_fusion(results: Sequence[QueryResult], feature_names: Sequence[str], C: 
     clf = LogisticRegression(C=C, class_weight="balanced", max_iter=1000)
     clf.fit(z, y)
     return FusionModel(names, [float(c) for c in clf.coef_[0]], float(clf.intercept_[0]),
-                       mean=[float(m) for m in mean], scale=[float(s) for s in scale], kind="logistic")
+                       mean=[float(m) for m in mean], scale=[float(s) for s in scale], kind="logistic", C=float(C))
 
 
 def _group_folds(results: Sequence[QueryResult], folds: int, seed: int) -> np.ndarray:
@@ -221,11 +224,14 @@ def choose_c(results: Sequence[QueryResult], feature_names: Sequence[str],
     """Regularisation of the fusion chosen by grouped cross-validation: best AUROC, then top-1, then the smaller C.
 
     Groups are entities, so a design's photos never score each other; with few calibration photos a
-    strongly regularised model is often the better one, which is what this finds out.
+    strongly regularised model is often the better one, which is what this finds out. 1.0 when no fold can be
+    scored.
     """
     best: tuple | None = None
     for C in grid:
         a, t = cv_scores(results, feature_names, C, folds, seed)
+        if a is None and t is None:
+            continue  # no fold could be scored (too few calibration photos): says nothing about C
         key = (a if a is not None else -1.0, t if t is not None else -1.0, -C)
         if best is None or key > best[0]:
             best = (key, C)

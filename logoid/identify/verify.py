@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from logoid._pool import thread_map
 from logoid.engine.local import Features, LocalConfig
 from logoid.index.descriptors import DescriptorIndex, group_matches, ratio_matches
 
@@ -197,10 +198,15 @@ def _verify_groups(query: Features, dindex: DescriptorIndex, groups: dict, cfg: 
         cands = [(k, soft_matches(search[0], search[1], k, cfg.candidate_ratio, active)) for k, _ in cands]
     seen = {k for k, _ in cands}
     cands += [(k, m) for k, m in (extra or {}).items() if k not in seen and len(m) >= cfg.min_votes]
+
+    # candidates are verified side by side on the shared pool (the RANSAC fits release the GIL), in order
+    def one(cand: tuple[tuple[int, int], np.ndarray]) -> Verification | None:
+        (image_id, variant), m = cand
+        return verify(query, dindex.ref_xy(image_id, variant), m, cfg, ref_size=dindex.ref_size(image_id, variant),
+                      image_id=image_id, variant=variant)
+
     best: dict[int, Verification] = {}
-    for (image_id, variant), m in cands:
-        v = verify(query, dindex.ref_xy(image_id, variant), m, cfg, ref_size=dindex.ref_size(image_id, variant),
-                   image_id=image_id, variant=variant)
+    for ((image_id, _), _), v in zip(cands, thread_map(one, cands), strict=True):
         if v is not None and (image_id not in best or v.score > best[image_id].score):
             best[image_id] = v
     return sorted(best.values(), key=lambda v: (-v.score, -v.inliers, v.image_id))
