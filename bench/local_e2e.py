@@ -13,6 +13,7 @@ sweep's query cache (checked identical on the timed photos).
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import sys
@@ -242,18 +243,6 @@ def _count(real: list, sources: list, n_synth: int, merge: int) -> int:
     return sum(len(f) for _, fs in real for f in fs) + synth
 
 
-class _Lazy:
-    """A value computed on first call (the exact nearest neighbours, skipped when a kept build is reused)."""
-
-    def __init__(self, fn):
-        self._fn, self._value = fn, None
-
-    def __call__(self):
-        if self._value is None:
-            self._value = self._fn()
-        return self._value
-
-
 def run_e2e(data: Path, sizes: list[int], names: list[str], cfg: LocalConfig, timed: int = 40, merge: int = 5,
             progress=None, also: list[tuple[int, ...]] = (), keep: Path | None = None) -> dict:
     """Every (size, index variant); ``also``: (nprobe, threads[, efSearch]) searches of each IVF build, timed and
@@ -269,7 +258,8 @@ def run_e2e(data: Path, sizes: list[int], names: list[str], cfg: LocalConfig, ti
     for n_refs in sorted(sizes):
         real, n_synth = ls.catalog_items(data, rows, cfg, n_refs, progress)
         sources = [it for it in real if it[0] >= ls.ICON_ID0]
-        d_exact = _Lazy(lambda real=real, sources=sources, n_synth=n_synth: np.minimum(
+        # computed on first use: a kept build that is reused needs no exact neighbours
+        d_exact = functools.cache(lambda real=real, sources=sources, n_synth=n_synth: np.minimum(
             exact_nearest(sample, real), exact_nearest(sample, ls.synthetic_items(sources, n_synth, SIGMA, merge=merge))))
         n_desc = _count(real, sources, n_synth, merge)
         for name in names:
