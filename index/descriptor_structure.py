@@ -197,14 +197,14 @@ class CodeStore:
     def _starts(self, want: np.ndarray) -> np.ndarray:
         """Start rows of keys ``want``; -1 where not stored. (A binary search over sorted keys took ~10 ms for the
         130k hits of one photo; the dense table is one gather.)"""
-        table, keys = self._table()
-        if not len(table):
+        starts, keys = self._table()
+        if not len(starts):
             return np.full(len(want), -1, np.int64)
-        if keys is None:
-            inside = (want >= 0) & (want < len(table))
-            return np.where(inside, table[np.where(inside, want, 0)], -1)
+        if keys is None:  # dense: starts[key]
+            inside = (want >= 0) & (want < len(starts))
+            return np.where(inside, starts[np.where(inside, want, 0)], -1)
         pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-        return np.where(keys[pos] == want, table[pos], -1)
+        return np.where(keys[pos] == want, starts[pos], -1)
 
     def gather(self, img: np.ndarray, var: np.ndarray, kp: np.ndarray) -> np.ndarray:
         """Codes (m, d) of hits given as flat arrays of (image, variant, keypoint); every hit must be stored."""

@@ -1,5 +1,5 @@
-"""One small shared thread pool for work that releases the GIL (OpenCV calls): a photo's chroma SIFT beside its
-grey SIFT, the RANSAC fits of its candidates side by side. Sized by OpenCV's thread count (``cv2.setNumThreads``),
+"""One small shared thread pool for work that releases the GIL (OpenCV calls, large numpy passes): a photo's chroma
+SIFT beside its grey SIFT, slices of its SQ8 re-ranking, the RANSAC fits of its candidates side by side. Sized by OpenCV's thread count (``cv2.setNumThreads``),
 so a caller that pins OpenCV to one thread gets everything inline, in order."""
 
 from __future__ import annotations
@@ -44,19 +44,13 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], min_items: int = 4) -> 
     return list(_executor(n).map(fn, items))
 
 
-class _Done:
-    def __init__(self, value: Any):
-        self._value = value
-
-    def result(self) -> Any:
-        return self._value
-
-
-def submit(fn: Callable[..., R], *args: Any) -> Future[R] | _Done:
-    """``fn(*args)`` started on another thread when ``workers() > 1``, else run now; ``.result()`` either way."""
-    if workers() < 2:
-        return _Done(fn(*args))
-    return _executor(workers()).submit(fn, *args)
+def submit(fn: Callable[..., R], *args: Any) -> Future[R]:
+    """``fn(*args)`` started on another thread when ``workers() > 1``, else run now (a finished future)."""
+    if workers() > 1:
+        return _executor(workers()).submit(fn, *args)
+    done: Future[R] = Future()
+    done.set_result(fn(*args))
+    return done
 
 
 __all__ = ["workers", "thread_map", "submit"]

@@ -313,7 +313,8 @@ class Identifier:
                 c = cands.setdefault(key, {"cos": floor, "image_id": v.image_id})
                 if v.score > c.get("local_score", -1.0):
                     c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score),
-                             inlier_coverage=float(v.coverage), polygon=np.asarray(v.polygon).round(1).tolist(), local_image_id=v.image_id)
+                             inlier_coverage=float(v.coverage), polygon=np.asarray(v.polygon).round(1).tolist(),
+                             local_image_id=v.image_id)
             timings["local"] = time.perf_counter() - t
         read: list[dict] = []
         if "text" in ch:
