@@ -138,7 +138,9 @@ class LocalConfig:
     min_inliers: int = 5  # fewer distinct inliers is no match (the calibrated threshold decides the rest)
     similarity_fallback: bool = True  # if the homography is implausible, try a 4-dof similarity fit
     ransac_threshold: float = 6.0  # max reprojection error, in px of the query at its working size
-    ransac_max_iters: int = 2000  # RANSAC iteration cap
+    # RANSAC iteration cap (both fits). 1000, was 2000: the same calib accuracy on the 276 designs and the same
+    # accuracy on every metric at 10k references, verification -25 % (BENCHMARKS.md, "verification cost").
+    ransac_max_iters: int = 1000
     ransac_confidence: float = 0.995  # RANSAC confidence
     ransac_method: str = "magsac"  # "magsac" (cv2.USAC_MAGSAC) or "ransac" (cv2.RANSAC)
     min_scale: float = 0.02  # smallest allowed linear scale of the reference in the query (working px)

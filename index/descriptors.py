@@ -453,18 +453,24 @@ def ratio_matches(D: np.ndarray, owners: np.ndarray, ratio: float) -> np.ndarray
     return np.column_stack([q, owners[q, 0, 0], owners[q, 0, 1], owners[q, 0, 2]]).astype(np.int64)
 
 
-def group_matches(matches: np.ndarray) -> dict[tuple[int, int], np.ndarray]:
-    """Group (query_kp, image_id, variant, ref_kp) rows by (image_id, variant) -> (m, 2) (query_kp, ref_kp)."""
+def group_matches(matches: np.ndarray, top: int | None = None) -> dict[tuple[int, int], np.ndarray]:
+    """Group (query_kp, image_id, variant, ref_kp) rows by (image_id, variant) -> (m, 2) (query_kp, ref_kp).
+
+    Groups come in (image_id, variant) order; with ``top``, only the ``top`` largest groups, largest first
+    (ties in (image_id, variant) order), which is all that a shortlist of candidates needs.
+    """
     out: dict[tuple[int, int], np.ndarray] = {}
     if len(matches) == 0:
         return out
-    keys, inv = np.unique(matches[:, 1:3], axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
+    nvar = int(matches[:, 2].max()) + 1
+    code = matches[:, 1] * nvar + matches[:, 2]  # (image_id, variant) as one sortable int64
+    keys, inv, counts = np.unique(code, return_inverse=True, return_counts=True)
     order = np.argsort(inv, kind="stable")
-    bounds = np.searchsorted(inv[order], np.arange(len(keys) + 1))
-    for i, (img, var) in enumerate(keys):
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    pick = np.arange(len(keys)) if top is None else np.argsort(-counts, kind="stable")[:top]
+    for i in pick:
         rows = matches[order[bounds[i]:bounds[i + 1]]]
-        out[(int(img), int(var))] = rows[:, [0, 3]]
+        out[(int(keys[i] // nvar), int(keys[i] % nvar))] = rows[:, [0, 3]]
     return out
 
 

@@ -385,6 +385,92 @@ def test_soft_matches_keep_near_ties_for_the_candidate():
                                   [[1, 11]])
 
 
+def _soft_matches_by_definition(D, owners, key, ratio, active=None):
+    out = []
+    for i in range(len(D)):
+        hit = [j for j in range(owners.shape[1]) if tuple(owners[i, j, :2]) == key]
+        if hit and (active is None or active[i]) and \
+                np.sqrt(max(D[i, hit[0]], 0)) <= np.sqrt(max(D[i, 0], 0)) / ratio + 1e-9:
+            out.append((i, owners[i, hit[0], 2]))
+    return np.array(out, np.int64).reshape(-1, 2)
+
+
+def test_soft_matches_many_equal_the_definition_for_every_candidate():
+    from logoid.identify.verify import soft_matches_many
+
+    rng = np.random.default_rng(3)
+    n, k = 300, 6
+    D = np.sort(rng.uniform(0.2, 1.5, (n, k)).astype(np.float32), axis=1)
+    owners = np.stack([rng.integers(0, 6, (n, k)), rng.integers(0, 2, (n, k)), rng.integers(0, 500, (n, k))], -1)
+    owners[rng.random((n, k)) < 0.1] = -1  # misses
+    active = rng.random(n) < 0.8
+    keys = [(3, 1), (0, 0), (5, 0), (9, 0), (2, 1)]  # (9, 0) owns nothing
+    for act in (None, active):
+        got = soft_matches_many(D, owners, keys, 0.8, act)
+        assert len(got) == len(keys)
+        for key, m in zip(keys, got, strict=True):
+            np.testing.assert_array_equal(m, _soft_matches_by_definition(D, owners, key, 0.8, act))
+    assert soft_matches_many(D, owners, [], 0.8) == []
+
+
+def test_group_matches_top_keeps_the_most_voted_groups_in_shortlist_order():
+    from logoid.index.descriptors import group_matches
+
+    rows = [(q, img, var, 100 + q) for q, (img, var) in enumerate(
+        [(4, 0), (2, 1), (4, 0), (2, 0), (2, 1), (7, 0), (4, 0), (2, 0), (9, 1)])]
+    m = np.array(rows, np.int64)
+    full = group_matches(m)
+    assert list(full) == [(2, 0), (2, 1), (4, 0), (7, 0), (9, 1)]  # (image, variant) order
+    np.testing.assert_array_equal(full[(4, 0)], [[0, 100], [2, 102], [6, 106]])
+    top = group_matches(m, top=3)
+    assert list(top) == [(4, 0), (2, 0), (2, 1)]  # most votes first, ties in (image, variant) order
+    assert all(np.array_equal(top[k], full[k]) for k in top)
+    assert group_matches(np.zeros((0, 4), np.int64), top=3) == {}
+
+
+def test_plausibility_in_closed_form_agrees_with_the_svd_definition():
+    from logoid.identify.verify import _plausible
+
+    def by_definition(H, ref_size, ref_scale, q, cfg):
+        w, h = ref_size
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+        p = np.column_stack([corners, np.ones(4)]) @ H.T
+        if np.any(p[:, 2] <= 0):
+            return False
+        poly = p[:, :2] / p[:, 2:]
+        d = np.roll(poly, -1, axis=0) - poly
+        cross = d[:, 0] * np.roll(d[:, 1], -1) - d[:, 1] * np.roll(d[:, 0], -1)
+        if not (np.all(cross > 0) or np.all(cross < 0)):
+            return False
+        area = 0.5 * float(np.dot(poly[:, 0], np.roll(poly[:, 1], -1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], -1)))
+        if area <= 0 or not cfg.min_scale <= np.sqrt(area / (w * h * ref_scale**2)) <= cfg.max_scale:
+            return False
+        if not cfg.min_area_frac <= area / q.scale**2 / (q.size[0] * q.size[1]) <= cfg.max_area_frac:
+            return False
+        c, eps = np.array([w / 2, h / 2]), max(ref_size) * 0.01 + 1e-3
+        pts = np.column_stack([np.vstack([c, c + [eps, 0], c + [0, eps]]), np.ones(3)]) @ H.T
+        pc = pts[:, :2] / pts[:, 2:]
+        J = np.column_stack([pc[1] - pc[0], pc[2] - pc[0]]) / eps
+        if np.linalg.det(J) <= 0:
+            return False
+        s = np.linalg.svd(J, compute_uv=False)
+        return bool(s[0] / s[1] <= cfg.max_anisotropy)
+
+    rng = np.random.default_rng(0)
+    cfg = LocalConfig()
+    q = Features(size=(640, 480), scale=1.25)
+    verdicts = []
+    for _ in range(3000):
+        A = np.diag([rng.uniform(0.05, 3), rng.uniform(0.05, 3)]) @ np.array(
+            [[1, rng.normal(0, 0.8)], [rng.normal(0, 0.8), 1]]) * rng.choice([1, -1], 2)[:, None]
+        H = np.eye(3)
+        H[:2, :2], H[:2, 2], H[2, :2] = A, rng.uniform(-300, 900, 2), rng.normal(0, 2e-3, 2)
+        want = by_definition(H, (300, 200), 1.3, q, cfg)
+        assert _plausible(H, (300, 200), 1.3, q, cfg) == want
+        verdicts.append(want)
+    assert 0.1 < np.mean(verdicts) < 0.9  # both verdicts exercised
+
+
 def test_reference_cache_key_ignores_query_settings():
     base = LocalConfig()
     for field, value in [("query_long_side", 1100), ("query_max_keypoints", 8000), ("tile_levels", 2),

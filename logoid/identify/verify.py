@@ -8,6 +8,7 @@ convex quad of sane size. The score of a candidate is its number of distinct inl
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -53,31 +54,38 @@ def _project(H: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return p[:, :2] / p[:, 2:3], p[:, 2]
 
 
-def _signed_area(poly: np.ndarray) -> float:
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
-
-
-def _is_convex(poly: np.ndarray) -> bool:
-    d = np.roll(poly, -1, axis=0) - poly
-    cross = d[:, 0] * np.roll(d[:, 1], -1) - d[:, 1] * np.roll(d[:, 0], -1)
-    return bool(np.all(cross > 0) or np.all(cross < 0))
-
-
 def _plausible(H_work: np.ndarray, ref_size: tuple[int, int], ref_scale: float, query: Features,
                cfg: LocalConfig, qscale: float | None = None) -> bool:
-    """Reject degenerate, mirrored, over-sheared or absurdly sized homographies (H_work: ref px -> query work px)."""
-    corners = _corners(ref_size)
-    poly, w = _project(H_work, corners)
+    """Reject degenerate, mirrored, over-sheared or absurdly sized homographies (H_work: ref px -> query work px).
+
+    Plain float arithmetic on the four corners: this runs for every candidate of every photo (twice for most
+    rejected ones), where numpy's per-call overhead on 4-point arrays cost more than the RANSAC fits.
+    """
+    (h00, h01, h02), (h10, h11, h12), (h20, h21, h22) = (tuple(float(v) for v in row) for row in H_work)
+    w_ref, h_ref = ref_size
+
+    def project(x: float, y: float) -> tuple[float, float, float]:
+        w = h20 * x + h21 * y + h22
+        if w == 0.0:
+            return math.inf, math.inf, w
+        return (h00 * x + h01 * y + h02) / w, (h10 * x + h11 * y + h12) / w, w
+
+    poly = [project(0.0, 0.0), project(w_ref, 0.0), project(w_ref, h_ref), project(0.0, h_ref)]
     # A corner behind the camera (w <= 0) means the quad wraps through infinity.
-    if not np.all(np.isfinite(poly)) or np.any(w <= 0) or not _is_convex(poly):
+    if not all(math.isfinite(x) and math.isfinite(y) and w > 0 for x, y, w in poly):
+        return False
+    cross = []
+    for i in range(4):
+        (x0, y0, _), (x1, y1, _), (x2, y2, _) = poly[i], poly[(i + 1) % 4], poly[(i + 2) % 4]
+        cross.append((x1 - x0) * (y2 - y1) - (y1 - y0) * (x2 - x1))
+    if not (all(c > 0 for c in cross) or all(c < 0 for c in cross)):
         return False
     # Reference corners run clockwise on screen (y down), i.e. positive signed area; mirrored flips it.
-    area = _signed_area(poly)
+    area = 0.5 * sum(poly[i][0] * poly[(i + 1) % 4][1] - poly[(i + 1) % 4][0] * poly[i][1] for i in range(4))
     if area <= 0:
         return False
-    ref_area_work = ref_size[0] * ref_size[1] * ref_scale**2
-    scale = np.sqrt(area / max(ref_area_work, 1e-9))
+    ref_area_work = w_ref * h_ref * ref_scale**2
+    scale = math.sqrt(area / max(ref_area_work, 1e-9))
     if not cfg.min_scale <= scale <= cfg.max_scale:
         return False
     qscale = query.scale if qscale is None else qscale
@@ -85,14 +93,17 @@ def _plausible(H_work: np.ndarray, ref_size: tuple[int, int], ref_scale: float, 
     if not cfg.min_area_frac <= area_frac <= cfg.max_area_frac:
         return False
     # Local affine part at the reference centre: shear / anisotropy bound.
-    c = np.array([[ref_size[0] / 2, ref_size[1] / 2]], np.float64)
+    cx, cy = w_ref / 2, h_ref / 2
     eps = max(ref_size) * 0.01 + 1e-3
-    pc, _ = _project(H_work, np.vstack([c, c + [eps, 0], c + [0, eps]]))
-    J = np.column_stack([pc[1] - pc[0], pc[2] - pc[0]]) / eps
-    if np.linalg.det(J) <= 0:
+    (x0, y0, _), (x1, y1, _), (x2, y2, _) = project(cx, cy), project(cx + eps, cy), project(cx, cy + eps)
+    a, b, c, d = (x1 - x0) / eps, (x2 - x0) / eps, (y1 - y0) / eps, (y2 - y0) / eps
+    det = a * d - b * c
+    if not det > 0:
         return False
-    s = np.linalg.svd(J, compute_uv=False)
-    return bool(s[1] > 0 and s[0] / s[1] <= cfg.max_anisotropy)
+    # Singular values of the 2x2 Jacobian [[a, b], [c, d]] in closed form: s0 * s1 = det, s0^2 + s1^2 = frob.
+    frob = a * a + b * b + c * c + d * d
+    s0 = math.sqrt(0.5 * (frob + math.sqrt(max(frob * frob - 4.0 * det * det, 0.0))))
+    return s0 * s0 <= cfg.max_anisotropy * det  # s0 / s1 <= max_anisotropy with s1 = det / s0
 
 
 def _hull_fraction(pts: np.ndarray, size: tuple[int, int]) -> float:
@@ -107,7 +118,11 @@ def _hull_fraction(pts: np.ndarray, size: tuple[int, int]) -> float:
 
 def _distinct(pts: np.ndarray) -> int:
     # SIFT returns one point per orientation at the same spot; count places, not keypoints.
-    return len(np.unique(np.round(pts).astype(np.int64), axis=0))
+    if len(pts) == 0:
+        return 0
+    p = np.round(pts).astype(np.int64)
+    p -= p.min(axis=0)
+    return len(np.unique(p[:, 0] * (int(p[:, 1].max()) + 1) + p[:, 1]))
 
 
 def _fit_homography(src: np.ndarray, dst: np.ndarray, cfg: LocalConfig) -> tuple[np.ndarray, np.ndarray] | None:
@@ -176,17 +191,40 @@ def soft_matches(D: np.ndarray, owners: np.ndarray, key: tuple[int, int], candid
     the whole catalog is what picks candidates; once picked, a true print's keypoints whose nearest neighbour
     happened to be another design by a hair still count, and RANSAC sorts them out.
     """
-    mask = (owners[..., 0] == key[0]) & (owners[..., 1] == key[1])
-    has = mask.any(axis=1)
-    j = mask.argmax(axis=1)
-    rows = np.arange(len(j))
+    return soft_matches_many(D, owners, [key], candidate_ratio, active)[0]
+
+
+def soft_matches_many(D: np.ndarray, owners: np.ndarray, keys: list[tuple[int, int]], candidate_ratio: float,
+                      active: np.ndarray | None = None) -> list[np.ndarray]:
+    """:func:`soft_matches` of several candidates at once, in one pass over the k-NN result (same answers)."""
+    n, k = owners.shape[:2]
+    empty = np.zeros((0, 2), np.int64)
+    if not keys or n == 0:
+        return [empty for _ in keys]
+    kk = np.asarray(keys, np.int64).reshape(-1, 2)
+    # (image, variant) as one int64 code; candidates looked up by binary search in their sorted codes
+    nvar = int(max(owners[..., 1].max(), kk[:, 1].max())) + 1
+    code = owners[..., 0].astype(np.int64) * nvar + owners[..., 1]
+    kcode = kk[:, 0] * nvar + kk[:, 1]
+    order = np.argsort(kcode, kind="stable")
+    pos = np.minimum(np.searchsorted(kcode[order], code), len(kcode) - 1)
+    cand = np.where((kcode[order][pos] == code) & (owners[..., 0] >= 0), order[pos], -1)  # (n, k) candidate or -1
+    # first[i, c]: column of candidate c's nearest neighbour in row i (-1: none among the k)
+    first = np.full((n, len(keys)), -1, np.int64)
+    for j in range(k - 1, -1, -1):
+        r = np.nonzero(cand[:, j] >= 0)[0]
+        first[r, cand[r, j]] = j
+    rows = np.arange(n)[:, None]
+    j = np.maximum(first, 0)
     d = np.sqrt(np.maximum(D[rows, j], 0))
     d1 = np.sqrt(np.maximum(D[:, 0], 0))
-    keep = has & (d <= d1 / candidate_ratio + 1e-9)
+    keep = (first >= 0) & (d <= (d1 / candidate_ratio + 1e-9)[:, None])
     if active is not None:
-        keep &= active
-    q = np.nonzero(keep)[0]
-    return np.column_stack([q, owners[q, j[q], 2]]).astype(np.int64)
+        keep &= active[:, None]
+    c_idx, q = np.nonzero(keep.T)  # sorted by candidate, then query keypoint
+    pairs = np.column_stack([q, owners[q, j[q, c_idx], 2]]).astype(np.int64)
+    bounds = np.searchsorted(c_idx, np.arange(len(keys) + 1))
+    return [pairs[bounds[c]:bounds[c + 1]] for c in range(len(keys))]
 
 
 def _verify_groups(query: Features, dindex: DescriptorIndex, groups: dict, cfg: LocalConfig,
@@ -195,7 +233,8 @@ def _verify_groups(query: Features, dindex: DescriptorIndex, groups: dict, cfg: 
     ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
     cands = [(k, m) for k, m in ranked[: cfg.shortlist] if len(m) >= cfg.min_votes]
     if search is not None and cfg.candidate_ratio > 0:
-        cands = [(k, soft_matches(search[0], search[1], k, cfg.candidate_ratio, active)) for k, _ in cands]
+        keys = [k for k, _ in cands]
+        cands = list(zip(keys, soft_matches_many(search[0], search[1], keys, cfg.candidate_ratio, active), strict=True))
     seen = {k for k, _ in cands}
     cands += [(k, m) for k, m in (extra or {}).items() if k not in seen and len(m) >= cfg.min_votes]
 
@@ -216,7 +255,7 @@ def verify_search(query_feats: Features, dindex: DescriptorIndex, D: np.ndarray,
                   cfg: LocalConfig | None = None, extra: dict | None = None) -> list[Verification]:
     """Verified references from a k-NN result ``(D, owners)`` of ``dindex.search(query_feats.desc, k)``."""
     cfg = cfg or LocalConfig()
-    groups = group_matches(ratio_matches(D, owners, cfg.ratio))
+    groups = group_matches(ratio_matches(D, owners, cfg.ratio), top=cfg.shortlist)
     return _verify_groups(query_feats, dindex, groups, cfg, extra, search=(D, owners))
 
 
@@ -235,7 +274,7 @@ def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig
         return []
     D, owners = search if search is not None else \
         dindex.search(query_feats.desc, k=max(2, cfg.neighbours), restrict=restrict)
-    groups = group_matches(ratio_matches(D, owners, cfg.ratio))
+    groups = group_matches(ratio_matches(D, owners, cfg.ratio), top=cfg.shortlist)
     extra_ids = {int(i) for i in extra_candidates} - {k[0] for k in _top(groups, cfg)}
     if restrict is not None:
         extra_ids &= {int(i) for i in restrict}
@@ -277,7 +316,7 @@ def find_all(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | 
     found: list[Verification] = []
     while len(found) < max_logos:
         live = matches[active[matches[:, 0]]]
-        results = _verify_groups(query_feats, dindex, group_matches(live), cfg, search=(D, owners), active=active)
+        results = _verify_groups(query_feats, dindex, group_matches(live, top=cfg.shortlist), cfg, search=(D, owners), active=active)
         results += _verify_windows(query_feats, dindex, live, windows, cfg, (D, owners), active, cache)
         if not results:
             break
