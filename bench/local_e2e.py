@@ -192,16 +192,27 @@ def _reuse(saved: Path, name: str, n_refs: int, n_synth: int, rows: list, qf: li
 
 
 def _rerun(dindex, rows: list, qf: list, cfg: LocalConfig, data: Path, ext: dict, nprobe: int, threads: int,
-           ef: int | None = None) -> dict:
+           ef: int | None = None, settings: dict | None = None) -> dict:
     """The same built index searched with another nprobe, thread count (FAISS, OpenCV: SIFT and the verification
-    pool) and HNSW efSearch (None = the config's): accuracy and per-photo timings."""
+    pool) and HNSW efSearch (None = the config's): accuracy and per-photo timings. ``settings``: ``refine`` (SQ8
+    re-ranking candidates per neighbour) and LocalConfig fields (e.g. ``ransac_max_iters``) for this row only."""
     import cv2
     import faiss
 
-    before = (dindex.config.nprobe, dindex.config.ef_search)
+    settings = dict(settings or {})
+    unknown = set(settings) - {"refine"} - set(LocalConfig.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"--also: unknown settings {sorted(unknown)} (refine or LocalConfig fields)")
+    before = (dindex.config.nprobe, dindex.config.ef_search, dindex.config.refine)
     dindex.config.nprobe = nprobe
     if ef is not None:
         dindex.config.ef_search = ef
+    if "refine" in settings:
+        dindex.config.refine = int(settings["refine"])
+    row_cfg = LocalConfig.from_dict({**cfg.to_dict(), **{k: v for k, v in settings.items() if k != "refine"}})
+    if row_cfg.extract_hash() != cfg.extract_hash() or row_cfg.query_hash() != cfg.query_hash():
+        raise ValueError(f"--also settings {settings} change feature extraction; only search / verification settings")
+    cfg = row_cfg
     dindex._set_search_params()
     faiss.omp_set_num_threads(threads)
     cv2.setNumThreads(threads)
@@ -222,13 +233,13 @@ def _rerun(dindex, rows: list, qf: list, cfg: LocalConfig, data: Path, ext: dict
         q = getattr(faiss.downcast_index(getattr(faiss.downcast_index(dindex._require_index()), "quantizer", None)),
                     "hnsw", None) if dindex.config.ivf else None
         ef_used = q.efSearch if q is not None else ""
-        dindex.config.nprobe, dindex.config.ef_search = before  # the next row starts from the build's settings
+        dindex.config.nprobe, dindex.config.ef_search, dindex.config.refine = before  # next row: the build's
         dindex._set_search_params()
     ev = sweep.evaluate(rows, results, "score")
     ev.pop("records")
     timed = [i for i in ext_t if i in t_search]
     e2e = [ext_t[i][0] + t_search[i][0] + t_verify[i][0] for i in timed]
-    return {"nprobe": nprobe, "threads": threads, "ef_search": ef_used,
+    return {"nprobe": nprobe, "threads": threads, "ef_search": ef_used, "settings": settings,
             "median_extract_s": statistics.median(ext_t[i][0] for i in timed),
             "median_search_s": statistics.median(t_search[i][0] for i in timed),
             "median_verify_s": statistics.median(t_verify[i][0] for i in timed),
@@ -245,7 +256,7 @@ def _count(real: list, sources: list, n_synth: int, merge: int) -> int:
 
 def run_e2e(data: Path, sizes: list[int], names: list[str], cfg: LocalConfig, timed: int = 40, merge: int = 5,
             progress=None, also: list[tuple[int, ...]] = (), keep: Path | None = None) -> dict:
-    """Every (size, index variant); ``also``: (nprobe, threads[, efSearch]) searches of each IVF build, timed and
+    """Every (size, index variant); ``also``: (nprobe, threads, efSearch or None, settings) searches of each IVF build, timed and
     scored too. ``keep``: a folder where IVF builds are saved, and where a saved one is reused (``also`` rows only)."""
     rows = sweep.manifest(data)
     qf = sweep.query_features(data, rows, cfg)
@@ -326,16 +337,19 @@ def e2e_markdown(res: dict) -> str:
 
 def _also_markdown(res: dict) -> str:
     """The same builds searched with other nprobe / thread counts (``--also``), if any."""
-    rows = [[r["refs"], r["index"], a["nprobe"], a.get("ef_search", ""), a["threads"], a["median_extract_s"], a["median_search_s"],
-             a["median_verify_s"], a["median_e2e_s"], a["p90_e2e_s"], a["test"]["top1"], a["test"]["auroc"],
-             a["test"]["open_set"]] for key, r in res.items() if key != "_meta" for a in r.get("also", [])]
+    rows = [[r["refs"], r["index"], a["nprobe"], a.get("ef_search", ""), a["threads"],
+             " ".join(f"{k}={v}" for k, v in a.get("settings", {}).items()) or "defaults", a["median_extract_s"],
+             a["median_search_s"], a["median_verify_s"], a["median_e2e_s"], a["p90_e2e_s"], a["test"]["top1"],
+             a["test"]["auroc"], a["test"]["open_set"], a["calib"]["top1"], a["calib"]["auroc"], a["calib"]["open_set"]]
+            for key, r in res.items() if key != "_meta" for a in r.get("also", [])]
     if not rows:
         return ""
     return ("\n\nThe same builds searched again with another nprobe and thread count (FAISS and OpenCV threads; "
             "decode + extraction re-timed on the same photos when the thread count differs; wall times; efSearch of the HNSW "
             "quantiser):\n\n"
-            + table(["refs", "index", "nprobe", "efSearch", "threads", "extract s", "search s", "verify s", "e2e s",
-                     "p90 e2e s", "top-1", "AUROC", "open-set acc"], rows))
+            + table(["refs", "index", "nprobe", "efSearch", "threads", "settings", "extract s", "search s", "verify s",
+                     "e2e s", "p90 e2e s", "top-1", "AUROC", "open-set acc", "calib top-1", "calib AUROC",
+                     "calib open-set"], rows))
 
 
 __all__ = ["run_e2e", "e2e_markdown", "merge", "SPECS", "SIGMA"]

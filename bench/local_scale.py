@@ -300,6 +300,19 @@ def index_markdown(res: dict) -> str:
                      "recall@1 vs exact"], rows))
 
 
+def _also_row(spec: str) -> tuple:
+    """``NPROBE:THREADS[:EF][:KEY=VALUE...]`` -> (nprobe, threads, ef or None, {key: number})."""
+    parts = spec.split(":")
+    plain = [p for p in parts if "=" not in p]
+    if len(plain) not in (2, 3) or any("=" not in p for p in parts[len(plain):]):
+        raise SystemExit(f"--also {spec!r}: expected NPROBE:THREADS[:EF][:KEY=VALUE...]")
+    settings = {}
+    for p in parts[len(plain):]:
+        k, v = p.split("=", 1)
+        settings[k] = float(v) if "." in v else int(v)
+    return int(plain[0]), int(plain[1]), int(plain[2]) if len(plain) == 3 else None, settings
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("what", choices=["distractors", "index", "e2e"])
@@ -313,9 +326,10 @@ def main(argv=None) -> int:
     ap.add_argument("--queries", type=int, default=10, help="test photos timed per index variant")
     ap.add_argument("--nlist", type=int, action="append", default=None, help="IVF lists (default 4096)")
     ap.add_argument("--merge", type=int, default=5, help="e2e: icons joined into one synthetic reference")
-    ap.add_argument("--also", action="append", default=[], metavar="NPROBE:THREADS[:EF]",
-                    help="e2e: also search each IVF build with this nprobe, thread count and optionally HNSW efSearch "
-                         "(e.g. 8:1, 16:2, 16:2:32)")
+    ap.add_argument("--also", action="append", default=[], metavar="NPROBE:THREADS[:EF][:KEY=VALUE...]",
+                    help="e2e: also search each IVF build with this nprobe, thread count, optionally HNSW efSearch and "
+                         "search / verification settings: refine or LocalConfig fields (e.g. 8:1, 16:2:32, "
+                         "16:2:refine=2, 16:2:16:ransac_max_iters=2000)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="e2e: save IVF builds here; a build already there is reused and only the --also rows run")
     ap.add_argument("--timed", type=int, default=40, help="e2e: test photos whose decode + extraction is timed")
@@ -348,7 +362,7 @@ def main(argv=None) -> int:
 
         res = local_e2e.run_e2e(args.data, args.refs or [1000, 10000], args.index or ["exact", "prev", "default"],
                                 cfg, args.timed, args.merge, bar,
-                                [tuple(int(x) for x in a.split(":")) for a in args.also], args.keep)
+                                [_also_row(a) for a in args.also], args.keep)
         md, title = local_e2e.e2e_markdown(res), "Local channel end to end at 1k and 10k references"
     elif args.what == "distractors":
         res = run_distractors(args.data, args.n or [1000, 3000], cfg, bar)
