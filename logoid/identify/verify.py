@@ -215,14 +215,14 @@ def soft_matches_many(D: np.ndarray, owners: np.ndarray, keys: list[tuple[int, i
         r = np.nonzero(cand[:, j] >= 0)[0]
         first[r, cand[r, j]] = j
     rows = np.arange(n)[:, None]
-    j = np.maximum(first, 0)
-    d = np.sqrt(np.maximum(D[rows, j], 0))
+    col = np.maximum(first, 0)
+    d = np.sqrt(np.maximum(D[rows, col], 0))
     d1 = np.sqrt(np.maximum(D[:, 0], 0))
     keep = (first >= 0) & (d <= (d1 / candidate_ratio + 1e-9)[:, None])
     if active is not None:
         keep &= active[:, None]
     c_idx, q = np.nonzero(keep.T)  # sorted by candidate, then query keypoint
-    pairs = np.column_stack([q, owners[q, j[q, c_idx], 2]]).astype(np.int64)
+    pairs = np.column_stack([q, owners[q, col[q, c_idx], 2]]).astype(np.int64)
     bounds = np.searchsorted(c_idx, np.arange(len(keys) + 1))
     return [pairs[bounds[c]:bounds[c + 1]] for c in range(len(keys))]
 
