@@ -1,0 +1,107 @@
+"""Known-vs-unknown ROC points on saved threadless-dev evidence: default rule vs calibrated fusion.
+
+FPR@95TPR is one point of the ROC curve; on a test split of ~140 known photos one photo moves TPR by 0.7 %,
+so this reads the curve at several TPRs and lists what the queries at its low end look like (inliers,
+inlier ratio, score under each rule). Reads ``bench/results/threadless-home-<model>-evidence.pkl``, which
+``bench/run.py --only threadless`` saves; no photo is queried again.
+
+    python bench/roc_points.py [--model logoid-effl0-minilm] [--channels global,local] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pickle
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import ROOT, append_section, fmt, table  # noqa: E402
+
+TPRS = (0.90, 0.93, 0.94, 0.95, 0.96)
+
+
+def _scores(results):
+    import numpy as np
+
+    known = np.array([r.label is not None for r in results], dtype=bool)
+    score = np.array([r.top1_score if r.ranked else -math.inf for r in results], dtype=np.float64)
+    return score, known
+
+
+def _inliers(result) -> int:
+    f = result.features[0] if result.features else {}
+    return int(round(math.expm1(f.get("log_inliers", 0.0))))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="logoid-effl0-minilm")
+    ap.add_argument("--channels", default="global,local")
+    ap.add_argument("--tail", type=int, default=10, help="list this many lowest known and highest unknown queries")
+    ap.add_argument("--write", action="store_true", help="append the tables to BENCHMARKS.md")
+    args = ap.parse_args(argv)
+
+    import numpy as np
+
+    from logoid._paths import Home
+    from logoid.catalog import Catalog
+    from logoid.eval.metrics import auroc, fpr_at_tpr
+    from logoid.eval.run import Collected, apply_calibration, fit, fusion_scorer, to_results
+    from logoid.identify import Identifier
+
+    home_dir = ROOT / "bench" / "results" / f"threadless-home-{args.model}"
+    evidence = home_dir.with_name(home_dir.name + "-evidence.pkl")
+    if not evidence.exists():
+        print(f"error: {evidence} not found; run `python bench/run.py --only threadless` first", file=sys.stderr)
+        return 2
+    pairs = pickle.loads(evidence.read_bytes())
+    home = Home(home_dir)
+    cat = Catalog.open(home)
+    ident = Identifier(home, cat)
+    collected = [Collected(q, ev) for q, ev in pairs]
+    calib = [c for c in collected if c.query.split == "calib"]
+    test = [c for c in collected if c.query.split == "test"]
+    ch = tuple(args.channels.split(","))
+
+    default = to_results(ident, test, cat, ch)
+    model, cal = fit(ident, calib, cat, channels=ch)
+    fused = apply_calibration(to_results(ident, test, cat, ch, scorer=fusion_scorer(model)), cal)
+    rows_roc, per_rule = [], {}
+    for name, res in (("default rule", default), (f"calibrated fusion ({cal.rule}, C={model.C:g})", fused)):
+        s, known = _scores(res)
+        per_rule[name] = s
+        rows_roc.append([name, auroc(s[known], s[~known]), *[fpr_at_tpr(s[known], s[~known], t) for t in TPRS]])
+    s_def, s_fus = per_rule.values()
+    known = np.array([r.label is not None for r in default], dtype=bool)
+    right = np.array([r.label is not None and bool(r.ranked) and r.top1 == r.label for r in default], dtype=bool)
+
+    def tail_rows(idx):
+        return [["known, right" if right[i] else ("known, wrong" if known[i] else "unknown"), _inliers(fused[i]),
+                 fmt((fused[i].features[0] if fused[i].features else {}).get("inlier_ratio", 0.0)),
+                 s_def[i], s_fus[i]] for i in idx]
+
+    k_idx, u_idx = np.flatnonzero(known), np.flatnonzero(~known)
+    low_known = k_idx[np.argsort(s_fus[k_idx], kind="stable")][: args.tail]
+    high_unknown = u_idx[np.argsort(-s_fus[u_idx], kind="stable")][: args.tail]
+    heads = ["query", "inliers (top candidate)", "inlier ratio", "default score", "fused score"]
+    n_k, n_u = int(known.sum()), int((~known).sum())
+    md = (f"Channels {'+'.join(ch)} on the evidence saved by the last threadless-dev accuracy run (no photo queried "
+          f"again), split=test: {n_k} known, {n_u} unknown photos (one known photo = {100 / n_k:.1f} % TPR, one "
+          f"unknown = {100 / n_u:.1f} % FPR). Fusion fitted and calibrated on split=calib as in `bench/run.py`.\n\n"
+          + table(["scores", "AUROC", *[f"FPR@{round(t * 100)}TPR" for t in TPRS]], rows_roc)
+          + f"\n\nLowest-scoring known photos under the calibrated fusion ({args.tail}):\n\n"
+          + table(heads, tail_rows(low_known))
+          + f"\n\nHighest-scoring unknown photos under the calibrated fusion ({args.tail}):\n\n"
+          + table(heads, tail_rows(high_unknown)))
+    print(md)
+    if args.write:
+        append_section("Fusion: ROC points at the low end (threadless-dev)",
+                       "python bench/roc_points.py " + " ".join(sys.argv[1:]), md)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
