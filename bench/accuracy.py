@@ -49,7 +49,7 @@ def run(data: Path, model: str = "logoid-effl0-minilm", limit: int | None = None
     from logoid.eval.run import apply_calibration, collect, fit, fusion_scorer, to_results
     from logoid.identify import Identifier
 
-    home_dir = ROOT / "bench" / "results" / f"threadless-home-{model.replace('/', '_')}"
+    home_dir = home_path(model)
     home, cat, embedder, rows, key_of, build_report, build_s = setup_home(data, home_dir, model, progress=progress)
     queries = [LabelledQuery(data / r["photo"], key_of.get(r["id"]) if r["role"] == "enrolled" else None, r["split"])
                for r in rows]
@@ -59,7 +59,7 @@ def run(data: Path, model: str = "logoid-effl0-minilm", limit: int | None = None
     t = time.perf_counter()
     collected = collect(ident, queries, progress=progress)
     collect_s = time.perf_counter() - t
-    save_evidence(collected, home_dir.with_name(home_dir.name + "-evidence.pkl"))
+    save_evidence(collected, evidence_path(model))
     calib = [c for c in collected if c.query.split == "calib"]
     test = [c for c in collected if c.query.split == "test"]
     out = {"build": build_report.to_dict(), "build_seconds": build_s, "queries": len(collected),
@@ -87,6 +87,38 @@ def save_evidence(collected, path: Path) -> None:
     import pickle
 
     path.write_bytes(pickle.dumps([(c.query, c.evidence) for c in collected]))
+
+
+def home_path(model: str) -> Path:
+    """The logoid home the benchmark builds for ``model``."""
+    return ROOT / "bench" / "results" / f"threadless-home-{model.replace('/', '_')}"
+
+
+def evidence_path(model: str) -> Path:
+    home = home_path(model)
+    return home.with_name(home.name + "-evidence.pkl")
+
+
+def load_evidence(model: str) -> tuple:
+    """What :func:`run` saved: ``(identifier, catalog, calib, test)``, the last two lists of ``Collected``.
+
+    Raises FileNotFoundError naming the file and the command that writes it.
+    """
+    import pickle
+
+    from logoid._paths import Home
+    from logoid.catalog import Catalog
+    from logoid.eval.run import Collected
+    from logoid.identify import Identifier
+
+    path = evidence_path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; run `python bench/run.py --only threadless` first")
+    home = Home(home_path(model))
+    cat = Catalog.open(home)
+    collected = [Collected(q, ev) for q, ev in pickle.loads(path.read_bytes())]
+    return (Identifier(home, cat), cat, [c for c in collected if c.query.split == "calib"],
+            [c for c in collected if c.query.split == "test"])
 
 
 def markdown(res: dict) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
 from pathlib import Path
 
@@ -28,23 +27,15 @@ def main(argv=None) -> int:
     ap.add_argument("--write", action="store_true", help="append the table to BENCHMARKS.md")
     args = ap.parse_args(argv)
 
-    from logoid._paths import Home
-    from logoid.catalog import Catalog
+    from accuracy import load_evidence
+
     from logoid.eval.calibrate import calibrate
     from logoid.eval.fusion import choose_c, fit_fusion
     from logoid.eval.metrics import evaluate
-    from logoid.eval.run import Collected, apply_calibration, fusion_scorer, to_results
-    from logoid.identify import Identifier
+    from logoid.eval.run import apply_calibration, fusion_scorer, to_results
     from logoid.identify.fuse import FEATURES
 
-    home_dir = ROOT / "bench" / "results" / f"threadless-home-{args.model}"
-    pairs = pickle.loads(home_dir.with_name(home_dir.name + "-evidence.pkl").read_bytes())
-    home = Home(home_dir)
-    cat = Catalog.open(home)
-    ident = Identifier(home, cat)
-    collected = [Collected(q, ev) for q, ev in pairs]
-    calib = [c for c in collected if c.query.split == "calib"]
-    test = [c for c in collected if c.query.split == "test"]
+    ident, cat, calib, test = load_evidence(args.model)
     ch = tuple(args.channels.split(","))
     out = {}
     base_c = to_results(ident, calib, cat, ch)

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import math
-import pickle
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, append_section, fmt, table  # noqa: E402
+from _common import append_section, fmt, table  # noqa: E402
 
 TPRS = (0.90, 0.93, 0.94, 0.95, 0.96)
 
@@ -45,25 +44,16 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import numpy as np
+    from accuracy import load_evidence
 
-    from logoid._paths import Home
-    from logoid.catalog import Catalog
     from logoid.eval.metrics import auroc, fpr_at_tpr
-    from logoid.eval.run import Collected, apply_calibration, fit, fusion_scorer, to_results
-    from logoid.identify import Identifier
+    from logoid.eval.run import apply_calibration, fit, fusion_scorer, to_results
 
-    home_dir = ROOT / "bench" / "results" / f"threadless-home-{args.model}"
-    evidence = home_dir.with_name(home_dir.name + "-evidence.pkl")
-    if not evidence.exists():
-        print(f"error: {evidence} not found; run `python bench/run.py --only threadless` first", file=sys.stderr)
+    try:
+        ident, cat, calib, test = load_evidence(args.model)
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    pairs = pickle.loads(evidence.read_bytes())
-    home = Home(home_dir)
-    cat = Catalog.open(home)
-    ident = Identifier(home, cat)
-    collected = [Collected(q, ev) for q, ev in pairs]
-    calib = [c for c in collected if c.query.split == "calib"]
-    test = [c for c in collected if c.query.split == "test"]
     ch = tuple(args.channels.split(","))
 
     default = to_results(ident, test, cat, ch)
