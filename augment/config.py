@@ -6,8 +6,8 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 
-from .._config import checked_kwargs
-from ..errors import ConfigError
+from logoid.core.config import checked_kwargs
+from logoid.core.errors import ConfigError
 
 
 @dataclass

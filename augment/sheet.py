@@ -8,9 +8,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from .._atomic import atomic_path
-from .._imageio import file_hash, is_black_and_white, load_image
-from ..errors import ConfigError
+from logoid.core.atomic import atomic_path
+from logoid.core.errors import ConfigError
+from logoid.core.imageio import file_hash, is_black_and_white, load_image
+
 from .config import AugmentConfig
 from .variants import make_variants
 

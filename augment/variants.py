@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError
+from logoid.core.errors import ConfigError
+
 from .config import AugmentConfig
 
 _GREY = np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -19,10 +19,10 @@ SUBSETS = [("global",), ("local",), ("text",), ("global", "local"), ("global", "
 
 
 def setup_home(data: Path, home_dir: Path, model: str, *, progress=None) -> tuple:
-    from logoid._paths import Home
+    from logoid.build.steps import build_index
     from logoid.catalog import Catalog
+    from logoid.core.paths import Home
     from logoid.engine import create_embedder
-    from logoid.index.build import build_index
 
     home = Home(home_dir).ensure()
     cat = Catalog.open(home)
@@ -106,8 +106,8 @@ def load_evidence(model: str) -> tuple:
     """
     import pickle
 
-    from logoid._paths import Home
     from logoid.catalog import Catalog
+    from logoid.core.paths import Home
     from logoid.eval.run import Collected
     from logoid.identify import Identifier
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from logoid._imageio import load_image
 from logoid.albums.features import _prepare, colour_stats
+from logoid.core.imageio import load_image
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCALES = (224, 320)

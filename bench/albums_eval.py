@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from logoid.albums.features import ArtistFusion, ArtistScorer, GenreClassifier
-from logoid.eval.metrics import auroc
+from logoid.scoring.stats import auroc
 
 GENRES = ("classical", "country", "hiphop", "jazz", "metal", "reggae")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from logoid._imageio import load_image  # noqa: E402
+from logoid.core.imageio import load_image  # noqa: E402
 from logoid.engine.ocr import OcrConfig, TextReader  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent

@@ -12,11 +12,11 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from logoid._imageio import load_image
+from logoid.core.imageio import load_image
 from logoid.engine.local import LocalConfig, extract, extract_reference
-from logoid.eval.metrics import auroc
 from logoid.identify.verify import match_local
 from logoid.index.descriptors import DescriptorIndex
+from logoid.scoring.stats import auroc
 
 
 def photograph(cover: Image.Image, rng: np.random.Generator) -> Image.Image:

@@ -45,9 +45,9 @@ RUNS = [
 
 def seed_ocr_cache(data: Path, home: Path) -> int:
     """Copy the bench's OCR lines into the product's per-file cache (keyed by content hash); returns how many."""
-    from logoid._atomic import write_json_atomic
-    from logoid._imageio import file_hash
     from logoid.albums.covers import ocr_cache_path, set_text_reader
+    from logoid.core.atomic import write_json_atomic
+    from logoid.core.imageio import file_hash
     from logoid.engine.ocr import OcrConfig, TextReader
 
     src = RESULTS / "albums_ocr.json"

@@ -41,8 +41,8 @@ def load_rows(data: Path, holdout: float, seed: int):
 
 
 def make_items(data: Path, rows, enrolled):
-    from logoid._imageio import is_black_and_white, load_image
     from logoid.catalog.captions import caption
+    from logoid.core.imageio import is_black_and_white, load_image
     from logoid.finetune import TrainItem
 
     by_id = {r["id"]: r for r in rows}
@@ -58,7 +58,7 @@ def photo_features(embedder, tower, paths: list[Path], cache: Path) -> np.ndarra
     """Pooled frozen-trunk features of every photo (no augmentation), cached by model weights."""
     import torch
 
-    from logoid._imageio import load_image
+    from logoid.core.imageio import load_image
 
     if cache.is_file():
         return np.load(cache)
@@ -103,7 +103,7 @@ def evaluate(gallery: np.ndarray, n_var: int, photos: np.ndarray, texts: np.ndar
         top_sim.append(float(s_row[0]))
     out = {}
     # Open-set threshold on max cosine, chosen on the calib split (all enrolled designs), applied on test.
-    from logoid.eval.calibrate import search_threshold
+    from logoid.scoring.rules import search_threshold
 
     calib = [k for k, r in enumerate(rows) if r["split"] == "calib"]
     c_known = np.array([rows[k]["role"] == "enrolled" for k in calib])

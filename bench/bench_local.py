@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from logoid._imageio import file_hash, load_image
+from logoid.core.imageio import file_hash, load_image
 from logoid.engine.local import FeatureCache, LocalConfig, extract, extract_reference
 from logoid.identify.verify import match_local
 from logoid.index.descriptors import DescriptorIndex

@@ -228,9 +228,10 @@ def timing_part(images, big: NameIndex, threads: int) -> dict:
 
 def prints_part(all_rows, recs, facts, small: NameIndex, seed: int, unknown_fraction: float) -> dict:
     """Prints: top-1 among all names (by polarity too), then the rejection side with held-out bands."""
-    from logoid.eval.calibrate import Calibration, calibrate_text_only
-    from logoid.eval.metrics import QueryResult, auroc
-    from logoid.identify.fuse import DefaultRule
+    from logoid.scoring.fusion import DefaultRule
+    from logoid.scoring.results import QueryResult
+    from logoid.scoring.rules import Calibration, calibrate_text_only
+    from logoid.scoring.stats import auroc
 
     rep: dict = {}
     acc, per, _ = top1(small, recs, all_rows)
@@ -314,7 +315,7 @@ def main(argv=None) -> int:
                     help="reuse the OCR cache's logo → image key map instead of re-making every image to hash it")
     args = ap.parse_args(argv)
 
-    from logoid._imageio import load_image
+    from logoid.core.imageio import load_image
 
     with open(args.data / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -29,11 +29,11 @@ def main(argv=None) -> int:
 
     from accuracy import load_evidence
 
-    from logoid.eval.calibrate import calibrate
     from logoid.eval.fusion import choose_c, fit_fusion
     from logoid.eval.metrics import evaluate
     from logoid.eval.run import apply_calibration, fusion_scorer, to_results
-    from logoid.identify.fuse import FEATURES
+    from logoid.scoring.fusion import FEATURES
+    from logoid.scoring.rules import calibrate
 
     ident, cat, calib, test = load_evidence(args.model)
     ch = tuple(args.channels.split(","))

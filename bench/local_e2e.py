@@ -56,7 +56,7 @@ def _since(t0) -> tuple[float, float]:
 def timed_extraction(data: Path, rows: list[dict], qf: list[Features], cfg: LocalConfig, n: int,
                      check: bool = True) -> dict:
     """Decode + extraction (wall, cpu) of the first ``n`` test photos; checks they equal the cached features."""
-    from logoid._imageio import load_image
+    from logoid.core.imageio import load_image
 
     out = {}
     for i, r in enumerate(rows):

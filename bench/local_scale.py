@@ -54,7 +54,7 @@ def icon_slugs(n: int, seed: int = 0) -> list[str]:
 
 
 def icon_features(slugs: list[str], cfg: LocalConfig, progress=None) -> list[tuple[int, list[Features]]]:
-    from logoid._imageio import file_hash, load_image
+    from logoid.core.imageio import file_hash, load_image
     from logoid.demo.icons import _render_to
 
     cache = FeatureCache(sweep.CACHE / "refs")
@@ -274,7 +274,7 @@ def _timed(fn) -> float:
 
 
 def _load(path: Path):
-    from logoid._imageio import load_image
+    from logoid.core.imageio import load_image
 
     return load_image(path)
 

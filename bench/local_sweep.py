@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ROOT  # noqa: E402
 
-from logoid._imageio import file_hash, load_image  # noqa: E402
+from logoid.core.imageio import file_hash, load_image  # noqa: E402
 from logoid.engine.local import FeatureCache, Features, LocalConfig, extract  # noqa: E402
 from logoid.identify.verify import verify_search  # noqa: E402
 from logoid.index.descriptors import DescriptorIndex  # noqa: E402

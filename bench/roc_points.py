@@ -46,8 +46,8 @@ def main(argv=None) -> int:
     import numpy as np
     from accuracy import load_evidence
 
-    from logoid.eval.metrics import auroc, fpr_at_tpr
     from logoid.eval.run import apply_calibration, fit, fusion_scorer, to_results
+    from logoid.scoring.stats import auroc, fpr_at_tpr
 
     try:
         ident, cat, calib, test = load_evidence(args.model)

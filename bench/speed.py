@@ -15,12 +15,12 @@ from _common import fmt, median_time, peak_rss_mb, table
 def run(model: str = "logoid-effl0-minilm", n_images: int = 64, batch: int = 32) -> dict:
     import torch
 
-    from logoid._paths import Home
+    from logoid.build.steps import build_index
     from logoid.catalog import Catalog
+    from logoid.core.paths import Home
     from logoid.demo import build_demo_catalog, demo_assets
     from logoid.engine import create_embedder
     from logoid.identify import Identifier
-    from logoid.index.build import build_index
 
     out: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -34,7 +34,7 @@ def run(model: str = "logoid-effl0-minilm", n_images: int = 64, batch: int = 32)
         out["model_load_s"] = time.perf_counter() - t
 
         # Embedding throughput: decoded PIL images → vectors, vs the raw forward pass on ready tensors.
-        from logoid._imageio import load_image
+        from logoid.core.imageio import load_image
 
         paths = [r.path for r in cat.images()]
         imgs = [load_image(paths[i % len(paths)]) for i in range(n_images)]
@@ -78,7 +78,7 @@ def run(model: str = "logoid-effl0-minilm", n_images: int = 64, batch: int = 32)
 
 
 def assets_image(assets):
-    from logoid._imageio import load_image
+    from logoid.core.imageio import load_image
 
     return load_image(assets["known_photo"])
 

@@ -113,7 +113,7 @@ def read_cached(cache: OcrCache, items: Iterable[tuple[str, Callable[[], Image.I
 
 
 def main(argv=None) -> int:
-    from logoid._imageio import load_image
+    from logoid.core.imageio import load_image
     from logoid.engine.ocr import OcrConfig
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

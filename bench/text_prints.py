@@ -209,7 +209,7 @@ class PrintMaker:
         return self.photo_ids[int(rng.integers(len(self.photo_ids)))]
 
     def make(self, logo_id: str, logo_path: str) -> tuple[Image.Image, dict]:
-        from logoid._imageio import load_image
+        from logoid.core.imageio import load_image
 
         pid = self.photo_for(logo_id)
         photo = Image.open(self.threadless / "photos" / f"{pid}.jpg")

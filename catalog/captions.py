@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
-from ..errors import ConfigError
+from logoid.core.errors import ConfigError
 
 DEFAULT_BAND_TEMPLATES = ["This is an image of the logo for {name}[, who are a[ {genre}] band[ from {country}]]."]
 DEFAULT_ALBUM_TEMPLATES = ["The cover of {title}[, a[ {year}][ {genre}] album[ by {artist}]]."]

@@ -16,10 +16,11 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-from .._atomic import atomic_path
-from .._imageio import file_hash, is_black_and_white, load_image
-from .._paths import Home
-from ..errors import CatalogError, ImageError
+from logoid.core.atomic import atomic_path
+from logoid.core.errors import CatalogError, ImageError
+from logoid.core.imageio import file_hash, is_black_and_white, load_image
+from logoid.core.paths import Home
+
 from .models import ENTITY_TYPES, IMAGE_KINDS, Album, Band, RefImage, normalise_name
 
 SCHEMA_VERSION = 1

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._imageio import iter_image_files
-from ..errors import CatalogError, LogoidError
+from logoid.core.errors import CatalogError, LogoidError
+from logoid.core.imageio import iter_image_files
+
 from .db import Catalog
 from .models import slugify
 

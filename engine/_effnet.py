@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ModelError
+from logoid.core.errors import ModelError
 
 #: timm architecture the weights belong to (TF "same" padding, BN eps 1e-3, ReLU6: as the TF original).
 TIMM_NAME = "tf_efficientnet_lite0"

@@ -19,8 +19,9 @@ from typing import Any, NamedTuple
 import numpy as np
 from PIL import Image
 
-from .._imageio import load_image
-from ..errors import ImageError, ModelError
+from logoid.core.errors import ImageError, ModelError
+from logoid.core.imageio import load_image
+
 from .registry import ModelSpec, build, save_checkpoint, weights_sha256
 
 

@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from logoid._atomic import write_bytes_atomic
-from logoid._pool import submit
-from logoid.errors import ConfigError
+from logoid.core.atomic import write_bytes_atomic
+from logoid.core.errors import ConfigError
+from logoid.core.pool import submit
 
 if TYPE_CHECKING:
     import cv2

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from logoid.errors import ConfigError
+from logoid.core.errors import ConfigError
 
 __all__ = ["OcrConfig", "TextLine", "TextReader"]
 

@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelError
+from logoid.core.errors import ModelError
 
 DEFAULT_MODEL = "logoid-effl0-minilm"
 CONFIG_DIR = Path(__file__).parent / "model_configs"
@@ -360,7 +360,7 @@ def save_checkpoint(model, folder: str | os.PathLike, *, base_model: str, model_
     """
     from safetensors.torch import save_file
 
-    from .._atomic import atomic_path, write_json_atomic
+    from logoid.core.atomic import atomic_path, write_json_atomic
 
     if model_cfg is None:
         raise ModelError("this model has no open_clip config to save with it", "fine-tune a named architecture")

@@ -41,7 +41,7 @@ def load_run_info(folder: str | os.PathLike) -> dict:
     """The ``extra.finetune`` record of a checkpoint folder ({} if it has none)."""
     import json
 
-    from ..engine.registry import CHECKPOINT_CONFIG
+    from logoid.engine.registry import CHECKPOINT_CONFIG
 
     cfg = json.loads((Path(folder) / CHECKPOINT_CONFIG).read_text())
     return (cfg.get("extra") or {}).get(EXTRA_KEY, {})

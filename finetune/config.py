@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .._config import checked_kwargs
-from ..augment import AugmentConfig
-from ..errors import ConfigError
+from logoid.augment import AugmentConfig
+from logoid.core.config import checked_kwargs
+from logoid.core.errors import ConfigError
 
 SELECT_METRICS = ("image_top1", "text_r5", "mean")
 DEFAULT_WISE_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .._atomic import atomic_path
-from .._imageio import file_hash, load_image
-from ..augment import AugmentConfig, make_variants
-from ..errors import ConfigError, ModelError
+from logoid.augment import AugmentConfig, make_variants
+from logoid.core.atomic import atomic_path
+from logoid.core.errors import ConfigError, ModelError
+from logoid.core.imageio import file_hash, load_image
 
 CACHE_VERSION = 1
 

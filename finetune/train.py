@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError
+from logoid.core.errors import ConfigError
+
 from .config import FinetuneConfig
 from .data import (
     ImageTower,

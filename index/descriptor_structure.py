@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from logoid.errors import ConfigError
+from logoid.core.errors import ConfigError
 
 CHUNK_ROWS = 1 << 20  # rows per chunk; one (image, variant) holds fewer keypoints than this (KP_BITS)
 

@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from logoid._atomic import atomic_path, write_json_atomic
-from logoid._pool import thread_map, workers
+from logoid.core.atomic import atomic_path, write_json_atomic
+from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
+from logoid.core.pool import thread_map, workers
 from logoid.engine.local import DESC_DIM, Features, LocalConfig
-from logoid.errors import ConfigError, IndexMismatchError, IndexMissingError
 from logoid.index.descriptor_structure import SQ8, CodeStore, DescriptorConfig, sample_rows
 
 if TYPE_CHECKING:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from logoid.errors import ConfigError, IndexMissingError
+from logoid.core.errors import ConfigError, IndexMissingError
 
 from .vectors import VARIANT_SLOTS
 
@@ -303,7 +303,7 @@ class MilvusVectorIndex:
     # ---- commit: pending log, apply, sweep -------------------------------------------------------
     def save_pending(self, path: Path) -> None:
         """Write the staged changes as a log (ids to delete, rows to insert); the sidecar then names it."""
-        from logoid._atomic import atomic_path
+        from logoid.core.atomic import atomic_path
 
         ids = np.array(sorted(self._staged), np.int64)
         vecs = np.stack([self._staged[int(i)] for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)

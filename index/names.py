@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from rapidfuzz import fuzz, process
 
-from logoid._atomic import atomic_path
-from logoid.errors import ConfigError, IndexMismatchError, IndexMissingError
+from logoid.core.atomic import atomic_path
+from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
 
 __all__ = ["NameIndex", "NameMatch", "normalise", "name_similarity", "rank_score"]
 

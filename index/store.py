@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from logoid._atomic import write_json_atomic
-from logoid.errors import IndexMismatchError, IndexMissingError
+from logoid.core.atomic import write_json_atomic
+from logoid.core.errors import IndexMismatchError, IndexMissingError
 
 from ._backend import FAISS, MILVUS, backend_kind
 from .vectors import IndexConfig, VectorIndex

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from logoid.errors import ConfigError
+from logoid.core.errors import ConfigError
 
 VARIANT_SLOTS = 1024
 _ROWS_SUFFIX = ".rows.npy"  # files next to the FAISS file; the store keeps files that start with its name

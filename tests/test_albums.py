@@ -120,8 +120,8 @@ def unseen(tmp_path, artist: str, i: int = 0):
 @pytest.fixture
 def styled(tmp_path):
     """A catalog of five artists × three albums in their styles, indexed with the tiny model."""
-    from logoid._paths import Home
     from logoid.catalog import Catalog
+    from logoid.core.paths import Home
 
     cat = Catalog.open(Home.resolve())
     for ai, (artist, style) in enumerate(STYLES.items()):
@@ -208,10 +208,10 @@ def test_artist_check_yes_no_and_unknown_name(styled, tmp_path):
 
 
 def test_artist_model_is_stored_and_refuses_another_model(styled):
-    from logoid._paths import Home
     from logoid.albums.artist import ArtistModel
+    from logoid.core.errors import IndexMismatchError
+    from logoid.core.paths import Home
     from logoid.engine import create_embedder
-    from logoid.errors import IndexMismatchError
 
     run("artist", "fit")
     home = Home.resolve()
@@ -242,8 +242,8 @@ def test_genre_train_predict_and_query_column(styled, tmp_path):
 
 @pytest.mark.parametrize("method", ["logreg", "knn", "zeroshot"])
 def test_genre_model_round_trips_exactly(method, tmp_path):
-    from logoid._paths import Home
     from logoid.albums.genre import GenreConfig, GenreModel
+    from logoid.core.paths import Home
     from logoid.engine import create_embedder
 
     e = create_embedder("tiny-test")
@@ -425,9 +425,9 @@ def test_ocr_absent_degrades_to_style_with_one_warning(styled, tmp_path, fake_oc
 
 
 def test_genre_with_text_features_round_trips(fake_ocr, tmp_path):
-    from logoid._paths import Home
     from logoid.albums.covers import extract
     from logoid.albums.genre import GenreConfig, GenreModel
+    from logoid.core.paths import Home
     from logoid.engine import create_embedder
 
     e = create_embedder("tiny-test")

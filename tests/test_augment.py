@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from logoid.augment import AugmentConfig, contact_sheet, make_variants, preview
-from logoid.errors import ConfigError
+from logoid.core.errors import ConfigError
 
 SMALL = AugmentConfig(n_variants=6, size=64)
 

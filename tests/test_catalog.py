@@ -7,9 +7,9 @@ import json
 import pytest
 from PIL import Image
 
-from logoid._paths import Home
 from logoid.catalog import CaptionTemplates, Catalog, caption, captions, import_album_manifest, import_bands_csv
-from logoid.errors import CatalogError, ConfigError, ImageError
+from logoid.core.errors import CatalogError, ConfigError, ImageError
+from logoid.core.paths import Home
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 from synth import background, homography, text_logo
 
+from logoid.core.errors import ConfigError
 from logoid.engine.local import LocalConfig, extract, extract_reference
-from logoid.errors import ConfigError
 from logoid.identify.verify import match_local
 from logoid.index.descriptors import DescriptorIndex
 

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from logoid.catalog import Catalog
+from logoid.core.errors import ConfigError
 from logoid.demo import DEMO_SLUGS, UNKNOWN_SLUGS, build_demo_catalog, make_demo_photo, make_unknown_photo, render_icon
-from logoid.errors import ConfigError
 
 
 def test_icons_render_non_empty_in_brand_colour():

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from logoid.core.errors import ConfigError
 from logoid.engine.local import Features
-from logoid.errors import ConfigError
 from logoid.index.descriptors import DescriptorConfig, DescriptorIndex
 
 faiss = pytest.importorskip("faiss")

@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
+from logoid.core.errors import ModelError
 from logoid.engine import DEFAULT_MODEL, Embedder, _effnet, create_embedder, list_models
 from logoid.engine.registry import CHECKPOINT_CONFIG, _orthonormal
-from logoid.errors import ModelError
 
 TINY = "tiny-test"
 

@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from logoid.errors import ConfigError
-from logoid.eval.calibrate import (
+from logoid.core.errors import ConfigError
+from logoid.scoring.fusion import FusionModel
+from logoid.scoring.results import QueryResult
+from logoid.scoring.rules import (
     Calibration,
     calibrate,
     leave_one_out_impostors,
@@ -12,8 +14,6 @@ from logoid.eval.calibrate import (
     rule_score,
     search_threshold,
 )
-from logoid.eval.fusion import FusionModel
-from logoid.eval.metrics import QueryResult
 
 CORRECT = [0.9, 0.8, 0.7, 0.6, 0.55]
 UNKNOWN = [0.2, 0.4, 0.62]

@@ -3,9 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from logoid.errors import ConfigError
-from logoid.eval.fusion import FusionModel, fit_fusion, training_rows
-from logoid.eval.metrics import QueryResult
+from logoid.core.errors import ConfigError
+from logoid.eval.fusion import fit_fusion, training_rows
+from logoid.scoring.fusion import FusionModel
+from logoid.scoring.results import QueryResult
 
 
 def synthetic(n_queries, seed, n_cand=5, unknown_every=4):

@@ -1,7 +1,7 @@
 import pytest
 from PIL import Image
 
-from logoid.errors import ConfigError, LogoidError
+from logoid.core.errors import ConfigError, LogoidError
 from logoid.eval.manifest import LabelledQuery, load_queries
 
 

@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from logoid.errors import ConfigError
-from logoid.eval.metrics import QueryResult, auroc, evaluate, fpr_at_tpr
+from logoid.core.errors import ConfigError
+from logoid.eval.metrics import evaluate
+from logoid.scoring.results import QueryResult
+from logoid.scoring.stats import auroc, fpr_at_tpr
 
 
 def q(label, ranked, scores, accepted=None):

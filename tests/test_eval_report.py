@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from logoid.eval.metrics import UNKNOWN, QueryResult, accepted_mask, evaluate
+from logoid.eval.metrics import UNKNOWN, accepted_mask, evaluate
 from logoid.eval.report import (
     ACCEPTED_UNKNOWN,
     CONFIDENT_WRONG,
@@ -13,6 +13,7 @@ from logoid.eval.report import (
     failure_cases,
     write_report,
 )
+from logoid.scoring.results import QueryResult
 
 COLOURS = {"band:1": (200, 30, 30), "band:2": (30, 160, 30), "album:3": (30, 30, 200)}
 

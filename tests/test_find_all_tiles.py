@@ -7,8 +7,8 @@ import pytest
 from synth import background, paste, text_logo
 from synth import photo as to_photo
 
+from logoid.core.errors import ConfigError
 from logoid.engine.local import Features, LocalConfig, extract, extract_reference, tile_windows
-from logoid.errors import ConfigError
 from logoid.identify.verify import find_all
 from logoid.index.descriptors import DescriptorIndex
 

@@ -10,8 +10,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from logoid.augment import AugmentConfig
+from logoid.core.errors import ConfigError
 from logoid.engine import create_embedder
-from logoid.errors import ConfigError
 from logoid.finetune import FinetuneConfig, TrainItem, entity_batches, finetune, save_checkpoint, split_entities
 from logoid.finetune.data import ImageTower, TextTower, image_key
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from logoid.identify.fuse import DefaultRule, candidate_features, make_scorer
 from logoid.identify.pipeline import Evidence, _same_place
+from logoid.scoring.fusion import DefaultRule, candidate_features, make_scorer
 
 
 def test_default_rule_each_channel_can_carry_an_answer():
@@ -52,7 +52,7 @@ def test_same_place_merges_overlapping_outlines_only():
 
 
 def _synthetic_results(n: int = 60, seed: int = 0):
-    from logoid.eval.metrics import QueryResult
+    from logoid.scoring.results import QueryResult
 
     rng = np.random.default_rng(seed)
     out = []

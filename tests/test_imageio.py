@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from logoid._imageio import is_black_and_white, load_image
-from logoid.errors import ImageError
+from logoid.core.errors import ImageError
+from logoid.core.imageio import is_black_and_white, load_image
 
 
 def test_missing_empty_and_non_image(tmp_path):

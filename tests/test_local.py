@@ -8,8 +8,8 @@ from PIL import Image
 from synth import background, homography, paste, text_logo
 from synth import photo as to_photo
 
+from logoid.core.errors import ConfigError, IndexMismatchError
 from logoid.engine.local import FeatureCache, Features, LocalConfig, extract, extract_reference
-from logoid.errors import ConfigError, IndexMismatchError
 from logoid.identify.verify import find_all, match_local, verify
 from logoid.index.descriptors import DescriptorConfig, DescriptorIndex, decode_ids, encode_ids
 

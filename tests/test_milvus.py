@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from logoid.errors import ConfigError
+from logoid.core.errors import ConfigError
 from logoid.index.milvus import MilvusConfig, MilvusUnavailableError, MilvusVectorIndex, import_pymilvus
 from logoid.index.store import SIDECAR, IndexStore
 from logoid.index.vectors import VARIANT_SLOTS, VectorIndex, encode_ids

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from logoid.errors import IndexMismatchError, IndexMissingError
+from logoid.core.errors import IndexMismatchError, IndexMissingError
 from logoid.index.names import NameIndex, name_similarity, normalise
 
 BANDS = [

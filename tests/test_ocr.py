@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
+from logoid.core.errors import ConfigError
 from logoid.engine.ocr import OcrConfig, TextReader
-from logoid.errors import ConfigError
 from logoid.index.names import NameIndex
 
 pytest.importorskip("rapidocr_onnxruntime")

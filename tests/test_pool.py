@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from logoid import _pool
+from logoid.core import pool as _pool
 
 cv2 = pytest.importorskip("cv2")
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from logoid.core.errors import ConfigError, IndexMismatchError
 from logoid.engine.local import Features
-from logoid.errors import ConfigError, IndexMismatchError
 from logoid.index.descriptors import DescriptorConfig, DescriptorIndex
 
 faiss = pytest.importorskip("faiss")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from logoid.core.errors import ConfigError
 from logoid.engine.local import LocalConfig, tile_scales
-from logoid.errors import ConfigError
 
 
 def test_tile_min_step_above_two_does_not_drop_uncapped_levels():

@@ -10,8 +10,8 @@ from PIL import Image
 from synth import background, paste, text_logo
 from synth import photo as to_photo
 
+from logoid.core.errors import ConfigError
 from logoid.engine.local import LocalConfig, extract, extract_reference
-from logoid.errors import ConfigError
 from logoid.identify.verify import match_local
 from logoid.index.descriptors import DescriptorIndex
 

@@ -6,11 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from logoid.eval.calibrate import MIN_TEXT_ONLY, Calibration, calibrate_text_only
 from logoid.eval.manifest import LabelledQuery
-from logoid.eval.metrics import QueryResult, evaluate
+from logoid.eval.metrics import evaluate
 from logoid.eval.run import Collected, apply_calibration, fit, text_only_flags, with_rule_scores
 from logoid.identify.pipeline import Evidence, Identifier
+from logoid.scoring.results import QueryResult
+from logoid.scoring.rules import MIN_TEXT_ONLY, Calibration, calibrate_text_only
 
 
 class FakeCatalog:

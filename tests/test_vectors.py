@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from logoid.errors import IndexMismatchError, IndexMissingError
+from logoid.core.errors import IndexMismatchError, IndexMissingError
 from logoid.index.store import SIDECAR, IndexStore
 from logoid.index.vectors import VARIANT_SLOTS, IndexConfig, VectorIndex, decode_ids, encode_ids
 
@@ -214,7 +214,7 @@ def test_search_params_are_applied(clustered):
 
 
 def test_index_that_cannot_remove_says_so():
-    from logoid.errors import ConfigError
+    from logoid.core.errors import ConfigError
 
     x, ids, _ = _clustered(12, n_centres=50)
     idx = VectorIndex.build(x, ids, IndexConfig(factory="HNSW32,Flat"))

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, write_json_atomic
-from .._paths import Home
-from ..errors import ConfigError, IndexMismatchError, IndexMissingError
+from logoid.core.atomic import atomic_path, write_json_atomic
+from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
+from logoid.core.paths import Home
 
 FORMAT_VERSION = 1
 

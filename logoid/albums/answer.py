@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import warnings
 
-from ..errors import ConfigError, IndexMismatchError, IndexMissingError
+from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
+
 from . import _store
 
 
@@ -137,7 +138,7 @@ class AlbumStep:
         """Album extras for one identify ``answer`` of ``image`` (a decoded photo, or its path: read when needed)."""
         from PIL import Image
 
-        from .._imageio import load_image
+        from logoid.core.imageio import load_image
 
         if not isinstance(image, Image.Image):
             path = image

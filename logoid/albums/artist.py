@@ -25,8 +25,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .._config import checked_kwargs
-from ..errors import ConfigError
+from logoid.core.config import checked_kwargs
+from logoid.core.errors import ConfigError
+
 from . import _store
 from .features import ArtistFusion, l2rows, text_amount, text_artist_scores, topm_scores, znorm_rows
 
@@ -213,7 +214,7 @@ class ArtistModel:
         return self._fused(z, sim, chars)
 
     def _results(self, s: np.ndarray, labels: Sequence[int | None]):
-        from logoid.eval.metrics import QueryResult
+        from logoid.scoring.results import QueryResult
 
         out = []
         for row, lab in zip(s, labels, strict=True):
@@ -226,8 +227,8 @@ class ArtistModel:
              source: str) -> ArtistModel:
         """Fit the fusion on queries with style ``z`` / text ``sim`` / ``chars`` and artist index (None: unknown),
         then the rejection rule and threshold on the fused scores."""
-        from logoid.eval.calibrate import calibrate
-        from logoid.eval.metrics import auroc
+        from logoid.scoring.rules import calibrate
+        from logoid.scoring.stats import auroc
 
         target = np.asarray([-1 if v is None else v for v in labels], np.int64)
         if not (target >= 0).any():
@@ -298,7 +299,7 @@ class ArtistModel:
 
     def guess(self, q: np.ndarray, k: int = 5, lines: Sequence | None = None) -> ArtistGuess:
         """The most likely artist of one photo vector (and the OCR ``lines`` read on it), accepted or not."""
-        from logoid.eval.calibrate import rule_score
+        from logoid.scoring.rules import rule_score
 
         s = self.scores(q, None if lines is None else [lines])[0]
         r = self._results(s[None], [None])[0]

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .._imageio import file_hash, load_image
-from ..errors import ConfigError, ImageError
+from logoid.core.errors import ConfigError, ImageError
+from logoid.core.imageio import file_hash, load_image
 
 #: name → fn(embedder, images) → (n, d) float32
 FeatureFn = Callable[[object, Sequence[Image.Image]], np.ndarray]
@@ -134,7 +134,7 @@ def ocr_cache_path(cache_dir: Path) -> Path:
 def path_lines(paths: Sequence[str | os.PathLike], *, cache_dir: Path | None, progress: Callable | None = None,
                on_skip: Callable[[str, str], None] | None = None) -> dict[int, list[tuple[str, float]]]:
     """Read lines of image files (cached by content hash under ``cache_dir``): index into ``paths`` → lines."""
-    from .._atomic import write_json_atomic
+    from logoid.core.atomic import write_json_atomic
 
     cache_file = ocr_cache_path(cache_dir) if cache_dir is not None else None
     have: dict = {}

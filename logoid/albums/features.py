@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from PIL import Image
 
-from .._config import checked_kwargs
-from ..errors import ConfigError, ModelError
+from logoid.core.config import checked_kwargs
+from logoid.core.errors import ConfigError, ModelError
 
 __all__ = [
     "CoverFeatureConfig", "cover_features", "colour_stats", "genre_features", "text_features", "ocr_text",

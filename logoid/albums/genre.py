@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from .._config import checked_kwargs
-from ..errors import ConfigError
+from logoid.core.config import checked_kwargs
+from logoid.core.errors import ConfigError
+
 from . import _store
 from .features import l2rows
 
@@ -193,7 +194,7 @@ def make_folds(n: int, y: Sequence[str], groups: Sequence | None, folds: Sequenc
 
 def genre_metrics(y: Sequence[str], proba: np.ndarray, classes: list[str]) -> dict:
     """Weighted/macro F1, accuracy and the per-genre table of argmax predictions."""
-    from logoid.eval.metrics import per_class_table
+    from logoid.scoring.stats import per_class_table
 
     pred = [classes[i] for i in proba.argmax(1)]
     table, weighted = per_class_table(list(y), pred)

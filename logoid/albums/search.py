@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import ConfigError, IndexMissingError
+from logoid.core.errors import ConfigError, IndexMissingError
 
 
 @dataclass

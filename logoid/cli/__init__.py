@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from logoid import __version__
-from logoid._paths import Home
+from logoid.core.paths import Home
 
 from ._common import LogoidGroup, State, home_option
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from logoid._paths import ENV_HOME, Home
-from logoid.errors import LogoidError
+from logoid.core.errors import LogoidError
+from logoid.core.paths import ENV_HOME, Home
 
 EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from logoid.errors import ConfigError, ImageError, LogoidError
+from logoid.core.errors import ConfigError, ImageError, LogoidError
 
 from ._common import emit_json, json_option, key_value_pairs, pass_state, progress, warn
 
@@ -157,7 +157,7 @@ def artist_calibrate(state, manifest, split, columns, as_json):
     """
     from logoid.albums.artist import ArtistModel, fit_catalog
     from logoid.albums.covers import FeatureTable
-    from logoid.errors import CatalogError, IndexMissingError
+    from logoid.core.errors import CatalogError, IndexMissingError
     from logoid.eval.albums import GALLERY_ROLE, UNKNOWN_ROLE, load_album_manifest
 
     rows = [r for r in load_album_manifest(manifest, _columns(columns)) if r.role != GALLERY_ROLE]
@@ -211,7 +211,7 @@ def artist_show(state, as_json):
 
 def _artist_model(state, embedder):
     from logoid.albums.artist import ArtistModel, fit_catalog
-    from logoid.errors import IndexMissingError
+    from logoid.core.errors import IndexMissingError
 
     try:
         model = ArtistModel.load(state.home, embedder)
@@ -235,8 +235,8 @@ def artist_check_cmd(state, photo, artist, as_json):
     the artist name read on PHOTO."""
     import difflib
 
-    from logoid._imageio import load_image
     from logoid.albums.covers import extract, ocr_unavailable, read_lines
+    from logoid.core.imageio import load_image
 
     img = load_image(photo)
     band = state.catalog.find_band(artist)  # unknown names: one line listing close ones
@@ -278,7 +278,7 @@ def genre_group():
 
 def _genre_items(state, csv_file, folder, columns):
     """(paths, genres, groups or None, source) from the catalog, a CSV or a folder tree."""
-    from logoid._imageio import iter_image_files
+    from logoid.core.imageio import iter_image_files
 
     if csv_file and folder:
         raise LogoidError("--csv and --folder are exclusive", "pass one source of labelled covers")
@@ -355,10 +355,10 @@ def genre_train(state, csv_file, folder, methods, features, folds, model, column
 @pass_state
 def genre_predict(state, photos, k, as_json):
     """Predict the genre of each PHOTO with the stored genre model."""
-    from logoid._imageio import load_image
     from logoid.albums import _store
     from logoid.albums.covers import extract, uses_text
     from logoid.albums.genre import GenreModel
+    from logoid.core.imageio import load_image
     from logoid.engine import create_embedder
 
     gm = GenreModel.load(state.home)

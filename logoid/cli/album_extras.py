@@ -74,7 +74,7 @@ def album_eval_options(f):
 
 def _stored_artist_config(state, features: str | None):
     from logoid.albums.artist import ArtistConfig, ArtistModel
-    from logoid.errors import IndexMissingError
+    from logoid.core.errors import IndexMissingError
 
     try:
         cfg = ArtistModel.load(state.home).config

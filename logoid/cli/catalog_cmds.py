@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from logoid.errors import LogoidError
+from logoid.core.errors import LogoidError
 
 from ._common import emit_json, json_option, key_value_pairs, pass_state, progress, warn
 
@@ -41,7 +41,7 @@ def _embedder_for_index(state):
 def add_band_cmd(state, name, genre, country, location, status, formed_year, themes, label, ext_ids, aliases, images,
                  as_json):
     """Add a band (and its logo images) to the catalog and, if built, to the index without a rebuild."""
-    from logoid._imageio import load_image
+    from logoid.core.imageio import load_image
 
     for p in images:  # validate every file before changing anything
         load_image(p)
@@ -60,7 +60,7 @@ def add_band_cmd(state, name, genre, country, location, status, formed_year, the
         refs = [cat.add_image("band", band.id, p) for p in images]
         indexed = 0
         if has_index:
-            from logoid.index.build import add_images
+            from logoid.build.steps import add_images
 
             store, report = add_images(state.home, cat, _embedder_for_index(state), refs)
             store.commit()  # the index is written before the catalog commits: a failure rolls both back
@@ -84,7 +84,7 @@ def add_band_cmd(state, name, genre, country, location, status, formed_year, the
 @pass_state
 def add_album_cmd(state, title, artist, year, genre, images, as_json):
     """Add an album (and its cover images) to the catalog and, if built, to the index without a rebuild."""
-    from logoid._imageio import load_image
+    from logoid.core.imageio import load_image
 
     for p in images:
         load_image(p)
@@ -95,7 +95,7 @@ def add_album_cmd(state, title, artist, year, genre, images, as_json):
         refs = [cat.add_image("album", album.id, p) for p in images]
         indexed = 0
         if has_index:
-            from logoid.index.build import add_images
+            from logoid.build.steps import add_images
 
             store, report = add_images(state.home, cat, _embedder_for_index(state), refs)
             store.commit()
@@ -123,7 +123,7 @@ def remove_band_cmd(state, band, as_json):
     with cat.transaction():
         cat.remove_band(b.id)
         if _index_exists(state):
-            from logoid.index.build import remove_images
+            from logoid.build.steps import remove_images
 
             remove_images(state.home, cat, image_ids).commit()
     if as_json:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from logoid.errors import LogoidError
+from logoid.core.errors import LogoidError
 
 from ._common import emit_json, json_option, pass_state, progress, warn
 from .album_extras import album_eval_options, eval_album_task
@@ -155,7 +155,7 @@ def _calibrate_photos(state, queries, split, objective, max_false_accept, embedd
 def _calibrate_gallery(state) -> dict:
     import numpy as np
 
-    from logoid.index.build import gallery_calibration
+    from logoid.build.steps import gallery_calibration
     from logoid.index.store import IndexStore
 
     store = IndexStore.load(state.home.index_dir)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from logoid.errors import LogoidError
+from logoid.core.errors import LogoidError
 
 from ._common import emit_json, json_option, pass_state
 

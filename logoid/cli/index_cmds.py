@@ -9,8 +9,8 @@ from pathlib import Path
 
 import click
 
-from logoid._imageio import iter_image_files, load_image
-from logoid.errors import ImageError, LogoidError
+from logoid.core.errors import ImageError, LogoidError
+from logoid.core.imageio import iter_image_files, load_image
 
 from ._common import EXIT_USER, emit_json, json_option, pass_state, progress, warn
 from .album_extras import album_columns, album_extras, album_line, album_lines, album_step
@@ -70,8 +70,8 @@ def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes
                     as_json, nprobe, ef_search, memory_budget_mb):
     """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
     from logoid.augment import AugmentConfig
+    from logoid.build.steps import BuildOptions, build_index
     from logoid.engine import create_embedder
-    from logoid.index.build import BuildOptions, build_index
     from logoid.index.vectors import IndexConfig
 
     cat = state.catalog
@@ -111,7 +111,7 @@ def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes
 
 def _milvus_config(state, backend: str | None, uri: str | None, index_type: str):
     """The Milvus config to build with, or None for FAISS; unset flags keep the current index's choice."""
-    from logoid.index.build import current_backend
+    from logoid.build.steps import current_backend
     from logoid.index.milvus import MilvusConfig
 
     current = current_backend(state.home)
@@ -288,7 +288,7 @@ def _batch_rows(ans, k: int, find_all: bool, extra: dict | None = None) -> list[
 
 
 def _write_rows(output: Path, rows: list[dict]) -> None:
-    from logoid._atomic import atomic_path
+    from logoid.core.atomic import atomic_path
 
     with atomic_path(output, suffix=output.suffix) as tmp:
         if output.suffix.lower() == ".jsonl":

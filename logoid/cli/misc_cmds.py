@@ -51,10 +51,10 @@ def augment_preview(image, output, variants, seed):
 @pass_state
 def demo_cmd(state, workdir, as_json):
     """Build the built-in demo catalog (real CC0 brand logos), index it, identify two demo photos."""
+    from logoid.build.steps import build_index
     from logoid.demo import build_demo_catalog, calibration_manifest, demo_assets
     from logoid.engine import create_embedder
     from logoid.identify import Identifier
-    from logoid.index.build import build_index
 
     workdir = workdir or state.home.root / "demo"
     cat = state.catalog

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from ..catalog import Band, Catalog
-from ..errors import LogoidError
+from logoid.catalog import Band, Catalog
+from logoid.core.errors import LogoidError
 
 # Recognisable icons with clearly different shapes: circles, letters, animals, wordmarks, colour and black.
 DEMO_SLUGS = (
@@ -65,7 +65,7 @@ def _render_to(slug: str, folder: Path, size: int = 384) -> Path:
     path = folder / f"{slug}.png"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        from .._atomic import atomic_path
+        from logoid.core.atomic import atomic_path
 
         with atomic_path(path, suffix=".png") as tmp:
             render_icon(slug, size).save(tmp, format="PNG")

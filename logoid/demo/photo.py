@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .._atomic import write_bytes_atomic
+from logoid.core.atomic import write_bytes_atomic
 
 # Shirt colours (RGB); a dark ink goes on a light shirt and a light ink on a dark one, as printers do.
 LIGHT_SHIRTS = ((236, 236, 232), (196, 197, 202), (186, 206, 228), (226, 212, 182))
@@ -114,7 +114,7 @@ def make_unknown_photo(out_path: str | os.PathLike, seed: int = 0, slug: str | N
 
     slug = slug or UNKNOWN_SLUGS[0]
     if slug in DEMO_SLUGS:
-        from ..errors import ConfigError
+        from logoid.core.errors import ConfigError
 
         raise ConfigError(f"{slug!r} is in the demo catalog", f"use one of {', '.join(UNKNOWN_SLUGS)}")
     return make_demo_photo(render_icon(slug), out_path, seed=seed)

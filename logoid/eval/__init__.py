@@ -1,24 +1,12 @@
-"""Evaluation: open-set metrics, calibration of rejection and fusion, reports. Pure numpy / sklearn."""
+"""Evaluation: fits (fusion, rejection rule) on labelled photos, open-set metrics, reports.
 
-from .calibrate import Calibration, calibrate, leave_one_out_impostors, leave_one_out_scores, rule_score
-from .fusion import FusionModel, fit_fusion
+The decision rules themselves (``FusionModel``, ``Calibration``, ``rule_score``) are run-time parts of
+identification and live in :mod:`logoid.scoring`; this package fits and measures them.
+"""
+
+from .fusion import fit_fusion
 from .manifest import LabelledQuery, load_queries
-from .metrics import QueryResult, auroc, evaluate, fpr_at_tpr
+from .metrics import evaluate
 from .report import write_report
 
-__all__ = [
-    "Calibration",
-    "FusionModel",
-    "LabelledQuery",
-    "QueryResult",
-    "auroc",
-    "calibrate",
-    "evaluate",
-    "fit_fusion",
-    "fpr_at_tpr",
-    "leave_one_out_impostors",
-    "leave_one_out_scores",
-    "load_queries",
-    "rule_score",
-    "write_report",
-]
+__all__ = ["LabelledQuery", "evaluate", "fit_fusion", "load_queries", "write_report"]

@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
-from .metrics import QueryResult, evaluate
+from logoid.core.errors import ConfigError
+from logoid.scoring.results import QueryResult
+
+from .metrics import evaluate
 
 UNKNOWN_ROLE, GALLERY_ROLE = "unknown", "gallery"
 

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._imageio import iter_image_files
-from ..errors import ConfigError
+from logoid.core.errors import ConfigError
+from logoid.core.imageio import iter_image_files
 
 UNKNOWN_LABELS = frozenset({"", "unknown"})
 REQUIRED_COLUMNS = ("photo", "label")

@@ -6,112 +6,16 @@ was done. Everything here is numpy (plus sklearn's per-class tables); no models.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from logoid.core.errors import ConfigError
+from logoid.scoring.results import QueryResult
+from logoid.scoring.stats import auroc, fpr_at_tpr, per_class_table
 
 #: The class name that rejected answers and unknown truths count as in per-class tables.
 UNKNOWN = "unknown"
-
-
-@dataclass
-class QueryResult:
-    """One query photo's ranked answer, as the identify step hands it to evaluation."""
-
-    # the photo (kept as a string so results serialise as plain JSON)
-    path: str
-    # truth entity key such as "band:12"; None when the photo shows nothing in the catalog
-    label: str | None
-    # candidate entity keys, best first
-    ranked: list[str]
-    # fused / rejection score of each ranked entity (same length as ranked)
-    scores: list[float]
-    # per ranked candidate, the raw per-channel features ({"cos": .83, "log_inliers": 3.5, ...})
-    features: list[dict[str, float]] | None = None
-    # the identify step's own accept decision, when it made one
-    accepted: bool | None = None
-
-    @property
-    def top1(self) -> str | None:
-        """The best candidate's key, or None when there were no candidates."""
-        return self.ranked[0] if self.ranked else None
-
-    @property
-    def top1_score(self) -> float:
-        """The best candidate's score; -inf when there were no candidates (always rejected)."""
-        return float(self.scores[0]) if self.scores else -math.inf
-
-    @property
-    def is_known(self) -> bool:
-        return self.label is not None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> QueryResult:
-        return cls(
-            path=str(d["path"]),
-            label=d.get("label"),
-            ranked=list(d.get("ranked", [])),
-            scores=[float(s) for s in d.get("scores", [])],
-            features=d.get("features"),
-            accepted=d.get("accepted"),
-        )
-
-
-def _average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x`` with tied values sharing the mean of their ranks."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    # Start index of each run of equal values in sorted order.
-    starts = np.flatnonzero(np.r_[True, xs[1:] != xs[:-1]])
-    ends = np.r_[starts[1:], len(xs)]
-    avg = (starts + ends + 1) / 2.0  # mean of ranks start+1 .. end
-    ranks_sorted = np.repeat(avg, ends - starts)
-    ranks = np.empty(len(x), dtype=np.float64)
-    ranks[order] = ranks_sorted
-    return ranks
-
-
-def auroc(positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.ndarray) -> float | None:
-    """Area under the ROC curve (positives should score higher), via Mann–Whitney U with average ranks.
-
-    Ties between a positive and a negative count half. Returns None when either side is empty.
-    Scores of -inf (queries with no candidates) rank lowest.
-    """
-    pos = np.asarray(positive, dtype=np.float64).ravel()
-    neg = np.asarray(negative, dtype=np.float64).ravel()
-    if pos.size == 0 or neg.size == 0:
-        return None
-    if np.isnan(pos).any() or np.isnan(neg).any():
-        raise ConfigError("AUROC got NaN scores", "check the scoring rule for divisions by zero")
-    ranks = _average_ranks(np.concatenate([pos, neg]))
-    u = ranks[: pos.size].sum() - pos.size * (pos.size + 1) / 2.0
-    return float(u / (pos.size * neg.size))
-
-
-def fpr_at_tpr(
-    positive: Sequence[float] | np.ndarray, negative: Sequence[float] | np.ndarray, tpr: float = 0.95
-) -> float | None:
-    """False-positive rate at the highest threshold that accepts at least ``tpr`` of the positives.
-
-    Accept means ``score >= threshold``; matches sklearn's ``roc_curve`` read at the first point with
-    TPR ≥ target. Returns None when either side is empty.
-    """
-    pos = np.sort(np.asarray(positive, dtype=np.float64).ravel())[::-1]
-    neg = np.asarray(negative, dtype=np.float64).ravel()
-    if pos.size == 0 or neg.size == 0:
-        return None
-    # Integer arithmetic (in basis points) so 95% of 20 is exactly 19, not 18.999….
-    need = -(-round(tpr * 10000) * pos.size // 10000)
-    need = min(max(need, 1), pos.size)
-    thr = pos[need - 1]
-    return float(np.mean(neg >= thr))
 
 
 def accepted_mask(results: Sequence[QueryResult], threshold: float | None) -> np.ndarray:
@@ -134,22 +38,6 @@ def answers(results: Sequence[QueryResult], accepted: np.ndarray) -> tuple[list[
 
 def _rate(num: int, den: int) -> float | None:
     return num / den if den else None
-
-
-def per_class_table(truth: Sequence[str], pred: Sequence[str]) -> tuple[dict[str, dict], float | None]:
-    """Per-class precision/recall/F1/support and the support-weighted F1 over ``truth ∪ pred`` classes."""
-    from sklearn.metrics import precision_recall_fscore_support
-
-    if not truth:
-        return {}, None
-    classes = sorted(set(truth) | set(pred))
-    p, r, f, s = precision_recall_fscore_support(truth, pred, labels=classes, zero_division=0)
-    table = {
-        c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-        for i, c in enumerate(classes)
-    }
-    weighted = float(np.sum(f * s) / np.sum(s)) if np.sum(s) else None
-    return table, weighted
 
 
 def evaluate(results: Sequence[QueryResult], threshold: float | None, k: int = 5) -> dict:

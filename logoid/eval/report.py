@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .._atomic import atomic_path, write_json_atomic
-from .._imageio import load_image
-from ..errors import LogoidError
-from .metrics import UNKNOWN, QueryResult, accepted_mask, answers
+from logoid.core.atomic import atomic_path, write_json_atomic
+from logoid.core.errors import LogoidError
+from logoid.core.imageio import load_image
+from logoid.scoring.results import QueryResult
+
+from .metrics import UNKNOWN, accepted_mask, answers
 
 MAX_FAILURES = 24
 MAX_CONFUSION_CLASSES = 20

@@ -6,12 +6,13 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from logoid.errors import CatalogError, ImageError, LogoidError
+from logoid.core.errors import CatalogError, ImageError, LogoidError
+from logoid.scoring.fusion import FusionModel
+from logoid.scoring.results import QueryResult
+from logoid.scoring.rules import Calibration, calibrate, calibrate_text_only, rule_score
 
-from .calibrate import Calibration, calibrate, calibrate_text_only, rule_score
-from .fusion import FusionModel, choose_c, fit_fusion, supported_features
+from .fusion import choose_c, fit_fusion, supported_features
 from .manifest import LabelledQuery
-from .metrics import QueryResult
 
 
 @dataclass
@@ -91,7 +92,7 @@ def fit(identifier, collected: Sequence[Collected], catalog, *, channels=None, o
         ) -> tuple[FusionModel, Calibration]:
     """Fit the fusion model on calibration evidence, then choose the rejection rule and threshold on its scores.
     ``C``: the logistic regression's regularisation; None = chosen by grouped cross-validation (:func:`choose_c`)."""
-    from logoid.identify.fuse import FEATURES
+    from logoid.scoring.fusion import FEATURES
 
     base = to_results(identifier, collected, catalog, channels)
     names = list(features) if features else supported_features(base, FEATURES)[0]

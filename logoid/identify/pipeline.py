@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from logoid._imageio import load_image
-from logoid._paths import Home
-from logoid.errors import ConfigError
+from logoid.core.errors import ConfigError
+from logoid.core.imageio import load_image
+from logoid.core.paths import Home
 from logoid.index.store import IndexStore
 from logoid.index.vectors import decode_ids
-
-from .fuse import candidate_features, make_scorer
+from logoid.scoring.fusion import candidate_features, make_scorer
 
 CHANNELS = ("global", "local", "text")
 
@@ -210,8 +209,8 @@ class Identifier:
             return float("-inf")
         if self.rule == "max_score":
             return ranked[0].score
-        from logoid.eval.calibrate import rule_score
-        from logoid.eval.metrics import QueryResult
+        from logoid.scoring.results import QueryResult
+        from logoid.scoring.rules import rule_score
 
         qr = QueryResult("", None, [c.entity_key for c in ranked], [c.score for c in ranked],
                          [c.features for c in ranked])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from logoid._pool import thread_map
+from logoid.core.pool import thread_map
 from logoid.engine.local import Features, LocalConfig
 from logoid.index.descriptors import DescriptorIndex, group_matches, ratio_matches
 

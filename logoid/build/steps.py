@@ -9,13 +9,12 @@ from typing import cast
 
 import numpy as np
 
-from logoid._imageio import load_image
-from logoid._paths import Home
-from logoid.errors import ImageError, IndexMissingError
-
-from .cache import EmbeddingCache
-from .store import IndexStore
-from .vectors import IndexConfig, VectorIndex, encode_ids
+from logoid.core.errors import ImageError, IndexMissingError
+from logoid.core.imageio import load_image
+from logoid.core.paths import Home
+from logoid.index.cache import EmbeddingCache
+from logoid.index.store import IndexStore
+from logoid.index.vectors import IndexConfig, VectorIndex, encode_ids
 
 Progress = Callable[[int], None]
 
@@ -110,7 +109,7 @@ def _name_entries(catalog) -> list[tuple[str, str]]:
 
 
 def _new_names_index(catalog):
-    from .names import NameIndex
+    from logoid.index.names import NameIndex
 
     return NameIndex(_name_entries(catalog))
 
@@ -139,8 +138,7 @@ def build_index(
     feature_items: list[tuple[int, list]] | None = None
     if opts.with_local:
         from logoid.engine.local import FeatureCache
-
-        from .descriptors import DescriptorIndex
+        from logoid.index.descriptors import DescriptorIndex
 
         local_cfg = _local_cfg(opts)
         feature_items = []
@@ -206,7 +204,7 @@ def _build_vectors(home: Home, old_meta: dict, vectors: np.ndarray, ids: np.ndar
     """FAISS by default; with ``opts.milvus`` a fresh Milvus collection for the next generation."""
     if opts.milvus is None:
         return VectorIndex.build(vectors, ids, opts.index)
-    from .milvus import MilvusConfig, MilvusVectorIndex
+    from logoid.index.milvus import MilvusConfig, MilvusVectorIndex
 
     cfg = cast(MilvusConfig, opts.milvus)
     old = old_meta.get("backend") or {}
@@ -218,14 +216,14 @@ def _build_vectors(home: Home, old_meta: dict, vectors: np.ndarray, ids: np.ndar
 
 def current_backend(home: Home):
     """The Milvus config of the home's current index, or None when it is FAISS or not built."""
-    from ._backend import MILVUS, backend_kind
+    from logoid.index._backend import MILVUS, backend_kind
 
     if not IndexStore.exists(home.index_dir):
         return None
     meta = IndexStore.load_meta_only(home.index_dir)
     if backend_kind(meta) != MILVUS:
         return None
-    from .milvus import MilvusConfig
+    from logoid.index.milvus import MilvusConfig
 
     return MilvusConfig.from_dict(meta["backend"])
 
@@ -237,11 +235,10 @@ def gallery_calibration(catalog, vectors: np.ndarray, ids: np.ndarray) -> dict:
     against every other entity (impostors, the index without it). No photos are needed; `logoid calibrate`
     with real labelled photos replaces this.
     """
-    from logoid.errors import ConfigError
-    from logoid.eval.calibrate import leave_one_out_impostors
-    from logoid.identify.fuse import DefaultRule
-
-    from .vectors import decode_ids
+    from logoid.core.errors import ConfigError
+    from logoid.index.vectors import decode_ids
+    from logoid.scoring.fusion import DefaultRule
+    from logoid.scoring.rules import leave_one_out_impostors
 
     owner = {r.id: f"{r.entity_type}:{r.entity_id}" for r in catalog.images()}
     image_ids, _ = decode_ids(ids)

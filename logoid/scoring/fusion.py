@@ -8,9 +8,12 @@ stored in the index sidecar.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from logoid.core.errors import ConfigError
 
 FEATURES = (
     "cos",  # best cosine between the photo and any augmented variant of the entity
@@ -102,8 +105,6 @@ def make_scorer(meta: dict):
     """The scorer recorded in an index sidecar: a fitted fusion model, or the default rule."""
     fusion = meta.get("fusion")
     if fusion and fusion.get("kind") != "default":
-        from logoid.eval.fusion import FusionModel
-
         model = FusionModel.from_dict(fusion)
         if "local_margin" in model.feature_names and "log_local_score" not in model.feature_names:
             import warnings
@@ -116,3 +117,95 @@ def make_scorer(meta: dict):
         kw["local_feature"] = "inliers"
     rule = DefaultRule(**kw)
     return lambda feats: [rule.score(f) for f in feats]
+
+
+FUSION_VERSION = 1
+
+
+@dataclass
+class FusionModel:
+    """p(candidate is right) = sigmoid(intercept + Σ coef_i · (x_i − mean_i) / scale_i)."""
+
+    # feature names, in the order of coef / mean / scale
+    feature_names: list[str]
+    # weight of each standardised feature
+    coef: list[float]
+    # bias term of the linear score
+    intercept: float
+    # value subtracted from each feature before scaling; also the value used when a feature is missing
+    mean: list[float] = field(default_factory=list)
+    # divisor of each centred feature (1.0 for a hand-set rule)
+    scale: list[float] = field(default_factory=list)
+    # "logistic" when fitted by fit_fusion, "linear" when set by hand
+    kind: str = "logistic"
+    C: float | None = None  # the logistic regression's regularisation (None: a hand-set or older model)
+
+    def __post_init__(self) -> None:
+        d = len(self.feature_names)
+        if not self.mean:
+            self.mean = [0.0] * d
+        if not self.scale:
+            self.scale = [1.0] * d
+        if not (len(self.coef) == len(self.mean) == len(self.scale) == d):
+            raise ConfigError("fusion model has mismatched lengths of feature_names/coef/mean/scale",
+                              "rebuild the fusion model with `logoid calibrate`")
+        if any(not s > 0 for s in self.scale):
+            raise ConfigError("fusion model scale values must be positive")
+
+    @classmethod
+    def linear(cls, weights: Mapping[str, float], bias: float = 0.0) -> FusionModel:
+        """A hand-set rule: linear score ``bias + Σ w·x`` on raw features (no standardisation)."""
+        names = list(weights)
+        return cls(names, [float(weights[n]) for n in names], float(bias), kind="linear")
+
+    def matrix(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Feature matrix for ``rows``; a missing or non-finite feature takes the stored mean, so it adds nothing."""
+        x = np.empty((len(rows), len(self.feature_names)), dtype=np.float64)
+        for i, row in enumerate(rows):
+            for j, name in enumerate(self.feature_names):
+                v = row.get(name)
+                x[i, j] = float(v) if v is not None and math.isfinite(float(v)) else self.mean[j]
+        return x
+
+    def decision_function(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """The linear score (log-odds) of each candidate feature dict."""
+        if not rows:
+            return np.zeros(0)
+        z = (self.matrix(rows) - np.asarray(self.mean)) / np.asarray(self.scale)
+        return z @ np.asarray(self.coef, dtype=np.float64) + self.intercept
+
+    def predict_proba(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
+        """Probability in [0, 1] that each candidate is the query's true entity."""
+        z = self.decision_function(rows)
+        # Clip so exp never overflows; sigmoid(±40) is already 0/1 in float64.
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -40.0, 40.0)))
+
+    def to_dict(self) -> dict:
+        return {
+            "version": FUSION_VERSION,
+            "kind": self.kind,
+            "feature_names": list(self.feature_names),
+            "coef": [float(c) for c in self.coef],
+            "intercept": float(self.intercept),
+            "mean": [float(m) for m in self.mean],
+            "scale": [float(s) for s in self.scale],
+            **({"C": float(self.C)} if self.C is not None else {}),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> FusionModel:
+        if d.get("version", FUSION_VERSION) != FUSION_VERSION:
+            raise ConfigError(f"fusion model version {d.get('version')} is not supported (expected {FUSION_VERSION})",
+                              "re-run `logoid calibrate`")
+        try:
+            return cls(
+                feature_names=list(d["feature_names"]),
+                coef=[float(c) for c in d["coef"]],
+                intercept=float(d["intercept"]),
+                mean=[float(m) for m in d.get("mean", [])],
+                scale=[float(s) for s in d.get("scale", [])],
+                kind=str(d.get("kind", "logistic")),
+                C=float(d["C"]) if d.get("C") is not None else None,
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"fusion model JSON is malformed ({e})", "re-run `logoid calibrate`") from e

@@ -13,9 +13,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from ..errors import ConfigError
-from .fusion import FusionModel
-from .metrics import QueryResult, auroc
+from logoid.core.errors import ConfigError
+from logoid.scoring.fusion import FusionModel
+from logoid.scoring.results import QueryResult
+from logoid.scoring.stats import auroc
 
 #: Feature of the top candidate holding the k-th neighbour similarity (for the ``kth`` rule).
 KTH_FEATURE = "kth"

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError
+from logoid.core.errors import ImageError
 
 #: Default pixel limit (width × height). ~90 MP: a 12k × 7.5k photo still loads, a bomb does not.
 DEFAULT_MAX_PIXELS = 90_000_000

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import fields
 
-from .errors import ConfigError
+from logoid.core.errors import ConfigError
 
 
 def checked_kwargs(cls, d: dict, what: str) -> dict:
