@@ -5,11 +5,13 @@ BIN := $(VENV)/bin
 DEMO_HOME ?= $(CURDIR)/demo-home
 PYTEST_ARGS ?=
 DATA ?= $(CURDIR)/../shared/data
+NAME ?=
+ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo test test-fast lint bench bench-speed bench-accuracy clean
+.PHONY: help install demo test test-fast lint bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -38,8 +40,8 @@ lint: install ## ruff + mypy
 	$(BIN)/ruff check logoid engine index augment finetune catalog tests bench
 	$(BIN)/mypy logoid engine index augment finetune catalog --ignore-missing-imports
 
-bench: install ## Speed and accuracy benchmarks (accuracy needs ../shared/data); appends to BENCHMARKS.md
-	$(BIN)/python bench/run.py --data $(DATA)
+bench: install ## Benchmarks: speed + accuracy (needs ../shared/data); NAME=speed [ARGS=...] runs one, NAME=list names them
+	$(BIN)/python -m bench $(if $(NAME),$(NAME) $(ARGS),run --data $(DATA) $(ARGS))
 
 clean: ## Remove the demo home and caches (keeps .venv)
 	rm -rf $(DEMO_HOME) .pytest_cache .ruff_cache .mypy_cache

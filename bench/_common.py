@@ -1,34 +1,25 @@
-"""Bench helpers: machine facts, timing, and appending a dated section to BENCHMARKS.md."""
+"""Helpers every bench shares: where things live, timing, and markdown tables."""
 
 from __future__ import annotations
 
-import datetime as dt
-import os
-import platform
+import csv
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The dev data sets (threadless-dev, band-logos, albums-dev), beside the checkout; never needed by the tests.
+DATA = ROOT.parent / "shared" / "data"
+#: Caches and work files of the benches (homes, features, OCR, evidence, intermediate JSON): not committed.
+WORK = ROOT / "bench" / "work"
 
 
-def machine() -> str:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    dev = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, {dev}; Python {sys.version.split()[0]}, "
-            f"torch {torch.__version__}")
+def read_manifest(path: Path) -> list[dict]:
+    """The rows of a data set's ``manifest.csv`` (``path`` is the CSV or the folder holding it)."""
+    path = path if path.suffix == ".csv" else path / "manifest.csv"
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def median_time(fn, repeat: int = 5, warmup: int = 1) -> float:
@@ -58,16 +49,3 @@ def table(headers: list[str], rows: list[list]) -> str:
     out = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     out += ["| " + " | ".join(fmt(c) for c in r) + " |" for r in rows]
     return "\n".join(out)
-
-
-def append_section(title: str, command: str, body: str, path: Path | None = None) -> Path:
-    """Append a dated section (machine, command, results) to BENCHMARKS.md."""
-    path = path or ROOT / "BENCHMARKS.md"
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = f"\n## {title} — {now}\n\n- machine: {machine()}\n- command: `{command}`\n\n{body.strip()}\n"
-    if not path.exists():
-        path.write_text("# logoid benchmarks\n\nEvery section below is written by a bench script; nothing is "
-                        "hand-typed. Newest last.\n")
-    with open(path, "a") as f:
-        f.write(text)
-    return path

@@ -18,9 +18,12 @@ from pathlib import Path
 
 from logoid.core.atomic import atomic_path
 from logoid.core.errors import CatalogError, ImageError
+from logoid.core.faults import fault_point
 from logoid.core.imageio import file_hash, is_black_and_white, load_image
+from logoid.core.locks import busy_message, lock_timeout
 from logoid.core.paths import Home
 
+from .imagecheck import check_reference
 from .models import ENTITY_TYPES, IMAGE_KINDS, Album, Band, RefImage, normalise_name
 
 SCHEMA_VERSION = 1
@@ -79,10 +82,13 @@ class Catalog:
         self.images_dir = Path(images_dir)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         self.images_dir.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: transactions are ours (BEGIN / SAVEPOINT), so nesting works.
-        self._conn = sqlite3.connect(str(self.db_path), isolation_level=None)
+        # Autocommit mode: transactions are ours (BEGIN / SAVEPOINT), so nesting works. The timeout is SQLite's
+        # busy wait; logoid's own writers already queue on the home's write lock (logoid.core.locks).
+        self._timeout = lock_timeout()
+        self._conn = sqlite3.connect(str(self.db_path), isolation_level=None, timeout=self._timeout)
         self._conn.row_factory = sqlite3.Row
         self._depth = 0
+        self._snapshot = False  # a read transaction of snapshot() is open
         self._new_files: list[Path] = []  # store files written in the open transaction (removed on rollback)
         self._drop_files: set[str] = set()  # store files to delete once the transaction commits
         self._init_schema()
@@ -99,13 +105,16 @@ class Catalog:
 
     def _init_schema(self) -> None:
         c = self._conn
-        c.execute("PRAGMA journal_mode=WAL")
         c.execute("PRAGMA synchronous=NORMAL")
         c.execute("PRAGMA foreign_keys=ON")
         version = c.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise CatalogError(f"{self.db_path} has schema version {version}, newer than this logoid ({SCHEMA_VERSION})",
                                "upgrade logoid")
+        if version == SCHEMA_VERSION:
+            return  # an existing catalog: opening it writes nothing, so a reader never waits for a writer
+        if c.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            c.execute("PRAGMA journal_mode=WAL")  # persistent: set once, when the database is created
         with self.transaction():
             # Statement by statement: executescript() would commit behind our transaction's back.
             for statement in _SCHEMA.split(";"):
@@ -130,7 +139,10 @@ class Catalog:
         c = self._conn
         depth = self._depth
         mark = len(self._new_files)
-        c.execute("BEGIN IMMEDIATE" if depth == 0 else f"SAVEPOINT sp{depth}")
+        if depth == 0:
+            self._begin_write()
+        else:
+            c.execute(f"SAVEPOINT sp{depth}")
         self._depth += 1
         try:
             yield self
@@ -149,12 +161,44 @@ class Catalog:
         if depth:
             c.execute(f"RELEASE sp{depth}")
             return
+        fault_point("catalog-before-commit")
         c.execute("COMMIT")
+        fault_point("catalog-committed")
         self._new_files.clear()
         drops, self._drop_files = self._drop_files, set()
         for rel in drops:
             if not c.execute("SELECT 1 FROM images WHERE relpath=? LIMIT 1", (rel,)).fetchone():
                 (self.images_dir / rel).unlink(missing_ok=True)
+
+    def _begin_write(self) -> None:
+        if self._snapshot:
+            raise RuntimeError("a catalog write cannot start inside Catalog.snapshot()")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            raise CatalogError(*busy_message(self.db_path.parent, self._timeout)) from e
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[Catalog]:
+        """Every read inside sees the catalog as one committed state, whatever other processes commit meanwhile.
+
+        A WAL read transaction: it blocks no writer, and no writer blocks it. Inside a transaction or another
+        snapshot it just joins that one.
+        """
+        if self._depth or self._snapshot:
+            yield self
+            return
+        c = self._conn
+        c.execute("BEGIN")
+        c.execute("SELECT value FROM meta WHERE key='revision'").fetchone()  # the snapshot starts at the first read
+        self._snapshot = True
+        try:
+            yield self
+        finally:
+            self._snapshot = False
+            c.execute("COMMIT")
 
     def _bump(self) -> None:
         self._conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'revision'")
@@ -162,6 +206,24 @@ class Catalog:
     def revision(self) -> int:
         """A counter that grows on every change (the index stores it to detect staleness)."""
         return int(self._conn.execute("SELECT value FROM meta WHERE key='revision'").fetchone()[0])
+
+    def id_marks(self) -> dict[str, int]:
+        """The highest id each table has ever handed out (AUTOINCREMENT never hands one out again)."""
+        return {r[0]: int(r[1]) for r in self._conn.execute("SELECT name, seq FROM sqlite_sequence")}
+
+    def reserve_ids(self, marks: dict[str, int]) -> None:
+        """Never hand out ids up to ``marks`` again (ids an index holds from before the catalog lost a commit,
+        e.g. to a power cut under ``synchronous=NORMAL``): no new row can inherit an old row's vectors."""
+        mine = self.id_marks()
+        behind = {t: int(m) for t, m in marks.items() if t in ("bands", "albums", "images") and int(m) > mine.get(t, 0)}
+        if not behind:
+            return
+        with self.transaction():
+            for table, mark in behind.items():
+                if table in mine:
+                    self._conn.execute("UPDATE sqlite_sequence SET seq=? WHERE name=?", (mark, table))
+                else:
+                    self._conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, mark))
 
     # ---- bands --------------------------------------------------------------------------------
     def _band_from_row(self, row: sqlite3.Row) -> Band:
@@ -395,7 +457,7 @@ class Catalog:
         (self.get_band if entity_type == "band" else self.get_album)(entity_id)
 
     def upsert_image(self, entity_type: str, entity_id: int, src_path: str | os.PathLike,
-                     kind: str | None = None) -> tuple[RefImage, bool]:
+                     kind: str | None = None, *, allow_small: bool = False) -> tuple[RefImage, bool]:
         """Like :meth:`add_image`, also saying whether a new image row was created."""
         self._check_entity(entity_type, entity_id)
         kind = kind or ("logo" if entity_type == "band" else "cover")
@@ -403,6 +465,8 @@ class Catalog:
             raise CatalogError(f"unknown image kind {kind!r}", "use 'logo' or 'cover'")
         src = Path(src_path)
         img = load_image(src)  # raises ImageError for anything unusable
+        if not allow_small:
+            check_reference(img, src)  # a 1x1 or one-colour image has nothing to recognise
         sha = file_hash(src)
         row = self._conn.execute("SELECT * FROM images WHERE entity_type=? AND entity_id=? AND sha256=?",
                                  (entity_type, entity_id, sha)).fetchone()
@@ -418,6 +482,7 @@ class Catalog:
                 except OSError as e:
                     raise ImageError(src, f"cannot copy into the image store ({e})", "check disk space") from e
                 self._new_files.append(dest)
+            fault_point("catalog-image-stored")
             scheme = "bw" if is_black_and_white(img) else "color"
             cur = self._conn.execute(
                 "INSERT INTO images (entity_type, entity_id, sha256, relpath, kind, scheme, width, height, source) "
@@ -427,9 +492,11 @@ class Catalog:
         return self.get_image(_inserted_id(cur)), True
 
     def add_image(self, entity_type: str, entity_id: int, src_path: str | os.PathLike,
-                  kind: str | None = None) -> RefImage:
-        """Validate and store a reference image for an entity (dedup by content); returns its row."""
-        return self.upsert_image(entity_type, entity_id, src_path, kind)[0]
+                  kind: str | None = None, *, allow_small: bool = False) -> RefImage:
+        """Validate and store a reference image for an entity (dedup by content); returns its row.
+
+        Images under ``imagecheck.MIN_SIDE`` px or of one colour are refused unless ``allow_small``."""
+        return self.upsert_image(entity_type, entity_id, src_path, kind, allow_small=allow_small)[0]
 
     def get_image(self, image_id: int) -> RefImage:
         """The image with this id, or :class:`CatalogError`."""
@@ -437,6 +504,15 @@ class Catalog:
         if row is None:
             raise CatalogError(f"no image with id {image_id}", "rebuild the index: `logoid build-index`")
         return self._image_from_row(row)
+
+    def image_ids(self) -> set[int]:
+        """The ids of every reference image (what a complete index holds)."""
+        return {int(r[0]) for r in self._conn.execute("SELECT id FROM images")}
+
+    def entity_keys(self) -> set[str]:
+        """``band:ID`` and ``album:ID`` of every entity: what an answer may name."""
+        return ({f"band:{r[0]}" for r in self._conn.execute("SELECT id FROM bands")}
+                | {f"album:{r[0]}" for r in self._conn.execute("SELECT id FROM albums")})
 
     def images(self, entity_type: str | None = None, entity_id: int | None = None) -> list[RefImage]:
         """Reference images, optionally of one entity type or one entity, by id."""

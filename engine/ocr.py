@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from logoid.core.errors import ConfigError
+from logoid.core.imageio import geometry
 
 __all__ = ["OcrConfig", "TextLine", "TextReader"]
 
@@ -60,6 +61,12 @@ class OcrConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def photo_side(self) -> int:
+        """The long side a photo must keep for this reader (what it may be decoded down to): the whole photo is
+        read at ``work_side``, and a logo's outline re-read as a region still reaches ``work_side`` when it spans
+        half the photo's long side."""
+        return 2 * self.work_side
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OcrConfig:
@@ -169,24 +176,32 @@ class TextReader:
             )
 
     def read(self, img: Image.Image, regions: list | None = None) -> list[TextLine]:
-        """Text lines in ``img`` (whole image, then each region polygon), boxes in ``img``'s coordinates.
+        """Text lines in ``img`` (whole image, then each region polygon), boxes in the photo's coordinates (a photo
+        decoded below full size maps back through ``geometry(img)``).
 
-        ``regions`` are polygons (N×2 points, N >= 3) from other channels, e.g. a detected logo's outline;
-        each is cut out upright at full resolution, so small lettering the whole-photo pass misses is read.
+        ``regions`` are polygons (N×2 points, N >= 3, photo px) from other channels, e.g. a detected logo's outline;
+        each is cut out upright at the image's full resolution, so small lettering the whole-photo pass misses is
+        read (a photo decoded for this reader keeps at least :meth:`OcrConfig.photo_side` px on its long side).
         """
         engine = self._get_engine()
         if engine is None:
             self._warn_unavailable()
             return []
+        geo = geometry(img)
         bgr = cv2.cvtColor(np.asarray(img.convert("RGB")), cv2.COLOR_RGB2BGR)
         lines = self._read_array(bgr)
         for poly in regions or []:
+            if geo.reduced:
+                poly = geo.to_decoded(np.asarray(poly, np.float32))
             crop, to_orig = self._crop_region(bgr, poly)
             if crop is None or to_orig is None:
                 continue
             for ln in self._read_array(crop):
                 ln.box = cv2.perspectiveTransform(ln.box.reshape(-1, 1, 2), to_orig).reshape(4, 2)
                 lines.append(ln)
+        if geo.reduced:
+            for ln in lines:
+                ln.box = geo.to_original(ln.box)
         return _dedupe(lines)
 
     def _crop_region(self, bgr: np.ndarray, poly) -> tuple[np.ndarray | None, np.ndarray | None]:

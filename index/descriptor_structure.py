@@ -27,8 +27,8 @@ class DescriptorConfig:
 
     ivf: bool | None = None  # True: IVF; False: exact flat; None: choose by size at build()
     # Below this many descriptors exact search, above it IVF. Exact search grows with the catalog: a photo of
-    # 1,420 descriptors took 3.2 s against 457k on one core where IVF4096 (nprobe 16) took 0.11 s (BENCHMARKS.md,
-    # "Descriptor index at scale"), so ~0.35 s at 50k. On threadless-dev (367k) IVF gave the same top-1 as exact.
+    # 1,420 descriptors took 3.2 s against 457k on one core where IVF4096 (nprobe 16) took 0.11 s
+    # (BENCHMARKS.md#local-index), so ~0.35 s at 50k. On threadless-dev (367k) IVF gave the same top-1 as exact.
     exact_below: int = 50_000
     nlist: int = 0  # IVF lists; 0 = about 4·sqrt(n), a power of two (2,048 at 1k references, 8,192 at 10k)
     nprobe: int = 16  # IVF lists visited per query (recall vs latency)
@@ -37,8 +37,8 @@ class DescriptorConfig:
     quantizer: str = "hnsw"
     # HNSW quantiser: efSearch (raised to nprobe). A photo's ~4,000 descriptors each walk the graph: at 32 that was
     # 60 % of the FAISS time. 16 scored the same top-1 on threadless-dev at 3,276 and 10k references (AUROC +0.002 /
-    # -0.005, open-set +0.005 / +0.005) for 0.07 s a photo less on one thread at 10k (BENCHMARKS.md, "Local channel
-    # end to end", 2026-12-04 18:37). Indexes saved with 32 keep it.
+    # -0.005, open-set +0.005 / +0.005) for 0.07 s a photo less on one thread at 10k (BENCHMARKS.md#local-e2e, run
+    # of 2026-12-04 18:37). Indexes saved with 32 keep it.
     ef_search: int = 16
     # Codes in the IVF lists: "PQ64x4fs" (32 B: 4-bit PQ, SIMD fast-scan), "PQ{m}" (m B, 8-bit PQ), "SQ8"
     # (128 B), "Flat" (float32, 512 B). Fast-scan codes are not residual: one lookup table per descriptor

@@ -9,8 +9,7 @@ Structure by size (``DescriptorConfig.choose``): exact ``Flat`` below ``exact_be
 ``IVF{nlist}_HNSW32,PQ64x4fs`` (an HNSW graph over the list centroids, 32-byte 4-bit PQ codes scanned with
 SIMD fast-scan, not residual) whose ``k·refine`` candidates are re-ranked by 8-bit scalar-quantised copies
 of the descriptors (``descriptor_structure.py``): at 10k reference images (4.6M descriptors) it answers a photo in a
-fraction of IVF-Flat's time and memory with the same recall (BENCHMARKS.md, "Local channel end to end at
-1k and 10k references").
+fraction of IVF-Flat's time and memory with the same recall (BENCHMARKS.md#local-e2e).
 
 On disk an index at ``path`` is three files: ``path.faiss`` (the FAISS index), ``path.npz``
 (keypoint coordinates, concatenated with offsets, and the re-ranking codes in the same order) and
@@ -30,7 +29,7 @@ import numpy as np
 from logoid.core.atomic import atomic_path, write_json_atomic
 from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
 from logoid.core.pool import thread_map, workers
-from logoid.engine.local import DESC_DIM, Features, LocalConfig
+from logoid.engine.local import DESC_DIM, ExtractConfig, Features
 from logoid.index.descriptor_structure import SQ8, CodeStore, DescriptorConfig, sample_rows
 
 if TYPE_CHECKING:
@@ -64,7 +63,9 @@ class DescriptorIndex:
     """FAISS (L2) index of reference RootSIFT descriptors with keypoint coordinates per (image, variant)."""
 
     config: DescriptorConfig = field(default_factory=DescriptorConfig)
-    feature_config: dict = field(default_factory=dict)  # LocalConfig.to_dict() of the reference extraction
+    # ExtractConfig.to_dict() of the reference extraction (indexes built before the local settings were split by
+    # stage hold the flat dict of every local setting; ExtractConfig.from_dict reads both)
+    feature_config: dict = field(default_factory=dict)
     _index: faiss.Index | None = None
     _xy: dict = field(default_factory=dict)  # (image_id, variant) -> (n, 2) float32 original px
     _size: dict = field(default_factory=dict)  # (image_id, variant) -> (w, h)
@@ -79,7 +80,7 @@ class DescriptorIndex:
     # ---- building --------------------------------------------------------------------------
     @classmethod
     def build(cls, items: Iterable[tuple[int, list[Features]]], config: DescriptorConfig | None = None,
-              feature_config: LocalConfig | dict | None = None) -> DescriptorIndex:
+              feature_config: ExtractConfig | dict | None = None) -> DescriptorIndex:
         """Index ``(image_id, [normal, inverted])`` items; IVF (trained on a sample) when large or asked."""
         config = config or DescriptorConfig()
         items = list(items)
@@ -120,10 +121,11 @@ class DescriptorIndex:
             ivf.by_residual = False
         index.train(sample)
         self._index = index
-        self._set_search_params()
+        self.set_search_params()
         self._codes = CodeStore(SQ8.train(sample)) if self.config.refines() else None
 
-    def _set_search_params(self) -> None:
+    def set_search_params(self) -> None:
+        """Apply ``config.nprobe`` and ``config.ef_search`` to the built index (again after changing them)."""
         import faiss
 
         if not self.config.ivf or self._index is None:
@@ -378,7 +380,7 @@ class DescriptorIndex:
         z = np.load(path.parent / files["npz"] if files else _file(path, ".npz"))
         _zero_block_tails(index)  # indexes saved before the fix above may carry stale codes in their last blocks
         obj = cls(config=config, feature_config=meta.get("feature_config", {}), _index=index)
-        obj._set_search_params()
+        obj.set_search_params()
         off, xy, sizes = z["offsets"], z["xy"], z["sizes"]  # each z[...] reads the whole array again: read once
         codes = None
         if "codes" in z.files:
@@ -395,9 +397,9 @@ class DescriptorIndex:
                                      f"{int(off[-1])} keypoints)", "rebuild with `logoid build-index`")
         return obj
 
-    def check_features(self, cfg: LocalConfig) -> None:
+    def check_features(self, cfg: ExtractConfig) -> None:
         """Raise if queries extracted with ``cfg`` would not be comparable with the indexed references."""
-        built = LocalConfig.from_dict(self.feature_config) if self.feature_config else None
+        built = ExtractConfig.from_dict(self.feature_config) if self.feature_config else None
         if built is not None and built.extract_hash() != cfg.extract_hash():
             raise IndexMismatchError("the descriptor index was built with other local-feature settings",
                                      "rebuild with `logoid build-index` or use the index's settings")
@@ -479,10 +481,10 @@ def _file(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-def _fc_dict(fc: LocalConfig | dict | None) -> dict:
+def _fc_dict(fc: ExtractConfig | dict | None) -> dict:
     if fc is None:
         return {}
-    return fc.to_dict() if isinstance(fc, LocalConfig) else dict(fc)
+    return fc.to_dict() if isinstance(fc, ExtractConfig) else dict(fc)
 
 
 __all__ = ["DescriptorIndex", "DescriptorConfig", "encode_ids", "decode_ids", "group_matches", "ratio_matches"]

@@ -4,6 +4,13 @@ Each component is written to a new generation file; the JSON sidecar naming thos
 replaced in one atomic rename. That rename is the commit point: a crash before it leaves the old
 index intact, and files no sidecar names are swept on the next commit.
 
+Readers never lock out a writer: a loaded store pins (a shared ``flock`` on ``.pin-<file stem>.lock``) every
+component file its sidecar named, and a commit sweeps a superseded file only when nobody pins it, so a query
+that read the old sidecar keeps its files until it is done, however many commits happen meanwhile.
+The sidecar also records the catalog it was built from (``catalog_revision``, ``catalog_ids``): the catalog
+always commits before the index (``logoid/build/sync.py``), so every image id in an index is one the catalog
+has handed out and will never hand out again.
+
 The global vectors live in FAISS (a file, the default) or in Milvus, as the sidecar's ``backend`` entry
 says (``index/_backend.py``); ``index/milvus.py`` describes how a Milvus commit keeps the same guarantee.
 """
@@ -12,19 +19,25 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from logoid.core.atomic import write_json_atomic
 from logoid.core.errors import IndexMismatchError, IndexMissingError
+from logoid.core.faults import fault_point
+from logoid.core.locks import PINS, pin, try_exclusive
 
 from ._backend import FAISS, MILVUS, backend_kind
-from .vectors import IndexConfig, VectorIndex
+from .vectors import IndexConfig, VectorIndex, decode_ids
 
 SCHEMA_VERSION = 1
 SIDECAR = "logoid-index.json"
+_LOAD_TRIES = 20
 
 
 @dataclass
@@ -36,6 +49,7 @@ class IndexStore:
     vectors: Any = None  # VectorIndex (FAISS) or MilvusVectorIndex; see index/_backend.GlobalVectors
     _descriptors: Any = None
     _names: Any = None
+    _pins: list = field(default_factory=list, repr=False)  # open lock files: the component files this store reads
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
@@ -52,13 +66,23 @@ class IndexStore:
         side = root / SIDECAR
         if not side.exists():
             raise IndexMissingError(f"no index in {root}", "run `logoid build-index` first")
-        meta = json.loads(side.read_text())
-        if meta.get("schema_version") != SCHEMA_VERSION:
-            raise IndexMismatchError(
-                f"index in {root} has schema version {meta.get('schema_version')}, this logoid reads {SCHEMA_VERSION}",
-                "rebuild it with `logoid build-index`",
-            )
-        store = cls(root=root, meta=meta)
+        for _ in range(_LOAD_TRIES):
+            meta = json.loads(side.read_text())
+            if meta.get("schema_version") != SCHEMA_VERSION:
+                raise IndexMismatchError(
+                    f"index in {root} has schema version {meta.get('schema_version')}, this logoid reads "
+                    f"{SCHEMA_VERSION}", "rebuild it with `logoid build-index`",
+                )
+            pins = _pin_files(root, meta)
+            if _files_present(root, meta):
+                break
+            # a writer swept these files between our reading the sidecar and pinning them: a newer one is in place
+            _release(pins)
+            time.sleep(0.01)
+        else:
+            raise IndexMissingError(f"the index in {root} names files that are missing",
+                                    "rebuild it with `logoid build-index`")
+        store = cls(root=root, meta=meta, _pins=pins)
         files = meta.get("files", {})
         if backend_kind(meta) == MILVUS:
             store.vectors = _open_milvus(root, meta["backend"], files.get("milvus_pending"))
@@ -100,6 +124,31 @@ class IndexStore:
     @names.setter
     def names(self, value) -> None:
         self._names = value
+
+    def close(self) -> None:
+        """Release this store's pins on its generation files (a later commit may then sweep them)."""
+        _release(self._pins)
+        self._pins = []
+
+    def __del__(self) -> None:
+        _release(getattr(self, "_pins", []))
+
+    def image_ids(self) -> set[int]:
+        """The catalog images the global vectors hold (each image's variants share its id)."""
+        if self.vectors is None:
+            return set()
+        return {int(i) for i in decode_ids(np.asarray(self.vectors.ids(), np.int64))[0]}
+
+    @classmethod
+    def patch_meta(cls, root: Path, updates: dict) -> dict:
+        """Change sidecar entries (calibration, fusion) of the index as it is now: the caller holds the home's
+        write lock, so no other commit is lost by writing a sidecar read earlier. Returns the new metadata."""
+        root = Path(root)
+        meta = cls.load_meta_only(root)
+        meta.update(updates)
+        meta["updated_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        write_json_atomic(root / SIDECAR, meta)
+        return meta
 
     def require_vectors(self):
         if self.vectors is None:
@@ -162,7 +211,9 @@ class IndexStore:
             **self.meta.get("counts", {}),
             "vectors": self.vectors.ntotal if self.vectors is not None else 0,
         }
+        fault_point("index-files-written")
         write_json_atomic(self.root / SIDECAR, self.meta)
+        fault_point("index-committed")
         # The rename above is the commit; what follows only tidies up. A Milvus hiccup here must not undo the
         # caller's catalog transaction: the pending log stays named by the sidecar, readers merge it, and the
         # next commit applies it.
@@ -175,6 +226,9 @@ class IndexStore:
         except Exception as e:  # noqa: BLE001 - any failure here leaves a consistent, committed index
             warnings.warn(f"index committed; Milvus clean-up deferred to the next change ({e})", RuntimeWarning,
                           stacklevel=2)
+        # Our own pins would keep the files we loaded from being swept: hold the new sidecar's instead.
+        old_pins, self._pins = self._pins, _pin_files(self.root, self.meta)
+        _release(old_pins)
         self._sweep(set(files.values()))
 
     def _drop_stale_collections(self, previous: dict) -> None:
@@ -189,17 +243,58 @@ class IndexStore:
             drop_backend(previous, self.root.parent, keep=current.get("collection"))
 
     def _sweep(self, keep: set[str]) -> None:
+        """Delete the files no sidecar names any more (by stem: a component may span several files), except those
+        a reader still pins."""
+        keep_stems = {_stem(k) for k in keep}
+        stale: dict[str, list[Path]] = {}
         for p in self.root.iterdir():
-            if p.name == SIDECAR or p.name.startswith("."):
-                continue
-            stem = p.name.split(".")[0]
-            if p.name not in keep and stem not in keep and not any(p.name.startswith(k) for k in keep):
-                if p.is_file():
-                    p.unlink()
-                elif p.is_dir():
-                    import shutil
+            if p.name != SIDECAR and not p.name.startswith(".") and _stem(p.name) not in keep_stems:
+                stale.setdefault(_stem(p.name), []).append(p)
+        for lock in self.root.glob(".pin-*.lock"):  # pins of files already gone
+            stem = lock.name[len(".pin-"):-len(".lock")]
+            if stem not in keep_stems:
+                stale.setdefault(stem, [])
+        for stem, paths in stale.items():
+            lock = self.root / f".pin-{stem}.lock"
+            held = try_exclusive(lock) if PINS else None
+            if PINS and held is None:
+                continue  # a reader still uses these files; a later commit sweeps them
+            try:
+                for p in paths:
+                    if p.is_file():
+                        p.unlink(missing_ok=True)
+                    elif p.is_dir():
+                        import shutil
 
-                    shutil.rmtree(p, ignore_errors=True)
+                        shutil.rmtree(p, ignore_errors=True)
+                lock.unlink(missing_ok=True)
+            finally:
+                if held is not None:
+                    held.close()
+
+
+def _stem(name: str) -> str:
+    """The component a file belongs to: ``vectors-00012`` for ``vectors-00012.faiss`` and its ``.rows.npy``."""
+    return str(name).split(".")[0]
+
+
+def _pin_files(root: Path, meta: dict) -> list:
+    pins = [pin(root / f".pin-{stem}.lock") for stem in sorted({_stem(n) for n in (meta.get("files") or {}).values()})]
+    return [p for p in pins if p is not None]
+
+
+def _release(pins: list) -> None:
+    for f in pins:
+        f.close()
+
+
+def _files_present(root: Path, meta: dict) -> bool:
+    """Every component file the sidecar names is on disk (a descriptor index is named by its stem)."""
+    for key, name in (meta.get("files") or {}).items():
+        path = root / (f"{name}.json" if key == "descriptors" else name)
+        if not path.exists():
+            return False
+    return True
 
 
 def _open_milvus(root: Path, backend: dict, pending: str | None):

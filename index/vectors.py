@@ -9,7 +9,7 @@ The structure is chosen by size and memory budget (``IndexConfig.choose_factory`
 - above: ``IVF{nlist}_HNSW32,Flat`` (an HNSW graph finds the ``nprobe`` nearest lists, so assignment
   stays fast at thousands of lists);
 - when float32 vectors exceed ``memory_budget_mb``: ``IVF..,PQ{m}`` re-ranked by exact vectors read from
-  a memory-mapped float16 file (bench/scale.py at 1M: recall@1 0.997 in 96 MB of process RAM, where
+  a memory-mapped float16 file (BENCHMARKS.md#scale-faiss at 1M: recall@1 0.997 in 96 MB of process RAM, where
   ``IVF..,SQ8`` gets 0.959 in 509 MB; SQ8 stays available through ``factory``).
 
 IVF indexes store *row numbers* as FAISS ids, with a row → id table beside them: FAISS's IndexIDMap

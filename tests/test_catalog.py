@@ -100,6 +100,11 @@ def test_images_store_dedup_scheme_and_removal(cat, tmp_path):
     src = _png(tmp_path / "emperor.png")
     bw = tmp_path / "bw.png"
     Image.new("RGB", (20, 20), (0, 0, 0)).save(bw)
+    with pytest.raises(ImageError, match="blank: one colour"):  # nothing to recognise in a plain square
+        cat.add_image("band", band.id, bw)
+    marked = Image.new("RGB", (20, 20), (0, 0, 0))
+    marked.paste((255, 255, 255), (5, 5, 15, 15))  # a white mark on it: a black-and-white logo
+    marked.save(bw)
     img = cat.add_image("band", band.id, src)
     assert cat.add_image("band", band.id, src).id == img.id  # dedup by (entity, sha256)
     assert img.path.read_bytes() == src.read_bytes() and img.path.parent.name == img.sha256[:2]
@@ -175,7 +180,7 @@ def test_import_csv_with_column_map_images_and_reimport(cat, tmp_path):
     report = import_bands_csv(cat, csv_path, images, column_map={"band_id": "Band ID", "band_name": "Name"},
                               progress=lambda done, total: seen.append((done, total)))
     assert (report.added, report.updated, report.images_added) == (4, 0, 3)
-    reasons = dict(report.skipped)
+    reasons = {s.where: s.reason for s in report.skipped}
     assert any("burzum.jpg" in k for k in reasons) and any("unmatched.png" in k for k in reasons)
     assert any("needs a name" in v for v in reasons.values())
     assert seen[-1] == (5, 5)

@@ -1,4 +1,4 @@
-"""Colour-opponent keypoints (``LocalConfig.ref_chroma_keypoints`` / ``query_chroma_keypoints``): a print whose
+"""Colour-opponent keypoints (``ExtractConfig.ref_chroma_keypoints`` / ``query_chroma_keypoints``): a print whose
 colours differ from the shirt in hue but hardly in lightness is found, grey logos gain nothing, and homes built
 before the setting keep their features."""
 
@@ -10,8 +10,8 @@ from PIL import Image
 from synth import background, homography, text_logo
 
 from logoid.core.errors import ConfigError
-from logoid.engine.local import LocalConfig, extract, extract_reference
-from logoid.identify.verify import match_local
+from logoid.engine.local import ExtractConfig, extract, extract_reference
+from logoid.identify.match import LocalConfig, match_local
 from logoid.index.descriptors import DescriptorIndex
 
 cv2 = pytest.importorskip("cv2")
@@ -22,8 +22,8 @@ QUAD = [(150, 180), (560, 150), (590, 330), (170, 360)]
 INK, SHIRT = (60, 170, 190), (230, 120, 30)
 
 
-def _cfg(chroma: int) -> LocalConfig:
-    return LocalConfig(**BASE, ref_chroma_keypoints=chroma // 2, query_chroma_keypoints=chroma)
+def _cfg(chroma: int) -> ExtractConfig:
+    return ExtractConfig(**BASE, ref_chroma_keypoints=chroma // 2, query_chroma_keypoints=chroma)
 
 
 def _in_colours(logo: Image.Image, ink=INK, paper=SHIRT) -> Image.Image:
@@ -45,7 +45,7 @@ LOGOS = {11: _in_colours(text_logo("MAYHEM", seed=1)), 22: _in_colours(text_logo
          33: text_logo("KORN", (300, 200), 90, 3)}
 
 
-def _index(cfg: LocalConfig) -> DescriptorIndex:
+def _index(cfg: ExtractConfig) -> DescriptorIndex:
     return DescriptorIndex.build(((i, extract_reference(img, cfg)) for i, img in LOGOS.items()), feature_config=cfg)
 
 
@@ -53,9 +53,9 @@ def test_isoluminant_print_is_found_only_with_chroma_keypoints():
     grey = np.asarray(LOGOS[11].convert("L"), np.int16)
     assert int(grey.max()) - int(grey.min()) < 8  # nothing for grey SIFT to see
     photo = _colour_photo(LOGOS[11])
-    off = match_local(extract(photo, _cfg(0), "query"), _index(_cfg(0)), _cfg(0))
+    off = match_local(extract(photo, _cfg(0), "query"), _index(_cfg(0)), LocalConfig(_cfg(0)))
     assert not any(r.image_id == 11 for r in off)
-    on = match_local(extract(photo, _cfg(600), "query"), _index(_cfg(600)), _cfg(600))
+    on = match_local(extract(photo, _cfg(600), "query"), _index(_cfg(600)), LocalConfig(_cfg(600)))
     assert on and on[0].image_id == 11 and on[0].inliers >= 10
     assert np.linalg.norm(on[0].polygon - np.float64(QUAD), axis=1).max() < 8
 
@@ -72,31 +72,32 @@ def test_grey_logos_and_inverted_variants_get_no_chroma_keypoints():
     grey_photo = Image.fromarray(background(seed=3)).convert("RGB")
     np.testing.assert_array_equal(extract(grey_photo, _cfg(600), "query").desc, extract(grey_photo, _cfg(0), "query").desc)
     photo = _colour_photo(LOGOS[22], seed=4)
-    base, more = extract(photo, _cfg(0), "query"), extract(photo, LocalConfig(**BASE, query_chroma_keypoints=7))
+    base, more = extract(photo, _cfg(0), "query"), extract(photo, ExtractConfig(**BASE, query_chroma_keypoints=7))
     assert len(base) < len(more) <= len(base) + 14
     assert (more.xy >= -1).all() and (more.xy < np.array(photo.size)).all()
 
 
 def test_setting_off_keeps_old_hashes_and_old_sidecars_keep_it_off():
-    assert LocalConfig(ref_small_side=0, ref_chroma_keypoints=0).ref_hash() == "a1309bdfb97dabe5"
-    assert LocalConfig(ref_chroma_keypoints=300).ref_hash() != LocalConfig(ref_chroma_keypoints=0).ref_hash()
-    q0 = LocalConfig(query_chroma_keypoints=0)
-    assert LocalConfig(query_chroma_keypoints=500).query_hash() != q0.query_hash()
-    assert LocalConfig(query_chroma_keypoints=500).ref_hash() == q0.ref_hash()  # photos' setting: references stay
+    assert ExtractConfig(ref_small_side=0, ref_chroma_keypoints=0).ref_hash() == "a1309bdfb97dabe5"
+    assert ExtractConfig(ref_chroma_keypoints=300).ref_hash() != ExtractConfig(ref_chroma_keypoints=0).ref_hash()
+    q0 = ExtractConfig(query_chroma_keypoints=0)
+    assert ExtractConfig(query_chroma_keypoints=500).query_hash() != q0.query_hash()
+    assert ExtractConfig(query_chroma_keypoints=500).ref_hash() == q0.ref_hash()  # photos' setting: references stay
     # The chroma read size counts only while chroma keypoints are on.
-    assert LocalConfig(query_chroma_keypoints=0, query_chroma_long_side=800).query_hash() == q0.query_hash()
-    on = LocalConfig(query_chroma_keypoints=500)
-    assert LocalConfig(query_chroma_keypoints=500, query_chroma_long_side=800).query_hash() != on.query_hash()
-    old = LocalConfig().to_dict()
+    assert ExtractConfig(query_chroma_keypoints=0, query_chroma_long_side=800).query_hash() == q0.query_hash()
+    on = ExtractConfig(query_chroma_keypoints=500)
+    assert ExtractConfig(query_chroma_keypoints=500, query_chroma_long_side=800).query_hash() != on.query_hash()
+    old = ExtractConfig().to_dict()
     del old["ref_chroma_keypoints"], old["query_chroma_keypoints"]
-    back = LocalConfig.from_dict(old)
+    back = ExtractConfig.from_dict(old)
     assert back.ref_chroma_keypoints == 0 and back.query_chroma_keypoints == 0
     with pytest.raises(ConfigError):
-        LocalConfig(query_chroma_keypoints=-1)
+        ExtractConfig(query_chroma_keypoints=-1)
 
 
 def test_repeats_are_near_in_place_and_in_descriptor_or_its_inverse():
-    from logoid.engine.local import _FLIP, Features, _new_only
+    from logoid.engine.local import Features
+    from logoid.engine.local.extract import _FLIP, _new_only
 
     rng = np.random.default_rng(0)
 
@@ -118,32 +119,32 @@ def test_repeats_are_near_in_place_and_in_descriptor_or_its_inverse():
 
 
 def test_chroma_dedup_drops_repeats_of_grey_keypoints_and_keeps_isoluminant_prints():
-    dedup = LocalConfig(**BASE, ref_chroma_keypoints=300, query_chroma_keypoints=600, chroma_dedup_px=3)
+    dedup = ExtractConfig(**BASE, ref_chroma_keypoints=300, query_chroma_keypoints=600, chroma_dedup_px=3)
     # Red text on white: a* sees the same edges as grey (opposite polarity), so most of its keypoints repeat the
     # grey ones.
     red = _in_colours(text_logo("DEFTONES", (460, 140), 58, 2), ink=(200, 20, 20), paper=(255, 255, 255))
     grey_only = extract(red, _cfg(0), "ref")
-    full = extract(red, LocalConfig(**BASE, ref_chroma_keypoints=300, chroma_dedup_px=0), "ref")
+    full = extract(red, ExtractConfig(**BASE, ref_chroma_keypoints=300, chroma_dedup_px=0), "ref")
     kept = extract(red, dedup, "ref")
     assert len(grey_only) <= len(kept) < len(full)
     np.testing.assert_array_equal(kept.desc[:len(grey_only)], grey_only.desc)  # grey keypoints all stay
     assert len(kept) - len(grey_only) < 0.5 * (len(full) - len(grey_only))
     # A print grey SIFT cannot see keeps its chroma keypoints, and is still found.
     photo = _colour_photo(LOGOS[11])
-    on = match_local(extract(photo, dedup, "query"), _index(dedup), dedup)
+    on = match_local(extract(photo, dedup, "query"), _index(dedup), LocalConfig(dedup))
     assert on and on[0].image_id == 11 and on[0].inliers >= 10
 
 
 def test_chroma_dedup_off_keeps_hashes_and_old_sidecars():
     # The hashes of homes built before the setting existed (75 / 1000 chroma keypoints, no dedup).
-    on = LocalConfig(ref_chroma_keypoints=75, query_chroma_keypoints=1000, query_chroma_long_side=400,
-                     chroma_dedup_px=0)
+    on = ExtractConfig(ref_chroma_keypoints=75, query_chroma_keypoints=1000, query_chroma_long_side=400,
+                       chroma_dedup_px=0)
     assert (on.ref_hash(), on.query_hash()) == ("5ec1c91acddb3adb", "c499bccc754d53e1")
-    d = LocalConfig(ref_chroma_keypoints=75, query_chroma_keypoints=1000, query_chroma_long_side=400,
-                    chroma_dedup_px=2)
+    d = ExtractConfig(ref_chroma_keypoints=75, query_chroma_keypoints=1000, query_chroma_long_side=400,
+                      chroma_dedup_px=2)
     assert d.ref_hash() != on.ref_hash() and d.query_hash() != on.query_hash()
     old = d.to_dict()
     del old["chroma_dedup_px"]
-    assert LocalConfig.from_dict(old).chroma_dedup_px == 0
+    assert ExtractConfig.from_dict(old).chroma_dedup_px == 0
     with pytest.raises(ConfigError):
-        LocalConfig(chroma_dedup_px=-1)
+        ExtractConfig(chroma_dedup_px=-1)

@@ -93,7 +93,10 @@ def test_batch_skips_bad_files_and_writes_csv(built, tmp_path):
     assert data["summary"]["photos"] == 3 and data["summary"]["skipped"] == 2
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 1 and rows[0]["answer"] == "Korn"
+    by_file = {r["path"].rsplit("/", 1)[-1]: r for r in rows}  # one row per input, skipped files included
+    assert by_file["korn.jpg"]["answer"] == "Korn" and by_file["korn.jpg"]["status"] == "ok"
+    assert {by_file["empty.jpg"]["status"], by_file["broken.png"]["status"]} == {"error"}
+    assert by_file["empty.jpg"]["error"] and by_file["broken.png"]["error"]
     assert "skipping" in res.stderr
 
 

@@ -24,6 +24,18 @@ def test_missing_empty_and_non_image(tmp_path):
         load_image(text)
 
 
+def test_symlink_loop_and_broken_link_say_so(tmp_path):
+    (tmp_path / "a.jpg").symlink_to("b.jpg")
+    (tmp_path / "b.jpg").symlink_to("a.jpg")
+    with pytest.raises(ImageError) as e:
+        load_image(tmp_path / "a.jpg")
+    assert e.value.reason == "symlink loop"  # not "no such file": the file is there, the link goes round
+    (tmp_path / "c.jpg").symlink_to("gone.jpg")
+    with pytest.raises(ImageError) as e:
+        load_image(tmp_path / "c.jpg")
+    assert e.value.reason == "broken symlink: its target gone.jpg does not exist"
+
+
 def test_truncated_jpeg(tmp_path):
     p = tmp_path / "t.jpg"
     Image.new("RGB", (200, 200), (10, 200, 30)).save(p, quality=90)
@@ -38,7 +50,7 @@ def test_decompression_bomb_and_override(tmp_path):
     Image.new("L", (2000, 2000)).save(p)
     with pytest.raises(ImageError, match="pixel limit") as e:
         load_image(p, max_pixels_=1_000_000)
-    assert "--max-pixels" in str(e.value)
+    assert "LOGOID_MAX_PIXELS" in str(e.value) and "--max-pixels" not in str(e.value)  # no such flag
     assert load_image(p, max_pixels_=5_000_000).size == (2000, 2000)
 
 

@@ -115,8 +115,19 @@ def test_the_checker_sees_upward_imports(tmp_path, source, expected):
 def test_ground_floor_is_imported_one_way():
     """core is imported by its absolute name everywhere, never relatively from another folder."""
     bad = []
-    for module, (path, is_pkg) in MODULES.items():
+    for path, _ in MODULES.values():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level >= 2:
                 bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not bad, "relative imports across folders (use `from logoid.x import ...`):\n" + "\n".join(bad)
+
+
+def test_public_api_is_all_and_loads_lazily():
+    """Every name in ``logoid.__all__`` resolves, and ``import logoid`` loads none of the heavy modules."""
+    import subprocess
+    import sys
+
+    code = ("import sys, logoid; heavy = [m for m in ('torch', 'faiss', 'cv2', 'logoid.identify') if m in sys.modules];"
+            "print(heavy); missing = [n for n in logoid.__all__ if getattr(logoid, n, None) is None]; print(missing)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0] == "[]" and out[1] == "[]", out

@@ -9,14 +9,16 @@ from synth import background, homography, paste, text_logo
 from synth import photo as to_photo
 
 from logoid.core.errors import ConfigError, IndexMismatchError
-from logoid.engine.local import FeatureCache, Features, LocalConfig, extract, extract_reference
-from logoid.identify.verify import find_all, match_local, verify
+from logoid.engine.local import ExtractConfig, FeatureCache, Features, extract, extract_reference
+from logoid.identify.match import LocalConfig, find_all, match_local
+from logoid.identify.verify import VerifyConfig, verify
 from logoid.index.descriptors import DescriptorConfig, DescriptorIndex, decode_ids, encode_ids
 
 cv2 = pytest.importorskip("cv2")
 
 # Small working sizes keep the whole file fast on a shared 2-core machine.
-CFG = LocalConfig(ref_long_side=400, query_long_side=640, ref_max_keypoints=800, query_max_keypoints=2000)
+CFG = LocalConfig.of(ref_long_side=400, query_long_side=640, ref_max_keypoints=800, query_max_keypoints=2000)
+EX = CFG.extract
 
 
 MAYHEM = text_logo("MAYHEM", (420, 160), 72, 1)
@@ -25,7 +27,8 @@ KORN = text_logo("KORN", (300, 200), 90, 3)
 
 
 def _index(refs: dict[int, Image.Image], cfg: LocalConfig = CFG) -> DescriptorIndex:
-    return DescriptorIndex.build(((i, extract_reference(img, cfg)) for i, img in refs.items()), feature_config=cfg)
+    return DescriptorIndex.build(((i, extract_reference(img, cfg.extract)) for i, img in refs.items()),
+                                 feature_config=cfg.extract)
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +41,15 @@ QUAD_A = [(180, 150), (560, 190), (540, 360), (170, 330)]  # perspective, slight
 
 # ---- extraction ------------------------------------------------------------------------------
 def test_rootsift_unit_norm_and_original_coordinates():
-    f = extract(MAYHEM, CFG, "ref")
-    assert 50 < len(f) <= CFG.ref_max_keypoints
+    f = extract(MAYHEM, EX, "ref")
+    assert 50 < len(f) <= EX.ref_max_keypoints
     assert f.desc.dtype == np.float32 and f.desc.shape == (len(f), 128)
     np.testing.assert_allclose(np.linalg.norm(f.desc, axis=1), 1.0, atol=1e-4)
     assert (f.desc >= 0).all()
     # Coordinates are in original px even though SIFT ran on an enlarged image.
     assert f.scale == pytest.approx(400 / 420)
     assert f.xy[:, 0].max() < MAYHEM.width and f.xy[:, 1].max() < MAYHEM.height and f.xy.min() > -1
-    big = extract(MAYHEM.resize((840, 320)), CFG, "ref")
+    big = extract(MAYHEM.resize((840, 320)), EX, "ref")
     assert big.scale == pytest.approx(400 / 840)
     # Same content at twice the size: keypoints land at about twice the coordinates.
     d = np.linalg.norm(big.xy[:, None, :] / 2 - f.xy[None, :, :], axis=2).min(axis=1)
@@ -54,8 +57,7 @@ def test_rootsift_unit_norm_and_original_coordinates():
 
 
 def test_keypoint_cap_keeps_strongest():
-    cfg = LocalConfig.from_dict({**CFG.to_dict(), "ref_max_keypoints": 40})
-    assert len(extract(MAYHEM, cfg, "ref")) == 40
+    assert len(extract(MAYHEM, CFG.override(ref_max_keypoints=40).extract, "ref")) == 40
 
 
 @pytest.mark.parametrize("img", [
@@ -65,20 +67,20 @@ def test_keypoint_cap_keeps_strongest():
     Image.new("RGB", (1, 500), (0, 0, 0)),
 ])
 def test_blank_or_tiny_image_gives_empty_features(img):
-    f = extract(img, CFG, "query")
+    f = extract(img, EX, "query")
     assert len(f) == 0 and f.desc.shape == (0, 128) and f.size == img.size
-    refs = extract_reference(img, CFG)
+    refs = extract_reference(img, EX)
     assert [len(r) for r in refs] == [0, 0]
 
 
 def test_inverted_reference_variant_differs():
-    normal, inverted = extract_reference(MAYHEM, CFG)
+    normal, inverted = extract_reference(MAYHEM, EX)
     assert len(normal) > 0 and len(inverted) > 0
-    assert len(extract_reference(MAYHEM, LocalConfig.from_dict({**CFG.to_dict(), "enrol_inverted": False}))) == 1
+    assert len(extract_reference(MAYHEM, CFG.override(enrol_inverted=False).extract)) == 1
 
 
 def test_features_roundtrip_and_cache(tmp_path):
-    f = extract(KORN, CFG, "ref")
+    f = extract(KORN, EX, "ref")
     g = Features.from_bytes(f.to_bytes())
     np.testing.assert_array_equal(f.xy, g.xy)
     np.testing.assert_array_equal(f.desc, g.desc)
@@ -91,22 +93,22 @@ def test_features_roundtrip_and_cache(tmp_path):
         calls.append(1)
         return KORN
 
-    a = cache.get_reference("ab" * 32, loader, CFG)
-    b = cache.get_reference("ab" * 32, loader, CFG)
+    a = cache.get_reference("ab" * 32, loader, EX)
+    b = cache.get_reference("ab" * 32, loader, EX)
     assert len(calls) == 1 and len(a) == len(b) == 2
     np.testing.assert_array_equal(a[1].desc, b[1].desc)
-    other = LocalConfig.from_dict({**CFG.to_dict(), "ref_max_keypoints": 100})
+    other = CFG.override(ref_max_keypoints=100).extract
     assert cache.get("ab" * 32, other) is None  # another extraction config is another key
-    assert cache.get("ab" * 32, LocalConfig.from_dict({**CFG.to_dict(), "ratio": 0.7})) is not None
+    assert cache.get("ab" * 32, CFG.override(ratio=0.7).extract) is not None
 
 
 def test_config_validation_and_roundtrip():
     with pytest.raises(ConfigError):
-        LocalConfig(ratio=1.5)
+        LocalConfig.of(ratio=1.5)
     with pytest.raises(ConfigError):
-        LocalConfig(ransac_method="lmeds")
+        VerifyConfig(ransac_method="lmeds")
     with pytest.raises(ConfigError):
-        extract(MAYHEM, CFG, "photo")
+        extract(MAYHEM, EX, "photo")
     assert LocalConfig.from_dict(CFG.to_dict()) == CFG
 
 
@@ -115,7 +117,7 @@ def test_finds_warped_logo_with_accurate_outline(dindex):
     bg = background(seed=5)
     arr, H = paste(bg, MAYHEM, QUAD_A)
     photo = to_photo(arr)
-    q = extract(photo, CFG, "query")
+    q = extract(photo, EX, "query")
     res = match_local(q, dindex, CFG)
     assert res and res[0].image_id == 11 and res[0].variant == 0
     assert res[0].inliers >= 30 and res[0].score >= 20
@@ -126,23 +128,23 @@ def test_finds_warped_logo_with_accurate_outline(dindex):
 
 def test_unknown_logo_is_not_matched(dindex):
     arr, _ = paste(background(seed=6), text_logo("SLAYER", (420, 160), 72, 9), QUAD_A)
-    res = match_local(extract(to_photo(arr), CFG, "query"), dindex, CFG)
+    res = match_local(extract(to_photo(arr), EX, "query"), dindex, CFG)
     # SLAYER shares the glyph pair "AY" (same font) with MAYHEM: a genuine partial match, but far weaker
     # than a real print of MAYHEM (score ~29 in test_finds_warped_logo_with_accurate_outline).
     assert all(r.score < 8 for r in res)
 
 
 def test_blank_photo_no_match_no_error(dindex):
-    q = extract(Image.new("RGB", (640, 480), (255, 255, 255)), CFG, "query")
+    q = extract(Image.new("RGB", (640, 480), (255, 255, 255)), EX, "query")
     assert match_local(q, dindex, CFG) == [] and find_all(q, dindex, CFG) == []
 
 
 def test_inverted_print_needs_inverted_enrolment():
     inverted_logo = Image.fromarray(255 - np.asarray(DEFTONES))
     arr, _ = paste(background(seed=7), inverted_logo, [(150, 200), (600, 180), (610, 330), (140, 340)])
-    q = extract(to_photo(arr), CFG, "query")
+    q = extract(to_photo(arr), EX, "query")
     refs = {11: MAYHEM, 22: DEFTONES, 33: KORN}
-    no_inv = LocalConfig.from_dict({**CFG.to_dict(), "enrol_inverted": False})
+    no_inv = CFG.override(enrol_inverted=False)
     assert not [r for r in match_local(q, _index(refs, no_inv), no_inv) if r.image_id == 22]
     res = match_local(q, _index(refs, CFG), CFG)
     assert res and res[0].image_id == 22 and res[0].variant == 1 and res[0].inliers >= 20
@@ -153,7 +155,7 @@ def test_find_all_returns_each_logo_with_outline(dindex):
     quad_d = [(360, 330), (770, 300), (780, 440), (350, 460)]
     arr, _ = paste(background(seed=8), MAYHEM, quad_m)
     arr, _ = paste(arr, DEFTONES, quad_d)
-    q = extract(to_photo(arr), CFG, "query")
+    q = extract(to_photo(arr), EX, "query")
     found = find_all(q, dindex, CFG)
     # Both prints come first and strong; anything after is a chance fit in the clutter (the threshold drops it).
     by_id = {v.image_id: v for v in found[:2]}
@@ -167,12 +169,12 @@ def test_find_all_returns_each_logo_with_outline(dindex):
 
 def test_extra_candidate_is_verified_when_restricted(dindex):
     arr, _ = paste(background(seed=9), KORN, [(200, 100), (480, 120), (470, 320), (190, 300)])
-    q = extract(to_photo(arr), CFG, "query")
+    q = extract(to_photo(arr), EX, "query")
     strong = match_local(q, dindex, CFG, restrict=[33])
     assert strong[0].image_id == 33 and strong[0].inliers >= 20
     assert all(r.image_id != 33 and r.inliers < strong[0].inliers / 3
                for r in match_local(q, dindex, CFG, restrict=[11, 22]))
-    tiny = LocalConfig.from_dict({**CFG.to_dict(), "shortlist": 0})
+    tiny = CFG.override(shortlist=0)
     assert match_local(q, dindex, tiny) == []
     assert [r.image_id for r in match_local(q, dindex, tiny, extra_candidates=[33])] == [33]
 
@@ -190,26 +192,25 @@ def _synthetic_matches(H: np.ndarray, n=60, size=(400, 200), seed=0):
 def test_verify_accepts_true_homography_and_rejects_mirror():
     H = homography((400, 200), [(100, 100), (500, 120), (490, 330), (90, 300)])
     q, ref, m = _synthetic_matches(H)
-    v = verify(q, ref, m, CFG, ref_size=(400, 200), image_id=5)
+    v = verify(q, ref, m, CFG.verify, ref_size=(400, 200), ref_scale=1.0, image_id=5)
     assert v is not None and v.image_id == 5 and v.inliers == 60 and v.inlier_ratio == 1.0
     np.testing.assert_allclose(v.H / v.H[2, 2], H / H[2, 2], atol=1e-3)
     mirror = homography((400, 200), [(500, 120), (100, 100), (90, 300), (490, 330)])
     q, ref, m = _synthetic_matches(mirror)
-    no_fallback = LocalConfig.from_dict({**CFG.to_dict(), "similarity_fallback": False})
-    assert verify(q, ref, m, no_fallback, ref_size=(400, 200)) is None
+    assert verify(q, ref, m, VerifyConfig(similarity_fallback=False), ref_size=(400, 200), ref_scale=1.0) is None
     # The similarity fallback can only explain a chance handful of a mirrored set, never the mirror itself.
-    v = verify(q, ref, m, CFG, ref_size=(400, 200))
+    v = verify(q, ref, m, CFG.verify, ref_size=(400, 200), ref_scale=1.0)
     assert v is None or (v.inliers <= 10 and np.linalg.det(v.H[:2, :2]) > 0)
 
 
 def test_coverage_is_the_inliers_share_of_the_reference():
     H = homography((400, 200), [(100, 100), (500, 120), (490, 330), (90, 300)])
     q, ref, m = _synthetic_matches(H, n=200)
-    whole = verify(q, ref, m, CFG, ref_size=(400, 200))
+    whole = verify(q, ref, m, CFG.verify, ref_size=(400, 200), ref_scale=1.0)
     assert whole is not None and 0.85 < whole.coverage <= 1.0
     # The same fit from matches in the reference's left quarter only: about a quarter of it covered.
     left = m[ref[:, 0] < 100]
-    part = verify(q, ref, left, CFG, ref_size=(400, 200))
+    part = verify(q, ref, left, CFG.verify, ref_size=(400, 200), ref_scale=1.0)
     assert part is not None and 0.15 < part.coverage < 0.26
     assert part.to_dict()["coverage"] == round(part.coverage, 4)
 
@@ -219,7 +220,7 @@ def test_similarity_fallback_rescues_few_matches():
     S = np.array([[0.8, -0.2, 150], [0.2, 0.8, 90], [0, 0, 1.0]])
     q, ref, m = _synthetic_matches(S, n=8, seed=3)
     q.xy[6:] += 120
-    v = verify(q, ref, m, CFG, ref_size=(400, 200))
+    v = verify(q, ref, m, CFG.verify, ref_size=(400, 200), ref_scale=1.0)
     assert v is not None and v.inliers == 6
     np.testing.assert_allclose(v.H, S, atol=1e-2)
 
@@ -227,10 +228,10 @@ def test_similarity_fallback_rescues_few_matches():
 def test_verify_rejects_collapsed_and_too_few():
     collapsed = homography((400, 200), [(300, 300), (303, 300), (303, 302), (300, 302)])
     q, ref, m = _synthetic_matches(collapsed)
-    assert verify(q, ref, m, CFG, ref_size=(400, 200)) is None
+    assert verify(q, ref, m, CFG.verify, ref_size=(400, 200), ref_scale=1.0) is None
     H = homography((400, 200), [(100, 100), (500, 120), (490, 330), (90, 300)])
-    q, ref, m = _synthetic_matches(H, n=CFG.min_inliers - 1)
-    assert verify(q, ref, m, CFG, ref_size=(400, 200)) is None
+    q, ref, m = _synthetic_matches(H, n=CFG.verify.min_inliers - 1)
+    assert verify(q, ref, m, CFG.verify, ref_size=(400, 200), ref_scale=1.0) is None
 
 
 # ---- descriptor index ----------------------------------------------------------------------
@@ -241,10 +242,10 @@ def test_ids_encode_owner():
 
 
 def test_add_then_remove_restores_index(dindex):
-    q = extract(to_photo(paste(background(seed=3), MAYHEM, QUAD_A)[0]), CFG, "query")
+    q = extract(to_photo(paste(background(seed=3), MAYHEM, QUAD_A)[0]), EX, "query")
     before_n, before_ids = dindex.ntotal, dindex.image_ids()
     D0, O0 = dindex.search(q.desc, k=4)
-    added = dindex.add(99, extract_reference(MAYHEM.rotate(180), CFG))
+    added = dindex.add(99, extract_reference(MAYHEM.rotate(180), EX))
     assert added > 0 and dindex.ntotal == before_n + added and 99 in dindex.image_ids()
     D1, O1 = dindex.search(q.desc, k=4)
     assert (O1[..., 0] == 99).any()  # the new image really takes part in search
@@ -257,7 +258,7 @@ def test_add_then_remove_restores_index(dindex):
 
 def test_readd_replaces_and_owner_consistent(dindex):
     n = dindex.ntotal
-    feats = extract_reference(KORN, CFG)
+    feats = extract_reference(KORN, EX)
     dindex.add(33, feats)
     assert dindex.ntotal == n
     D, own = dindex.search(feats[1].desc[:20], k=1)
@@ -293,11 +294,11 @@ def test_save_load_roundtrip(tmp_path, dindex):
     assert back.ntotal == dindex.ntotal and back.image_ids() == dindex.image_ids()
     np.testing.assert_array_equal(back.ref_xy(22, 1), dindex.ref_xy(22, 1))
     assert back.ref_size(22, 0) == DEFTONES.size
-    q = extract(KORN, CFG, "query")
+    q = extract(KORN, EX, "query")
     np.testing.assert_array_equal(back.search(q.desc, 3)[1], dindex.search(q.desc, 3)[1])
-    back.check_features(CFG)
+    back.check_features(EX)
     with pytest.raises(IndexMismatchError):
-        back.check_features(LocalConfig.from_dict({**CFG.to_dict(), "ref_long_side": 999}))
+        back.check_features(CFG.override(ref_long_side=999).extract)
     (tmp_path / "descriptors-00001.json").write_text('{"schema_version": 99}')
     with pytest.raises(IndexMismatchError):
         DescriptorIndex.load(p)
@@ -336,7 +337,7 @@ def test_ivf_save_load_and_restricted_search(tmp_path):
 
 # ---- multi-scale tiled extraction, soft candidate matches, cache keys ------------------------
 def test_tile_grid_cores_partition_the_image():
-    from logoid.engine.local import _tile_grid
+    from logoid.engine.local.tiles import _tile_grid
 
     for n, tile in [(500, 800), (1600, 640), (1999, 640), (641, 640)]:
         grid = _tile_grid(n, tile)
@@ -349,10 +350,10 @@ def test_tile_grid_cores_partition_the_image():
 def test_tile_scales_skip_small_photos():
     from logoid.engine.local import tile_scales
 
-    cfg = LocalConfig(query_long_side=800, tile_levels=2, tile_max_upscale=2.5)
+    cfg = ExtractConfig(query_long_side=800, tile_levels=2, tile_max_upscale=2.5)
     assert tile_scales((380, 272), 800 / 380, cfg) == []  # already read at 2.1x: no finer level
     assert tile_scales((3200, 2400), 0.25, cfg) == [0.5, 1.0]
-    assert tile_scales((1600, 1200), 0.5, LocalConfig(tile_levels=0)) == []
+    assert tile_scales((1600, 1200), 0.5, ExtractConfig(tile_levels=0)) == []
 
 
 def test_small_logo_in_large_photo_needs_tiled_extraction(dindex):
@@ -360,12 +361,12 @@ def test_small_logo_in_large_photo_needs_tiled_extraction(dindex):
     bg = background((1600, 1200), seed=11)
     quad = [(900, 700), (1030, 705), (1028, 755), (898, 752)]
     photo = to_photo(paste(bg, MAYHEM, quad)[0])
-    plain = LocalConfig.from_dict({**CFG.to_dict(), "query_long_side": 400})
-    tiled = LocalConfig.from_dict({**plain.to_dict(), "tile_levels": 2, "tile_size": 640})
-    near = [r for r in match_local(extract(photo, plain, "query"), dindex, plain)
+    plain = CFG.override(query_long_side=400)
+    tiled = plain.override(tile_levels=2, tile_size=640)
+    near = [r for r in match_local(extract(photo, plain.extract, "query"), dindex, plain)
             if r.image_id == 11 and np.linalg.norm(r.polygon - np.float64(quad), axis=1).max() < 20]
     assert not near
-    q = extract(photo, tiled, "query")
+    q = extract(photo, tiled.extract, "query")
     assert q.scale == pytest.approx(0.25) and q.size == (1600, 1200)
     res = match_local(q, dindex, tiled)
     assert res and res[0].image_id == 11 and res[0].inliers >= 10 and res[0].score > 5
@@ -373,7 +374,7 @@ def test_small_logo_in_large_photo_needs_tiled_extraction(dindex):
 
 
 def test_soft_matches_keep_near_ties_for_the_candidate():
-    from logoid.identify.verify import soft_matches
+    from logoid.identify.match import soft_matches
 
     # query kp 0: candidate (5, 0) is first; kp 1: image 7 wins by a hair, candidate second; kp 2: candidate far.
     D = np.array([[1.0, 1.2], [1.0, 1.02], [1.0, 4.0]], np.float32)
@@ -396,7 +397,7 @@ def _soft_matches_by_definition(D, owners, key, ratio, active=None):
 
 
 def test_soft_matches_many_equal_the_definition_for_every_candidate():
-    from logoid.identify.verify import soft_matches_many
+    from logoid.identify.match import soft_matches_many
 
     rng = np.random.default_rng(3)
     n, k = 300, 6
@@ -457,7 +458,7 @@ def test_plausibility_in_closed_form_agrees_with_the_svd_definition():
         return bool(s[0] / s[1] <= cfg.max_anisotropy)
 
     rng = np.random.default_rng(0)
-    cfg = LocalConfig()
+    cfg = VerifyConfig()
     q = Features(size=(640, 480), scale=1.25)
     verdicts = []
     for _ in range(3000):
@@ -472,12 +473,11 @@ def test_plausibility_in_closed_form_agrees_with_the_svd_definition():
 
 
 def test_reference_cache_key_ignores_query_settings():
-    base = LocalConfig()
-    for field, value in [("query_long_side", 1100), ("query_max_keypoints", 8000), ("tile_levels", 2),
-                         ("ratio", 0.8), ("candidate_ratio", 0.8)]:
-        other = LocalConfig.from_dict({**base.to_dict(), field: value})
+    base = ExtractConfig()
+    for field, value in [("query_long_side", 1100), ("query_max_keypoints", 8000), ("tile_levels", 2)]:
+        other = ExtractConfig.from_dict({**base.to_dict(), field: value})
         assert other.ref_hash() == base.ref_hash(), field
-    assert LocalConfig(query_long_side=1100).query_hash() != base.query_hash()
-    assert LocalConfig(ref_long_side=600).ref_hash() != base.ref_hash()
-    assert LocalConfig(sift_contrast_threshold=0.03).query_hash() != base.query_hash()
+    assert ExtractConfig(query_long_side=1100).query_hash() != base.query_hash()
+    assert ExtractConfig(ref_long_side=600).ref_hash() != base.ref_hash()
+    assert ExtractConfig(sift_contrast_threshold=0.03).query_hash() != base.query_hash()
 

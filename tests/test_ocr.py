@@ -157,9 +157,10 @@ def _name_only_identifier(reader, pairs):
     """An identifier whose catalog has names only (no images: no vectors, no descriptors)."""
     from types import SimpleNamespace
 
-    from logoid.identify.pipeline import Identifier
+    from logoid.identify.pipeline import Identifier, IdentifyConfig
 
-    ident = Identifier(home=None, catalog=_Catalog(dict(pairs)))
+    # no home: no album models to add (the text channel is what these tests are about)
+    ident = Identifier(home=None, catalog=_Catalog(dict(pairs)), config=IdentifyConfig(albums=False))
     ident._store = SimpleNamespace(meta={}, names=NameIndex(pairs), vectors=None, descriptors=None)
     ident._reader = reader
     return ident

@@ -1,4 +1,4 @@
-"""References also enrolled as a small, blurred copy (``LocalConfig.ref_small_side``): a print that is small in the
+"""References also enrolled as a small, blurred copy (``ExtractConfig.ref_small_side``): a print that is small in the
 photo is found with more inliers, the copy's keypoints are in the reference's own pixels, and homes built before the
 setting existed keep their features."""
 
@@ -11,8 +11,8 @@ from synth import background, paste, text_logo
 from synth import photo as to_photo
 
 from logoid.core.errors import ConfigError
-from logoid.engine.local import LocalConfig, extract, extract_reference
-from logoid.identify.verify import match_local
+from logoid.engine.local import ExtractConfig, extract, extract_reference
+from logoid.identify.match import LocalConfig, match_local
 from logoid.index.descriptors import DescriptorIndex
 
 pytest.importorskip("cv2")
@@ -22,11 +22,11 @@ MAYHEM = text_logo("MAYHEM", (420, 160), 72, 1)
 REFS = {11: MAYHEM, 22: text_logo("DEFTONES", (460, 140), 58, 2), 33: text_logo("KORN", (300, 200), 90, 3)}
 
 
-def _cfg(small: int) -> LocalConfig:
-    return LocalConfig(**BASE, ref_small_side=small)
+def _cfg(small: int) -> ExtractConfig:
+    return ExtractConfig(**BASE, ref_small_side=small)
 
 
-def _index(cfg: LocalConfig, refs=REFS) -> DescriptorIndex:
+def _index(cfg: ExtractConfig, refs=REFS) -> DescriptorIndex:
     return DescriptorIndex.build(((i, extract_reference(img, cfg)) for i, img in refs.items()), feature_config=cfg)
 
 
@@ -54,7 +54,7 @@ def test_small_copy_adds_keypoints_in_reference_pixels():
     extra = big_normal.subset(np.arange(n_sharp, len(big_normal)))
     photo, quad = _small_print(90)
     only = DescriptorIndex.build([(11, [extra])], feature_config=_cfg(70))
-    res = match_local(extract(photo, _cfg(70), "query"), only, _cfg(70))
+    res = match_local(extract(photo, _cfg(70), "query"), only, LocalConfig(_cfg(70)))
     assert res and res[0].image_id == 11 and res[0].inliers >= 8
     err = res[0].polygon - np.float64(quad)
     # Coarse keypoints: the centre is exact, a corner far from them is extrapolated (within 11 % of the print width).
@@ -67,7 +67,7 @@ def test_small_print_gets_more_inliers_with_the_small_copy():
         photo, _ = _small_print(width, seed)
         got = {}
         for s, di in idx.items():
-            res = match_local(extract(photo, _cfg(s), "query"), di, _cfg(s))
+            res = match_local(extract(photo, _cfg(s), "query"), di, LocalConfig(_cfg(s)))
             assert res and res[0].image_id == 11
             got[s] = res[0].inliers
         assert got[70] > got[0], (width, got)
@@ -81,14 +81,14 @@ def test_images_smaller_than_the_copy_or_blank_get_no_copy():
 
 def test_setting_off_keeps_old_feature_hash_and_old_sidecars_keep_it_off():
     # The hash the default configuration had before the setting existed: caches and homes built then stay valid.
-    assert LocalConfig(ref_small_side=0, ref_chroma_keypoints=0).ref_hash() == "a1309bdfb97dabe5"
-    assert LocalConfig(ref_small_side=70).ref_hash() != LocalConfig(ref_small_side=0).ref_hash()
-    old = LocalConfig().to_dict()
+    assert ExtractConfig(ref_small_side=0, ref_chroma_keypoints=0).ref_hash() == "a1309bdfb97dabe5"
+    assert ExtractConfig(ref_small_side=70).ref_hash() != ExtractConfig(ref_small_side=0).ref_hash()
+    old = ExtractConfig().to_dict()
     del old["ref_small_side"]
-    assert LocalConfig.from_dict(old).ref_small_side == 0
-    assert LocalConfig.from_dict(LocalConfig().to_dict()) == LocalConfig()
+    assert ExtractConfig.from_dict(old).ref_small_side == 0
+    assert ExtractConfig.from_dict(ExtractConfig().to_dict()) == ExtractConfig()
     with pytest.raises(ConfigError):
-        LocalConfig(ref_small_side=-1)
+        ExtractConfig(ref_small_side=-1)
 
 
 

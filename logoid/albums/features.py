@@ -1,6 +1,6 @@
 """Album-cover features and the small models on top of them: genre from a cover, artist of an unseen album.
 
-Measured on albums-dev (``bench/albums.py``; BENCHMARKS.md "Albums"). What the product should call:
+Measured on albums-dev (``python -m bench albums``; BENCHMARKS.md#albums). What the product should call:
 
 - :func:`cover_features` — image → style vector: GeM-pooled features of several EfficientNet stages of the
   (frozen, pretrained) image trunk, at two scales, plus colour statistics. Independent of the (possibly
@@ -69,7 +69,8 @@ class CoverFeatureConfig:
         return cls(**checked_kwargs(cls, d, "cover feature"))
 
 
-def _gem(x, p: float):
+def gem_pool(x, p: float):
+    """Generalised-mean pooling of a (n, c, h, w) feature map over its positions: (n, c); p = 1 is the average."""
     import torch
 
     return x.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p) if p != 1 else torch.mean(x, dim=(2, 3))
@@ -88,13 +89,14 @@ def _trunk_stages(trunk, x, stages: Sequence[int], p: float):
     for i, block in enumerate(trunk.blocks):
         x = block(x)
         if i in want:
-            out[i] = _gem(x, p)
+            out[i] = gem_pool(x, p)
     if -1 in want:
-        out[-1] = _gem(trunk.bn2(trunk.conv_head(x)), p)
+        out[-1] = gem_pool(trunk.bn2(trunk.conv_head(x)), p)
     return [torch.nn.functional.normalize(out[s], dim=1) for s in stages]
 
 
-def _prepare(img: Image.Image, side: int, mean, std) -> np.ndarray:
+def prepare_image(img: Image.Image, side: int, mean, std) -> np.ndarray:
+    """The (3, side, side) float32 input array of an image: resized square (bicubic), normalised by mean and std."""
     img = img.convert("RGB").resize((side, side), Image.Resampling.BICUBIC)
     a = np.asarray(img, dtype=np.float32) / 255.0
     return ((a - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)).transpose(2, 0, 1)
@@ -141,7 +143,7 @@ def cover_features(embedder, images: Sequence[Image.Image], cfg: CoverFeatureCon
             chunk = [im.convert("RGB") for im in images[i:i + cfg.batch_size]]
             per_scale = []
             for side in cfg.scales:
-                batch = torch.from_numpy(np.stack([_prepare(im, side, mean, std) for im in chunk]))
+                batch = torch.from_numpy(np.stack([prepare_image(im, side, mean, std) for im in chunk]))
                 batch = batch.to(embedder.device).contiguous(memory_format=torch.channels_last)
                 per_scale.append(torch.cat(_trunk_stages(trunk, batch, cfg.stages, cfg.gem_p), dim=1))
             feats = torch.stack(per_scale).mean(0).float().cpu().numpy()
@@ -213,7 +215,9 @@ class GenreClassifier:
 
         return LogisticRegression(C=c, max_iter=3000, class_weight="balanced" if self.balanced else None)
 
-    def _pick_c(self, x: np.ndarray, y: np.ndarray, groups) -> float:
+    def pick_c(self, x: np.ndarray, y: np.ndarray, groups) -> float:
+        """The C of ``c_grid`` with the best weighted F1 in ``inner_folds``-fold CV grouped by ``groups`` (the middle
+        of the grid when there are too few groups)."""
         from sklearn.metrics import f1_score
         from sklearn.model_selection import GroupKFold
 
@@ -236,7 +240,7 @@ class GenreClassifier:
             raise ConfigError("genre training needs covers of at least two genres", "label more covers")
         self.mean, self.scale = x.mean(0), x.std(0) + 1e-6
         xs = _standardise(x, self.mean, self.scale)
-        self.C = self._pick_c(xs, labels, None if groups is None else np.asarray(groups))
+        self.C = self.pick_c(xs, labels, None if groups is None else np.asarray(groups))
         lr = self._model(self.C).fit(xs, labels)
         self.classes = [str(c) for c in lr.classes_]
         self.coef, self.intercept = lr.coef_.astype(np.float32), lr.intercept_.astype(np.float32)

@@ -10,6 +10,7 @@ from typing import cast
 import numpy as np
 
 from logoid.core.errors import ImageError, IndexMissingError
+from logoid.core.faults import fault_point
 from logoid.core.imageio import load_image
 from logoid.core.paths import Home
 from logoid.index.cache import EmbeddingCache
@@ -37,6 +38,8 @@ class BuildReport:
     backend: dict = field(default_factory=dict)  # where the global vectors went (the sidecar's "backend")
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    removed: int = 0  # images taken out (an update: removed from the catalog, or orphans of a crashed write)
+    unindexed: int = 0  # catalog images still not in the index after an update (no model given, or unreadable)
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -47,7 +50,7 @@ class BuildOptions:
     """What goes into an index besides the global vectors."""
 
     augment: object = None  # logoid.augment.AugmentConfig; None = defaults
-    local: object = None  # logoid.engine.local.LocalConfig; None = defaults
+    local: object = None  # logoid.identify.match.LocalConfig (stored in the sidecar); None = defaults
     index: IndexConfig = field(default_factory=IndexConfig)
     with_local: bool = True  # enrol RootSIFT features of every reference image
     with_names: bool = True  # index catalog names for the text channel
@@ -62,7 +65,7 @@ def _augment_cfg(opts: BuildOptions):
 
 
 def _local_cfg(opts: BuildOptions):
-    from logoid.engine.local import LocalConfig
+    from logoid.identify.match import LocalConfig
 
     return opts.local or LocalConfig()
 
@@ -93,9 +96,10 @@ def embed_reference(ref, embedder, cache: EmbeddingCache, aug_cfg, report: Build
     return mat, encode_ids(np.full(len(keys), ref.id), np.arange(len(keys))), img
 
 
-def reference_features(ref, img, local_cfg, feature_cache):
+def reference_features(ref, img, extract_cfg, feature_cache):
     """Local features of one reference image (normal and, by default, inverted), cached by content hash."""
-    return feature_cache.get_reference(ref.sha256, lambda: img if img is not None else load_image(ref.path), local_cfg)
+    return feature_cache.get_reference(ref.sha256, lambda: img if img is not None else load_image(ref.path),
+                                       extract_cfg)
 
 
 def _name_entries(catalog) -> list[tuple[str, str]]:
@@ -134,13 +138,12 @@ def build_index(
     cache = EmbeddingCache(home.cache_dir, embedder.model_id)
     refs = catalog.images()
     vec_parts, id_parts = [], []
-    dindex, fcache, local_cfg = None, None, None
+    dindex, fcache, local_cfg = None, None, _local_cfg(opts)
     feature_items: list[tuple[int, list]] | None = None
     if opts.with_local:
         from logoid.engine.local import FeatureCache
         from logoid.index.descriptors import DescriptorIndex
 
-        local_cfg = _local_cfg(opts)
         feature_items = []
         fcache = FeatureCache(home.cache_dir / "features")
     iterator = progress(refs) if progress else refs
@@ -148,7 +151,7 @@ def build_index(
         try:
             vecs, ids, img = embed_reference(ref, embedder, cache, aug_cfg, report, opts.prototypes)
             if feature_items is not None:
-                feats = reference_features(ref, img, local_cfg, fcache)
+                feats = reference_features(ref, img, local_cfg.extract, fcache)
                 if sum(len(f.xy) for f in feats) < MIN_REF_KEYPOINTS:
                     report.warnings.append(
                         f"{ref.source or ref.path}: only {sum(len(f.xy) for f in feats)} keypoints; "
@@ -163,6 +166,7 @@ def build_index(
         vec_parts.append(vecs)
         id_parts.append(ids)
         report.images += 1
+        fault_point("build-image-embedded")
     cache.close()
     dim = embedder.dim
     vectors = np.concatenate(vec_parts) if vec_parts else np.zeros((0, dim), np.float32)
@@ -174,7 +178,7 @@ def build_index(
     store.vectors = _build_vectors(home, store.meta, vectors, ids, opts)
     if feature_items is not None:
         # Built in one go so the index structure (exact or IVF) is chosen for the whole catalog's size.
-        dindex = DescriptorIndex.build(feature_items, feature_config=local_cfg)
+        dindex = DescriptorIndex.build(feature_items, feature_config=local_cfg.extract)
     store.descriptors = dindex
     if opts.with_names:
         store.names = _new_names_index(catalog)
@@ -185,15 +189,17 @@ def build_index(
         model=dict(embedder.info, model_id=embedder.model_id),
         augment=aug_cfg.to_dict(),
         augment_hash=aug_cfg.config_hash(),
-        local=local_cfg.to_dict() if local_cfg is not None else None,
+        local=local_cfg.to_dict() if opts.with_local else None,
         prototypes=opts.prototypes,
         catalog_revision=catalog.revision(),
+        catalog_ids=catalog.id_marks(),  # ids the catalog had handed out (logoid/build/sync.py)
         built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         counts={"images": report.images, "vectors": report.vectors, "descriptors": report.descriptors,
                 "names": report.names},
     )
     if not opts.prototypes:
         store.meta.update(gallery_calibration(catalog, vectors, ids))
+    fault_point("index-staged")
     store.commit()
     report.backend = {k: v for k, v in store.meta.get("backend", {}).items() if k in ("kind", "uri", "collection")}
     report.seconds = time.perf_counter() - t0
@@ -257,22 +263,25 @@ def gallery_calibration(catalog, vectors: np.ndarray, ids: np.ndarray) -> dict:
                                                       "source": "gallery leave-one-out", "global": cal.to_dict()}}
 
 
-def add_images(home: Home, catalog, embedder, refs, *, on_skip=None) -> tuple[IndexStore, BuildReport]:
-    """Add catalog images to an existing index without a rebuild (the caller commits)."""
+def add_images(home: Home, catalog, embedder, refs, *, on_skip=None,
+               store: IndexStore | None = None) -> tuple[IndexStore, BuildReport]:
+    """Add catalog images to an existing index (or to ``store``, loaded from it) without a rebuild; the caller
+    commits, after the catalog (``logoid.build.sync``)."""
     from logoid.augment import AugmentConfig
 
-    if not IndexStore.exists(home.index_dir):
+    if store is None and not IndexStore.exists(home.index_dir):
         raise IndexMissingError(f"no index in {home.index_dir}", "run `logoid build-index` first")
-    store = IndexStore.load(home.index_dir)
+    store = store if store is not None else IndexStore.load(home.index_dir)
     store.check_model(embedder.info)
     aug_cfg = AugmentConfig.from_dict(store.meta["augment"])
     report = BuildReport()
     cache = EmbeddingCache(home.cache_dir, embedder.model_id)
-    local_cfg = fcache = None
+    extract_cfg = fcache = None
     if store.descriptors is not None:
-        from logoid.engine.local import FeatureCache, LocalConfig
+        from logoid.engine.local import FeatureCache
+        from logoid.identify.match import LocalConfig
 
-        local_cfg = LocalConfig.from_dict(store.meta["local"])
+        extract_cfg = LocalConfig.from_dict(store.meta["local"]).extract
         fcache = FeatureCache(home.cache_dir / "features")
     for ref in refs:
         # Re-adding an image already indexed replaces its vectors instead of duplicating them.
@@ -282,7 +291,7 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None) -> tuple[In
         try:
             vecs, ids, img = embed_reference(ref, embedder, cache, aug_cfg, report, store.meta.get("prototypes", False))
             if store.descriptors is not None:
-                store.descriptors.add(ref.id, reference_features(ref, img, local_cfg, fcache))
+                store.descriptors.add(ref.id, reference_features(ref, img, extract_cfg, fcache))
         except ImageError as e:
             report.skipped.append((str(ref.path), e.reason))
             if on_skip:
@@ -297,7 +306,7 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None) -> tuple[In
 
 
 def remove_images(home: Home, catalog, image_ids: list[int]) -> IndexStore:
-    """Take images out of every index component (the caller commits)."""
+    """Take images out of every index component (the caller commits, after the catalog)."""
     store = IndexStore.load(home.index_dir)
     store.require_vectors().remove_images(image_ids)
     if store.descriptors is not None:

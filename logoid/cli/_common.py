@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -30,8 +33,46 @@ class State:
             self._catalog = Catalog.open(self.home)
         return self._catalog
 
+    @contextlib.contextmanager
+    def writing(self):
+        """Hold the home's write lock for a whole change, catalog and index (``logoid.core.locks``): writers
+        queue, and one that waits too long says so in one line. Readers take no lock."""
+        from logoid.build.sync import reserve_index_ids
+        from logoid.core.faults import fault_point
+        from logoid.core.locks import write_lock
+
+        self.home.ensure()
+        with write_lock(self.home.root):
+            fault_point("write-locked")
+            reserve_index_ids(self.home, self.catalog)
+            yield
+            fault_point("write-done")
+
 
 pass_state = click.make_pass_decorator(State)
+
+
+def writes(f):
+    """A command that changes the home: it runs under the home's write lock (below ``@pass_state``)."""
+
+    @functools.wraps(f)
+    def command(state: State, *args, **kwargs):
+        with state.writing():
+            return f(state, *args, **kwargs)
+
+    return command
+
+
+def reads(f):
+    """A command that reads the catalog: every read sees one committed state (below ``@pass_state``), whatever
+    a writer commits meanwhile, and no lock is taken."""
+
+    @functools.wraps(f)
+    def command(state: State, *args, **kwargs):
+        with state.catalog.snapshot():
+            return f(state, *args, **kwargs)
+
+    return command
 
 
 class LogoidGroup(click.Group):
@@ -46,7 +87,7 @@ class LogoidGroup(click.Group):
                 warnings.showwarning = _show_warning
                 return super().invoke(ctx)
         except LogoidError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {shown(e)}", err=True)
             ctx.exit(EXIT_USER)
         except KeyboardInterrupt:
             click.echo("interrupted; nothing stored was changed by the unfinished step", err=True)
@@ -54,7 +95,7 @@ class LogoidGroup(click.Group):
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    click.echo(f"warning: {message}", err=True)
+    click.echo(f"warning: {shown(message)}", err=True)
 
 
 def json_option(f):
@@ -87,7 +128,21 @@ def key_value_pairs(items, flag: str, example: str) -> dict[str, str]:
 
 
 def warn(msg: str) -> None:
-    click.echo(f"warning: {msg}", err=True)
+    click.echo(f"warning: {shown(msg)}", err=True)
+
+
+# C0/C1 controls (newline, ESC...), the line and paragraph separators, and the bidi marks, embeddings, overrides
+# and isolates, which reorder the text after them on screen. Other format characters (ZWJ in emoji and scripts)
+# print as they should.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def shown(value) -> str:
+    """``value`` as text for people: control characters escaped (``\\n``, ``\\x1b``, ``\\u202e``), so a name can
+    neither split a line of output nor send the terminal an escape sequence. JSON output stays exact."""
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group()) or m.group().encode("unicode_escape").decode("ascii"),
+                        str(value))
 
 
 def home_option(f):

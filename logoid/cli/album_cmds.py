@@ -8,7 +8,7 @@ import click
 
 from logoid.core.errors import ConfigError, ImageError, LogoidError
 
-from ._common import emit_json, json_option, key_value_pairs, pass_state, progress, warn
+from ._common import emit_json, json_option, key_value_pairs, pass_state, progress, shown, warn
 
 
 def embedder_for(state, model: str | None = None):
@@ -87,7 +87,7 @@ def search_cmd(state, text, k, entity_type, as_json):
         warn("this model's text-image projections are untrained: rankings are close to arbitrary until "
              "`logoid finetune`")
     for h in hits:
-        click.echo(f"{h.rank:>3}. {h.score:+.3f}  {h.name}  ({h.entity})  {h.path}")
+        click.echo(shown(f"{h.rank:>3}. {h.score:+.3f}  {h.name}  ({h.entity})  {h.path}"))
     if not hits:
         click.echo("no indexed images" + (f" of type {entity_type}" if entity_type != "all" else ""))
 
@@ -256,9 +256,9 @@ def artist_check_cmd(state, photo, artist, as_json):
     if as_json:
         emit_json(out)
     else:
-        click.echo(f"{photo}: {'yes' if out['match'] else 'no'} — {'' if out['match'] else 'not '}by "
-                   f"{out['artist']} (p {out['probability']:.2f} vs 0.50; style z {out['score']:+.2f}, name read "
-                   f"{out['text_similarity']:.2f})")
+        click.echo(shown(f"{photo}: {'yes' if out['match'] else 'no'} — {'' if out['match'] else 'not '}by "
+                         f"{out['artist']} (p {out['probability']:.2f} vs 0.50; style z {out['score']:+.2f}, name read "
+                         f"{out['text_similarity']:.2f})"))
 
 
 # ---- genre -------------------------------------------------------------------------------------
@@ -378,7 +378,7 @@ def genre_predict(state, photos, k, as_json):
     else:
         for r in rows:
             rest = ", ".join(f"{t['genre']} {t['probability']:.2f}" for t in r["top"][1:])
-            click.echo(f"{r['path']}: {r['genre']} ({r['probability']:.2f})" + (f"  [{rest}]" if rest else ""))
+            click.echo(shown(f"{r['path']}: {r['genre']} ({r['probability']:.2f})" + (f"  [{rest}]" if rest else "")))
     if not rows:
         raise click.exceptions.Exit(1)
 
@@ -397,7 +397,7 @@ def genre_show(state, as_json):
                    "source": gm.source, "comparison": table, "model": gm.model.get("model")})
         return
     click.echo(f"genre model: {gm.method} on {gm.features} features, {gm.n_train} covers from {gm.source}")
-    click.echo(f"genres: {', '.join(gm.classes)}")
+    click.echo(shown(f"genres: {', '.join(gm.classes)}"))
     for m, row in table.items():
         click.echo(f"  {m:<10} weighted F1 {row.get('weighted_f1') or 0:.3f}  accuracy {row.get('accuracy') or 0:.3f}")
 

@@ -8,8 +8,8 @@ import click
 
 from logoid.core.errors import LogoidError
 
-from ._common import emit_json, json_option, pass_state, progress, warn
-from .album_extras import album_eval_options, eval_album_task
+from ._common import emit_json, json_option, pass_state, progress, reads, warn
+from .album_eval import album_eval_options, eval_album_task
 from .index_cmds import _identifier
 
 
@@ -39,6 +39,7 @@ def _load(state, queries: Path, split: str | None, channels: str, embedder=None)
 @album_eval_options
 @json_option
 @pass_state
+@reads
 def eval_cmd(state, queries, split, channels, threshold, report_dir, task, method, use_model, model, features, columns,
              as_json):
     """Measure accuracy on QUERIES: a CSV (photo,label[,split]) or a folder tree label/photo.jpg.
@@ -144,12 +145,14 @@ def _calibrate_photos(state, queries, split, objective, max_false_accept, embedd
     if cal.n_unknown == 0:
         warn("no unknown photos: the threshold cannot be checked against impostors; add photos of things not in "
              "the catalog")
-    store = ident.store
-    store.meta["fusion"] = model.to_dict()
-    store.meta["calibration"] = {**cal.to_dict(), "source": f"{queries}" + (f" split={split}" if has_split else "")}
-    store.commit()
-    return {"source": store.meta["calibration"]["source"], "calibration": store.meta["calibration"],
-            "fusion": store.meta["fusion"], "queries": len(collected)}
+    from logoid.index.store import IndexStore
+
+    upd = {"fusion": model.to_dict(),
+           "calibration": {**cal.to_dict(), "source": f"{queries}" + (f" split={split}" if has_split else "")}}
+    with state.writing():  # only the sidecar's entries change: vectors another command added meanwhile stay
+        ident.store.meta = IndexStore.patch_meta(state.home.index_dir, upd)
+    return {"source": upd["calibration"]["source"], "calibration": upd["calibration"], "fusion": upd["fusion"],
+            "queries": len(collected)}
 
 
 def _calibrate_gallery(state) -> dict:
@@ -158,13 +161,14 @@ def _calibrate_gallery(state) -> dict:
     from logoid.build.steps import gallery_calibration
     from logoid.index.store import IndexStore
 
-    store = IndexStore.load(state.home.index_dir)
-    vecs, ids = store.vectors.vectors_and_ids()  # every backend (FAISS flat/IVF, Milvus) provides this
-    upd = gallery_calibration(state.catalog, np.asarray(vecs, np.float32), ids)
-    if not upd:
-        raise LogoidError("the gallery has too few entities to calibrate from", "add at least two bands with images")
-    store.meta.update(upd)
-    store.commit()
+    with state.writing():  # the vectors read are the ones the sidecar keeps
+        store = IndexStore.load(state.home.index_dir)
+        vecs, ids = store.vectors.vectors_and_ids()  # every backend (FAISS flat/IVF, Milvus) provides this
+        upd = gallery_calibration(state.catalog, np.asarray(vecs, np.float32), ids)
+        if not upd:
+            raise LogoidError("the gallery has too few entities to calibrate from",
+                              "add at least two bands with images")
+        IndexStore.patch_meta(state.home.index_dir, upd)
     return {"source": "gallery leave-one-out", "calibration": upd["calibration"]["global"], "fusion": upd["fusion"]}
 
 

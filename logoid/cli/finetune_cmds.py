@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from logoid import DEFAULT_MODEL
 from logoid.core.errors import LogoidError
 
 from ._common import emit_json, json_option, pass_state
@@ -24,7 +25,7 @@ def _train_items(cat):
 
 
 @click.command("finetune")
-@click.option("--base", "base_model", default="logoid-effl0-minilm", show_default=True, help="Model to start from.")
+@click.option("--base", "base_model", default=DEFAULT_MODEL, show_default=True, help="Model to start from.")
 @click.option("-o", "--output", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Checkpoint folder (default: <home>/models/finetuned).")
 @click.option("--epochs", type=int, default=15, show_default=True)

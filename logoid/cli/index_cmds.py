@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import click
 
+from logoid import DEFAULT_MODEL
+from logoid.albums.answer import album_line
 from logoid.core.errors import ImageError, LogoidError
-from logoid.core.imageio import iter_image_files, load_image
+from logoid.core.imageio import load_image, scan_images
+from logoid.identify.answer import answer_json, error_json
 
-from ._common import EXIT_USER, emit_json, json_option, pass_state, progress, warn
-from .album_extras import album_columns, album_extras, album_line, album_lines, album_step
-
-DEFAULT_MODEL = "logoid-effl0-minilm"
+from ._common import EXIT_USER, emit_json, json_option, pass_state, progress, reads, shown, warn, writes
 
 
 def _channels(value: str) -> tuple[str, ...]:
@@ -30,8 +29,19 @@ def _identifier(state, *, model=None, threshold=None, channels="global,local,tex
         from logoid.engine import create_embedder
 
         embedder = create_embedder(model)
-    return Identifier(state.home, state.catalog, config=IdentifyConfig(channels=_channels(channels)),
-                      embedder=embedder, threshold=threshold)
+    ident = Identifier(state.home, state.catalog, config=IdentifyConfig(channels=_channels(channels)),
+                       embedder=embedder, threshold=threshold)
+    _warn_unindexed(state, ident)
+    return ident
+
+
+def _warn_unindexed(state, ident) -> None:
+    """One warning when catalog images are missing from the index (an interrupted write, an import)."""
+    from logoid.build.sync import index_health
+
+    note = index_health(state.home, state.catalog, ident.store).warning()
+    if note:
+        warn(note)
 
 
 def _query_options(f):
@@ -66,6 +76,7 @@ def _query_options(f):
               default="auto", show_default=True, help="Milvus index type (auto: FLAT on Milvus Lite, HNSW on a server).")
 @json_option
 @pass_state
+@writes
 def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes, factory, backend, uri, milvus_index,
                     as_json, nprobe, ef_search, memory_budget_mb):
     """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
@@ -146,6 +157,7 @@ def _lite_path(uri: str, home: Path) -> str:
 
 
 def _fmt_answer(ans, k: int) -> str:
+    """The human form of one answer: the verdict, the candidates, the logos, the album extras."""
     lines = []
     if ans.accepted:
         b = ans.best
@@ -163,7 +175,16 @@ def _fmt_answer(ans, k: int) -> str:
         )
     for logo in ans.logos:
         lines.append(f"  logo: {logo.name} score {logo.score:.3f} at {logo.polygon}")
-    return "\n".join(lines)
+    g = ans.artist_guess
+    if g:
+        if g["accepted"]:
+            lines.append(f"  album not in the catalog; artist probably {g['artist']} (score {g['rejection_score']:.3f}"
+                         f" ≥ {g['threshold']:.3f})")
+        else:
+            lines.append(f"  artist: unknown (closest {g['best']} {g['rejection_score']:.3f} < {g['threshold']:.3f})")
+    if ans.genre:
+        lines.append(f"  genre: {ans.genre['genre']} ({ans.genre['probability']:.2f})")
+    return "\n".join(map(shown, lines))  # names and read text with control characters escaped, one line each
 
 
 def _explain(ans) -> str:
@@ -177,7 +198,7 @@ def _explain(ans) -> str:
             out.append(f"    outline in photo: {c.polygon}")
     out.append("read: " + (", ".join(f"'{r['text']}' ({r['conf']:.2f})" for r in ans.read) or "nothing"))
     out.append("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in ans.timings.items()))
-    return "\n".join(out)
+    return "\n".join(map(shown, out))
 
 
 def draw_answer(photo: Path, ans, out: Path) -> None:
@@ -199,6 +220,19 @@ def draw_answer(photo: Path, ans, out: Path) -> None:
     img.save(out)
 
 
+class _Notes:
+    """Warn each distinct note of the album step once per command."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def __call__(self, ans) -> None:
+        for note in ans.notes:
+            if note not in self.seen:
+                self.seen.add(note)
+                warn(note)
+
+
 @click.command("query")
 @click.argument("photo", type=click.Path(path_type=Path))
 @_query_options
@@ -207,21 +241,18 @@ def draw_answer(photo: Path, ans, out: Path) -> None:
               help="Write the photo with the found logos outlined.")
 @json_option
 @pass_state
+@reads
 def query_cmd(state, photo, k, find_all, model, threshold, channels, explain, draw, as_json):
     """Identify the band or album in PHOTO (answers "unknown" under the threshold)."""
     ident = _identifier(state, model=model, threshold=threshold, channels=channels)
-    t0 = time.perf_counter()
     ans = ident.identify(photo, find_all=find_all or bool(draw))
-    ans.timings["total"] = time.perf_counter() - t0
-    extras = album_extras(album_step(state, ident), ans, photo)
+    _Notes()(ans)
     if draw:
         draw_answer(photo, ans, draw)
     if as_json:
-        emit_json({**ans.to_dict(k), **extras})
+        emit_json(answer_json(ans, k))
     else:
         click.echo(_fmt_answer(ans, k))
-        for line in album_lines(ans, extras):
-            click.echo(line)
         if explain:
             click.echo(_explain(ans))
         if draw:
@@ -231,60 +262,77 @@ def query_cmd(state, photo, k, find_all, model, threshold, channels, explain, dr
 @click.command("batch")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write one row per photo to a .csv or .jsonl file.")
+              help="Write one row per photo (one per logo with --all) to a .csv or .jsonl file.")
 @_query_options
 @json_option
 @pass_state
+@reads
 def batch_cmd(state, folder, output, k, find_all, model, threshold, channels, as_json):
-    """Identify every image under FOLDER (recursive); bad files are skipped and reported."""
+    """Identify every image under FOLDER (recursive); bad files are skipped, reported and get an error row."""
     if output and output.suffix.lower() not in (".csv", ".jsonl"):
         raise LogoidError(f"{output}: unsupported output format", "use a .csv or .jsonl file name")
-    files = iter_image_files(folder)
-    if not files:
+    files, passed_over = scan_images(folder)
+    if not files and not passed_over:
         raise LogoidError(f"no images under {folder}", "point at a folder of .jpg/.png/.webp photos")
-    ident = _identifier(state, model=model, threshold=threshold, channels=channels)
-    rows, skipped = [], []
-    step = album_step(state, ident)
+    results = [error_json(str(path), reason) for path, reason in passed_over]
+    for r in results:
+        warn(f"skipping {r['path']}: {r['error']}")
+    ident = _identifier(state, model=model, threshold=threshold, channels=channels) if files else None
+    notes = _Notes()
     for path in progress(files, "identifying", total=len(files)):
         try:
-            img = load_image(path)
-            ans = ident.identify(img, find_all=find_all)
-            ans.path = str(path)
+            ans = ident.identify(path, find_all=find_all)
         except ImageError as e:
             warn(f"skipping {path}: {e.reason}")
-            skipped.append({"path": str(path), "reason": e.reason})
+            results.append(error_json(str(path), e.reason))
             continue
-        rows.extend(_batch_rows(ans, k, find_all, album_columns(album_extras(step, ans, img))))
+        notes(ans)
+        results.append(answer_json(ans, k))
+    results.sort(key=lambda r: r["path"])
+    counts = {s: sum(1 for r in results if r["status"] == s) for s in ("ok", "unknown", "error")}
     summary = {
-        "photos": len(files), "identified": sum(1 for r in rows if r["accepted"]),
-        "unknown": sum(1 for r in rows if not r["accepted"]), "skipped": len(skipped), "skipped_files": skipped,
+        "photos": len(results), "identified": counts["ok"], "unknown": counts["unknown"], "skipped": counts["error"],
+        "skipped_files": [{"path": r["path"], "reason": r["error"]} for r in results if r["status"] == "error"],
     }
     if output:
-        _write_rows(output, rows)
+        _write_rows(output, [row for r in results for row in batch_rows(r, find_all)])
     if as_json:
-        emit_json({"summary": summary, "results": rows})
+        emit_json({"summary": summary, "results": results})
     else:
-        for r in rows:
-            click.echo(f"{r['path']}\t{r['answer']}\t{r['score']:.3f}\t{'accepted' if r['accepted'] else 'unknown'}")
-        click.echo(f"{summary['photos']} photos: {summary['identified']} identified, {summary['unknown']} unknown, "
+        for r in results:
+            cells = [r["path"], r["answer"], f"{r['score']:.3f}", r["status"]] + ([r["error"]] if r["error"] else [])
+            click.echo("\t".join(map(shown, cells)))
+        click.echo(f"{summary['photos']} files: {summary['identified']} identified, {summary['unknown']} unknown, "
                    f"{summary['skipped']} skipped" + (f"; wrote {output}" if output else ""))
-    if skipped and len(skipped) == len(files):
+    if counts["error"] and counts["error"] == len(results):
         raise click.exceptions.Exit(EXIT_USER)
 
 
-def _batch_rows(ans, k: int, find_all: bool, extra: dict | None = None) -> list[dict]:
-    def row(c, accepted):
-        return {**(extra or {}),
-            "path": ans.path, "answer": c.name if (c and accepted) else "unknown",
-            "entity": c.entity_key if (c and accepted) else "", "score": round(c.score, 4) if c else 0.0,
-            "accepted": bool(accepted), "channels": ",".join(c.channels) if c else "",
-            "polygon": json.dumps(c.polygon) if (c and c.polygon) else "",
-            "topk": json.dumps([[x.name, round(x.score, 4)] for x in ans.candidates[:k]]),
-        }
+#: The columns of `logoid batch -o out.csv` (and the keys of each .jsonl row).
+BATCH_FIELDS = ["path", "status", "answer", "entity", "score", "accepted", "channels", "polygon", "topk", "artist",
+                "genre", "error"]
 
-    if find_all and ans.logos:
-        return [row(c, True) for c in ans.logos]
-    return [row(ans.best, ans.accepted)]
+
+def batch_rows(result: dict, find_all: bool = False) -> list[dict]:
+    """The flat output rows of one answer's JSON: one row, or one per logo found with ``--all``."""
+    guess = result.get("artist_guess") or {}
+    common = {
+        "path": result["path"], "status": result["status"], "error": result["error"] or "",
+        "artist": result["artist"] or (guess.get("artist") if guess.get("accepted") else None) or "",
+        "genre": (result["genre"] or {}).get("genre", ""),
+        "topk": json.dumps([[c["name"], c["score"]] for c in result["candidates"]]),
+    }
+
+    def row(c: dict | None, accepted: bool) -> dict:
+        return {**common, "answer": c["name"] if (c and accepted) else "unknown",
+                "entity": c["entity"] if (c and accepted) else "", "score": c["score"] if c else 0.0,
+                "accepted": bool(accepted), "channels": ",".join(c["channels"]) if c else "",
+                "polygon": json.dumps(c["polygon"]) if (c and c["polygon"]) else ""}
+
+    if find_all and result["logos"]:
+        return [row(c, True) for c in result["logos"]]
+    best = result["candidates"][0] if result["candidates"] else None
+    return [row(best, result["accepted"])]
 
 
 def _write_rows(output: Path, rows: list[dict]) -> None:
@@ -294,9 +342,8 @@ def _write_rows(output: Path, rows: list[dict]) -> None:
         if output.suffix.lower() == ".jsonl":
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
         else:
-            fields = ["path", "answer", "entity", "score", "accepted", "channels", "polygon", "topk", "artist", "genre"]
             with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=fields)
+                w = csv.DictWriter(f, fieldnames=BATCH_FIELDS)
                 w.writeheader()
                 w.writerows(rows)
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
-from ._common import emit_json, json_option, pass_state, progress
+from logoid import DEFAULT_MODEL
+
+from ._common import emit_json, json_option, pass_state, progress, writes
 from .eval_cmds import _calibrate_photos
 
 
@@ -49,6 +51,7 @@ def augment_preview(image, output, variants, seed):
               help="Where the demo logos and photos are written (default: <home>/demo).")
 @json_option
 @pass_state
+@writes
 def demo_cmd(state, workdir, as_json):
     """Build the built-in demo catalog (real CC0 brand logos), index it, identify two demo photos."""
     from logoid.build.steps import build_index
@@ -61,7 +64,7 @@ def demo_cmd(state, workdir, as_json):
     build_demo_catalog(cat, workdir)
     assets = demo_assets(workdir)
     click.echo(f"demo catalog: {len(cat.list_bands())} logos from simple-icons in {state.home.root}", err=True)
-    embedder = create_embedder("logoid-effl0-minilm")
+    embedder = create_embedder(DEFAULT_MODEL)
     n = len(cat.images())
     report = build_index(state.home, cat, embedder, progress=lambda it: progress(it, "indexing", total=n))
     click.echo(f"indexed {report.images} images → {report.vectors} vectors in {report.seconds:.1f}s", err=True)

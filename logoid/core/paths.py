@@ -53,3 +53,8 @@ class Home:
         for p in (self.root, self.images, self.index_dir, self.cache_dir):
             p.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def open_home(home: str | os.PathLike | None = None) -> Home:
+    """The home folder ``home`` (else ``LOGOID_HOME``, else the user data dir), created if missing."""
+    return Home.resolve(home).ensure()

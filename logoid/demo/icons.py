@@ -61,7 +61,8 @@ def render_icon(slug: str, size: int = 384, colour: str | None = None, backgroun
     return Image.open(io.BytesIO(bytes(png))).convert("RGB")
 
 
-def _render_to(slug: str, folder: Path, size: int = 384) -> Path:
+def render_to(slug: str, folder: Path, size: int = 384) -> Path:
+    """``folder/<slug>.png``: the icon rendered at ``size`` px (kept: rendered once, written atomically)."""
     path = folder / f"{slug}.png"
     if not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
@@ -79,7 +80,7 @@ def build_demo_catalog(cat: Catalog, workdir: str | os.PathLike, n: int = 24) ->
     with cat.transaction():
         for slug in DEMO_SLUGS[:n]:
             band = cat.add_band(icon_title(slug), genre="demo", external_ids={"si": slug})
-            cat.add_image("band", band.id, _render_to(slug, folder), kind="logo")
+            cat.add_image("band", band.id, render_to(slug, folder), kind="logo")
             bands.append(cat.get_band(band.id))
     return bands
 
@@ -94,7 +95,7 @@ def demo_assets(workdir: str | os.PathLike) -> dict:
 
     workdir = Path(workdir)
     logos_dir = workdir / "logos"
-    logos = {slug: _render_to(slug, logos_dir) for slug in DEMO_SLUGS}
+    logos = {slug: render_to(slug, logos_dir) for slug in DEMO_SLUGS}
     unknown_slug = UNKNOWN_SLUGS[0]
     known_photo = workdir / f"photo_{DEMO_PHOTO_SLUG}.jpg"
     unknown_photo = workdir / f"photo_unknown_{unknown_slug}.jpg"

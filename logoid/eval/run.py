@@ -99,7 +99,7 @@ def fit(identifier, collected: Sequence[Collected], catalog, *, channels=None, o
     # Regularisation by cross-validation on the calibration photos, grouped by entity (choose_c), instead of the
     # fixed C=1 of earlier versions: on threadless-dev test it was as good or better on every metric in the last two
     # of three comparisons (open-set 0.951 vs 0.928 at the same top-1 and AUROC in the latest; the first was mixed),
-    # BENCHMARKS.md, "Fusion: regularisation by grouped cross-validation". Calibration sets are small.
+    # BENCHMARKS.md#accuracy-fusion-cv. Calibration sets are small.
     model = fit_fusion(base, names, C=C if C is not None else choose_c(base, names))
     fused = to_results(identifier, collected, catalog, channels, scorer=fusion_scorer(model))
     cal = calibrate(fused, objective=objective, max_false_accept=max_false_accept,

@@ -5,18 +5,21 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from logoid.core.errors import ConfigError
+from logoid.albums.answer import AlbumStep
+from logoid.core.errors import CatalogError, ConfigError
 from logoid.core.imageio import load_image
 from logoid.core.paths import Home
 from logoid.index.store import IndexStore
 from logoid.index.vectors import decode_ids
 from logoid.scoring.fusion import candidate_features, make_scorer
+
+from .answer import Answer, Candidate
 
 CHANNELS = ("global", "local", "text")
 
@@ -32,9 +35,12 @@ class IdentifyConfig:
     # With find_all, logos after the strongest also need at least this fused score (None: the threshold alone).
     # The threshold is calibrated on whole photos, one answer each; a photo read in many tile windows gives chance
     # more tries. Chosen on 2×2 and 3×3 mosaics of threadless-dev calib photos: the lowest value with at most 0.1
-    # wrong ids per mosaic on both (3×3: 0.20 -> 0.10, recall 0.832 -> 0.815; BENCHMARKS.md, "Multi-logo mosaics").
+    # wrong ids per mosaic on both (3×3: 0.20 -> 0.10, recall 0.832 -> 0.815; BENCHMARKS.md#mosaic-threadless, run of 2026-11-23 18:37).
     all_min_score: float | None = 0.7
     text_min_sim: float = 0.55  # name matches below this similarity are not candidates
+    # Album extras on every answer (logoid.albums.AlbumStep): the artist of an album not in the catalog, the
+    # genre of a cover. Each needs its model (`logoid artist fit`, `logoid genre train`) or album covers.
+    albums: bool = True
 
     def __post_init__(self) -> None:
         bad = [c for c in self.channels if c not in CHANNELS]
@@ -42,62 +48,6 @@ class IdentifyConfig:
             raise ConfigError(f"unknown channel(s) {bad or self.channels}", f"choose from {', '.join(CHANNELS)}")
         if self.all_min_score is not None and not 0.0 <= self.all_min_score <= 1.0:
             raise ConfigError(f"all_min_score must be in [0, 1] or None, got {self.all_min_score}")
-
-
-@dataclass
-class Candidate:
-    entity_key: str  # "band:12" / "album:3"
-    name: str
-    score: float  # fused score; the rejection threshold applies to it
-    features: dict  # per-channel features (see logoid.identify.fuse.FEATURES)
-    channels: list[str]  # the channels that support this candidate
-    meta: dict = field(default_factory=dict)  # catalog metadata
-    image_id: int | None = None  # the reference image that matched best
-    polygon: list[list[float]] | None = None  # the reference's outline in the photo (local channel)
-    text: str | None = None  # the read text that matched the name
-    inliers: int = 0  # verified inliers of the best local match
-
-    def to_dict(self) -> dict:
-        return {
-            "entity": self.entity_key, "name": self.name, "score": round(self.score, 4),
-            "channels": self.channels, "inliers": self.inliers, "image_id": self.image_id, "polygon": self.polygon, "text": self.text,
-            "features": {k: round(v, 4) for k, v in self.features.items()}, "meta": self.meta,
-        }
-
-
-@dataclass
-class Answer:
-    path: str
-    accepted: bool
-    best: Candidate | None  # the top candidate (also when rejected, for inspection)
-    candidates: list[Candidate]
-    threshold: float
-    logos: list[Candidate] = field(default_factory=list)  # every verified logo (find_all mode)
-    read: list[dict] = field(default_factory=list)  # OCR lines
-    timings: dict = field(default_factory=dict)
-    rejection_score: float = 0.0  # what the threshold was compared with (per the calibrated rule)
-    rule: str = "max_score"
-
-    @property
-    def label(self) -> str | None:
-        return self.best.entity_key if (self.accepted and self.best) else None
-
-    @property
-    def artist(self) -> str | None:
-        """The accepted album's artist (None for bands and rejections)."""
-        ok = self.accepted and self.best is not None and self.best.entity_key.startswith("album:")
-        return self.best.meta.get("artist") if ok and self.best is not None else None
-
-    def to_dict(self, k: int = 5) -> dict:
-        return {
-            "path": self.path, "accepted": self.accepted,
-            "answer": self.best.name if (self.accepted and self.best) else "unknown",
-            "entity": self.label, "score": round(self.best.score, 4) if self.best else 0.0,
-            "artist": self.artist, "threshold": self.threshold, "rule": self.rule,
-            "rejection_score": round(self.rejection_score, 4) if self.best else None, "candidates": [c.to_dict() for c in self.candidates[:k]],
-            "logos": [c.to_dict() for c in self.logos], "read": self.read,
-            "timings": {k_: round(v, 4) for k_, v in self.timings.items()},
-        }
 
 
 @dataclass
@@ -151,6 +101,7 @@ class Identifier:
         self._entity_of_image: dict[int, str] | None = None
         self._reader = None
         self._scorer: Callable[[list[dict]], list[float]] | None = None
+        self._album_step: AlbumStep | None = None
 
     # ---- lazy state ----------------------------------------------------------------------
     @property
@@ -242,27 +193,45 @@ class Identifier:
         return dict(ranked) | {"__floor__": {"cos": floor}}
 
     def _local_cfg(self):
-        from logoid.engine.local import LocalConfig
+        from logoid.identify.match import LocalConfig
 
         return LocalConfig.from_dict(self.store.meta.get("local") or {})
 
+    def decode_size(self, find_all: bool = False) -> tuple[int, int]:
+        """(long side, short side) a photo must keep for the channels asked: the most any of them reads it at. A
+        bigger photo is decoded straight down to it (``load_image(min_size=...)``), in its own px all the same."""
+        from logoid.albums.features import CoverFeatureConfig
+        from logoid.engine.local import finest_side
+
+        ch, long_side, short_side = self.config.channels, 1, 1
+        if "global" in ch:  # the model's input square
+            long_side = short_side = max((self.store.meta.get("model") or {}).get("image_size") or [224])
+        if self.config.albums:  # cover features read squares of each scale
+            short_side = max(short_side, *CoverFeatureConfig().scales)
+        if "local" in ch:
+            cfg = self._local_cfg().extract
+            long_side = max(long_side, finest_side(cfg.for_find_all() if find_all else cfg))
+        if "text" in ch:
+            long_side = max(long_side, self.reader.config.photo_side())
+        return max(long_side, short_side), short_side
+
     def _local(self, img: Image.Image, extra_images: list[int], find_all: bool):
         from logoid.engine.local import extract
-        from logoid.identify.verify import find_all as _find_all
-        from logoid.identify.verify import match_local
+        from logoid.identify.match import find_all as _find_all
+        from logoid.identify.match import match_local
 
         dindex = self.store.descriptors
         if dindex is None or dindex.ntotal == 0:
             return [], []
         cfg = self._local_cfg()
-        if find_all and cfg.all_tile_levels > cfg.tile_levels:
+        if find_all:
             # Several logos in one photo are each a small part of it: read it finer, in tiles.
-            cfg = replace(cfg, tile_levels=cfg.all_tile_levels)
-        qf = extract(img, cfg, role="query")
+            cfg = replace(cfg, extract=cfg.extract.for_find_all())
+        qf = extract(img, cfg.extract, role="query")
         if len(qf.xy) == 0:
             return [], []
         # One k-NN search of the photo's descriptors serves both the best answer and every logo in it.
-        search = dindex.search(qf.desc, k=max(2, cfg.neighbours))
+        search = dindex.search(qf.desc, k=max(2, cfg.match.neighbours))
         verifs = match_local(qf, dindex, cfg, extra_candidates=extra_images, search=search)
         logos = _find_all(qf, dindex, cfg, max_logos=self.config.max_logos, search=search) if find_all else []
         return verifs, logos
@@ -280,17 +249,46 @@ class Identifier:
         return [m for m in matches if m.similarity >= self.config.text_min_sim], read
 
     # ---- the answer ----------------------------------------------------------------------
-    def identify(self, photo: str | Path | Image.Image, *, find_all: bool = False) -> Answer:
-        """Identify one photo (a path or a decoded image)."""
-        return self.decide(self.collect(photo, find_all=find_all))
-
-    def collect(self, photo: str | Path | Image.Image, *, find_all: bool = False) -> Evidence:
-        """Run every enabled channel on the photo and gather raw per-entity evidence."""
-        timings: dict[str, float] = {}
+    def identify(self, photo: str | Path | Image.Image, *, find_all: bool = False, path: str | None = None) -> Answer:
+        """The whole answer for one photo (a file, or a decoded image named by ``path``): the band or album or
+        unknown, every logo (``find_all``), the album extras, the text read and each step's time. The photo is
+        decoded once."""
+        t0 = time.perf_counter()
+        size = None if isinstance(photo, Image.Image) else self.decode_size(find_all)  # (reads the index sidecar)
         t = time.perf_counter()
-        img = photo if isinstance(photo, Image.Image) else load_image(photo)
-        path = "<image>" if isinstance(photo, Image.Image) else str(photo)
-        timings["decode"] = time.perf_counter() - t
+        img = photo if isinstance(photo, Image.Image) else load_image(photo, min_size=size)
+        decode = time.perf_counter() - t
+        name = path if path is not None else ("<image>" if isinstance(photo, Image.Image) else str(photo))
+        ev = self.collect(img, find_all=find_all, path=name)
+        ev.timings = {"decode": decode, **ev.timings}
+        answer = self.decide(ev)
+        if self.config.albums:
+            t = time.perf_counter()
+            extras = self.album_step.apply(answer, img)
+            answer.artist_guess, answer.genre = extras["artist_guess"], extras["genre"]
+            answer.notes += self.album_step.notes
+            self.album_step.notes.clear()
+            answer.timings["albums"] = time.perf_counter() - t
+        answer.timings["total"] = time.perf_counter() - t0
+        return answer
+
+    @property
+    def album_step(self) -> AlbumStep:
+        """The album models of this home (loaded on first use, kept for the next photo)."""
+        if self._album_step is None:
+            self._album_step = AlbumStep(self.home, self.catalog, lambda: self.embedder)
+        return self._album_step
+
+    def collect(self, photo: str | Path | Image.Image, *, find_all: bool = False, path: str | None = None) -> Evidence:
+        """Run every enabled channel on the photo and gather raw per-entity evidence (no album extras)."""
+        timings: dict[str, float] = {}
+        size = None if isinstance(photo, Image.Image) else self.decode_size(find_all)
+        t = time.perf_counter()
+        img = photo if isinstance(photo, Image.Image) else load_image(photo, min_size=size)
+        if path is None:
+            path = "<image>" if isinstance(photo, Image.Image) else str(photo)
+        if not isinstance(photo, Image.Image):
+            timings["decode"] = time.perf_counter() - t
         ch = self.config.channels
         cands: dict[str, dict] = {}
         floor = 0.0
@@ -342,17 +340,17 @@ class Identifier:
         return answer
 
     def _rank(self, path, cands: dict[str, dict], read, timings) -> Answer:
-        keys = list(cands)
+        names = {k: n for k in cands if (n := entity_name(self.catalog, k)) is not None}
+        keys = list(names)
         raw = [cands[k] for k in keys]
         feats = candidate_features(raw, self.config.shortlist)
         scores = self.score(feats)
         out = []
         for key, c, f, s in zip(keys, raw, feats, scores, strict=True):
-            etype, eid = key.split(":")
             chans = [n for n, ok in (("global", c.get("in_global")), ("local", c.get("inliers", 0) > 0),
                                      ("text", c.get("text_sim", 0) > 0)) if ok]
             out.append(Candidate(
-                entity_key=key, name=self.catalog.entity_name(etype, int(eid)), score=float(s), features=f,
+                entity_key=key, name=names[key], score=float(s), features=f,
                 channels=chans, image_id=c.get("local_image_id", c.get("image_id")), polygon=c.get("polygon"),
                 text=c.get("text"), inliers=int(c.get("inliers", 0)),
             ))
@@ -371,7 +369,7 @@ class Identifier:
         scored = []
         for v in verifs:
             key = self.entity_of_image(v.image_id)
-            if key is None:
+            if key is None or entity_name(self.catalog, key) is None:
                 continue
             c = dict(cands.get(key, {"cos": 0.0}))
             c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score),
@@ -389,11 +387,20 @@ class Identifier:
             poly = np.asarray(v.polygon, dtype=np.float32)
             if any(_same_place(poly, np.asarray(o.polygon, dtype=np.float32)) for o in logos):
                 continue  # the same print found again (its other reference, or a second homography on it)
-            etype, eid = key.split(":")
-            logos.append(Candidate(entity_key=key, name=self.catalog.entity_name(etype, int(eid)), score=s,
+            logos.append(Candidate(entity_key=key, name=entity_name(self.catalog, key) or key, score=s,
                                    features=f, channels=["local"], image_id=v.image_id, inliers=int(v.inliers),
                                    polygon=poly.astype(np.float64).round(1).tolist()))
         return logos
+
+
+def entity_name(catalog, key: str) -> str | None:
+    """The entity's display name, or None when the catalog does not have it: an index entry (vector, name) of an
+    entity removed since the index was written, or of a write still committing, is never an answer."""
+    etype, eid = key.split(":")
+    try:
+        return catalog.entity_name(etype, int(eid))
+    except CatalogError:
+        return None
 
 
 def text_regions(cands: dict[str, dict], n: int = 2) -> list:

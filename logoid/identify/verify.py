@@ -1,22 +1,56 @@
 """Geometric verification of local-feature matches: a RANSAC homography per candidate reference.
 
-Votes from the descriptor index pick a shortlist of reference images; each is verified by fitting a
+Each candidate that the descriptor votes picked (``logoid.identify.match``) is verified by fitting a
 homography (reference px → photo px) to its matches. Only plausible homographies count: not
 mirrored, not collapsed, not wildly sheared, and the reference outline lands in the photo as a
-convex quad of sane size. The score of a candidate is its number of distinct inliers.
+convex quad of sane size. The score of a candidate is its number of distinct inliers, weighed by
+their share of its matches.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from logoid.core.pool import thread_map
-from logoid.engine.local import Features, LocalConfig
-from logoid.index.descriptors import DescriptorIndex, group_matches, ratio_matches
+from logoid.core.errors import ConfigError
+from logoid.engine.local import Features
+from logoid.engine.local.config import from_stored
+
+
+@dataclass
+class VerifyConfig:
+    """How a candidate's matches are fitted, judged and scored (the local channel's last stage)."""
+
+    # Verified candidates are ranked by inliers × inlier_ratio^w: 8 inliers among 12 tentative matches are
+    # stronger evidence than 8 among 400 (chance finds a few inliers in any large set). 0 = raw inliers.
+    inlier_ratio_weight: float = 0.5
+    min_inliers: int = 5  # fewer distinct inliers is no match (the calibrated threshold decides the rest)
+    similarity_fallback: bool = True  # if the homography is implausible, try a 4-dof similarity fit
+    ransac_threshold: float = 6.0  # max reprojection error, in px of the query at its working size
+    # RANSAC iteration cap (both fits). 1000, was 2000: the same calib accuracy on the 276 designs and the same
+    # accuracy on every metric at 10k references, verification -25 % (BENCHMARKS.md#local-e2e, run of 2026-12-05 07:41).
+    ransac_max_iters: int = 1000
+    ransac_confidence: float = 0.995  # RANSAC confidence
+    ransac_method: str = "magsac"  # "magsac" (cv2.USAC_MAGSAC) or "ransac" (cv2.RANSAC)
+    min_scale: float = 0.02  # smallest allowed linear scale of the reference in the query (working px)
+    max_scale: float = 20.0  # largest allowed linear scale
+    max_anisotropy: float = 8.0  # largest ratio of the two singular values of the affine part (extreme shear)
+    min_area_frac: float = 0.0005  # projected reference area / photo area must be at least this
+    max_area_frac: float = 4.0  # ... and at most this (a logo may be cropped by the photo edge)
+
+    def __post_init__(self) -> None:
+        if self.ransac_method not in ("magsac", "ransac"):
+            raise ConfigError(f"ransac_method must be 'magsac' or 'ransac', got {self.ransac_method!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> VerifyConfig:
+        """From a stored dict (its own or the flat one of every local setting that older sidecars hold)."""
+        return from_stored(cls, d, {})
 
 
 @dataclass
@@ -30,7 +64,7 @@ class Verification:
     H: np.ndarray  # (3, 3) homography, reference original px -> photo original px
     polygon: np.ndarray  # (4, 2) reference corners (tl, tr, br, bl) projected into the photo, original px
     inlier_query_idx: np.ndarray  # indices of the photo keypoints that are inliers
-    score: float = 0.0  # ranking score: inliers × inlier_ratio ** LocalConfig.inlier_ratio_weight
+    score: float = 0.0  # ranking score: inliers × inlier_ratio ** VerifyConfig.inlier_ratio_weight
     # Area of the convex hull of the inliers in the reference / the reference's area: a whole print seen is
     # covered widely, a chance fit (a few letters of a long caption, one corner of a design) is not.
     coverage: float = 0.0
@@ -55,7 +89,7 @@ def _project(H: np.ndarray, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _plausible(H_work: np.ndarray, ref_size: tuple[int, int], ref_scale: float, query: Features,
-               cfg: LocalConfig, qscale: float | None = None) -> bool:
+               cfg: VerifyConfig, qscale: float | None = None) -> bool:
     """Reject degenerate, mirrored, over-sheared or absurdly sized homographies (H_work: ref px -> query work px).
 
     Plain float arithmetic on the four corners: this runs for every candidate of every photo (twice for most
@@ -125,7 +159,7 @@ def _distinct(pts: np.ndarray) -> int:
     return len(np.unique(p[:, 0] * (int(p[:, 1].max()) + 1) + p[:, 1]))
 
 
-def _fit_homography(src: np.ndarray, dst: np.ndarray, cfg: LocalConfig) -> tuple[np.ndarray, np.ndarray] | None:
+def _fit_homography(src: np.ndarray, dst: np.ndarray, cfg: VerifyConfig) -> tuple[np.ndarray, np.ndarray] | None:
     import cv2
 
     method = cv2.USAC_MAGSAC if cfg.ransac_method == "magsac" else cv2.RANSAC
@@ -136,7 +170,7 @@ def _fit_homography(src: np.ndarray, dst: np.ndarray, cfg: LocalConfig) -> tuple
     return H / H[2, 2], mask.reshape(-1).astype(bool)
 
 
-def _fit_similarity(src: np.ndarray, dst: np.ndarray, cfg: LocalConfig) -> tuple[np.ndarray, np.ndarray] | None:
+def _fit_similarity(src: np.ndarray, dst: np.ndarray, cfg: VerifyConfig) -> tuple[np.ndarray, np.ndarray] | None:
     import cv2
 
     A, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=cfg.ransac_threshold,
@@ -146,10 +180,13 @@ def _fit_similarity(src: np.ndarray, dst: np.ndarray, cfg: LocalConfig) -> tuple
     return np.vstack([A, [0.0, 0.0, 1.0]]), mask.reshape(-1).astype(bool)
 
 
-def verify(query: Features, ref_xy: np.ndarray, matches: np.ndarray, cfg: LocalConfig | None = None, *,
-           ref_size: tuple[int, int], image_id: int = -1, variant: int = 0) -> Verification | None:
-    """Fit a homography reference → photo to ``matches`` ((m, 2) query_kp, ref_kp); None if implausible or weak."""
-    cfg = cfg or LocalConfig()
+def verify(query: Features, ref_xy: np.ndarray, matches: np.ndarray, cfg: VerifyConfig | None = None, *,
+           ref_size: tuple[int, int], ref_scale: float, image_id: int = -1, variant: int = 0) -> Verification | None:
+    """Fit a homography reference → photo to ``matches`` ((m, 2) query_kp, ref_kp); None if implausible or weak.
+
+    ``ref_scale``: working px per px at which the reference's keypoints were found (``ExtractConfig.ref_scale``).
+    """
+    cfg = cfg or VerifyConfig()
     matches = np.asarray(matches, np.int64).reshape(-1, 2)
     if len(matches) < max(4, cfg.min_inliers):
         return None
@@ -158,7 +195,6 @@ def verify(query: Features, ref_xy: np.ndarray, matches: np.ndarray, cfg: LocalC
     # Tiled photos mix levels: work at the level where this candidate's matches were found.
     qscale = query.level_scale(matches[:, 0])
     dst = np.asarray(query.xy, np.float64)[matches[:, 0]] * qscale
-    ref_scale = cfg.ref_long_side / max(ref_size) if (cfg.upscale or max(ref_size) > cfg.ref_long_side) else 1.0
     fit = _fit_homography(src, dst, cfg)
     if fit is None or not _plausible(fit[0], ref_size, ref_scale, query, cfg, qscale):
         # A homography from a handful of matches is often wild (a corner through infinity); a similarity
@@ -182,195 +218,4 @@ def verify(query: Features, ref_xy: np.ndarray, matches: np.ndarray, cfg: LocalC
     )
 
 
-def soft_matches(D: np.ndarray, owners: np.ndarray, key: tuple[int, int], candidate_ratio: float,
-                 active: np.ndarray | None = None) -> np.ndarray:
-    """Tentative matches of one candidate (image, variant) from a k-NN result: (m, 2) (query_kp, ref_kp).
-
-    A query keypoint matches the candidate when the candidate's nearest keypoint among its k neighbours lies
-    within ``d1 / candidate_ratio`` (d1: its nearest neighbour over all references). The ratio test against
-    the whole catalog is what picks candidates; once picked, a true print's keypoints whose nearest neighbour
-    happened to be another design by a hair still count, and RANSAC sorts them out.
-    """
-    return soft_matches_many(D, owners, [key], candidate_ratio, active)[0]
-
-
-def soft_matches_many(D: np.ndarray, owners: np.ndarray, keys: list[tuple[int, int]], candidate_ratio: float,
-                      active: np.ndarray | None = None) -> list[np.ndarray]:
-    """:func:`soft_matches` of several candidates at once, in one pass over the k-NN result (same answers)."""
-    n, k = owners.shape[:2]
-    empty = np.zeros((0, 2), np.int64)
-    if not keys or n == 0:
-        return [empty for _ in keys]
-    kk = np.asarray(keys, np.int64).reshape(-1, 2)
-    # (image, variant) as one int64 code; candidates looked up by binary search in their sorted codes
-    nvar = int(max(owners[..., 1].max(), kk[:, 1].max())) + 1
-    code = owners[..., 0].astype(np.int64) * nvar + owners[..., 1]
-    kcode = kk[:, 0] * nvar + kk[:, 1]
-    order = np.argsort(kcode, kind="stable")
-    pos = np.minimum(np.searchsorted(kcode[order], code), len(kcode) - 1)
-    cand = np.where((kcode[order][pos] == code) & (owners[..., 0] >= 0), order[pos], -1)  # (n, k) candidate or -1
-    # first[i, c]: column of candidate c's nearest neighbour in row i (-1: none among the k)
-    first = np.full((n, len(keys)), -1, np.int64)
-    for j in range(k - 1, -1, -1):
-        r = np.nonzero(cand[:, j] >= 0)[0]
-        first[r, cand[r, j]] = j
-    rows = np.arange(n)[:, None]
-    col = np.maximum(first, 0)
-    d = np.sqrt(np.maximum(D[rows, col], 0))
-    d1 = np.sqrt(np.maximum(D[:, 0], 0))
-    keep = (first >= 0) & (d <= (d1 / candidate_ratio + 1e-9)[:, None])
-    if active is not None:
-        keep &= active[:, None]
-    c_idx, q = np.nonzero(keep.T)  # sorted by candidate, then query keypoint
-    pairs = np.column_stack([q, owners[q, col[q, c_idx], 2]]).astype(np.int64)
-    bounds = np.searchsorted(c_idx, np.arange(len(keys) + 1))
-    return [pairs[bounds[c]:bounds[c + 1]] for c in range(len(keys))]
-
-
-def _verify_groups(query: Features, dindex: DescriptorIndex, groups: dict, cfg: LocalConfig,
-                   extra: dict | None = None, search: tuple | None = None,
-                   active: np.ndarray | None = None) -> list[Verification]:
-    ranked = sorted(groups.items(), key=lambda kv: -len(kv[1]))
-    cands = [(k, m) for k, m in ranked[: cfg.shortlist] if len(m) >= cfg.min_votes]
-    if search is not None and cfg.candidate_ratio > 0:
-        keys = [k for k, _ in cands]
-        cands = list(zip(keys, soft_matches_many(search[0], search[1], keys, cfg.candidate_ratio, active), strict=True))
-    seen = {k for k, _ in cands}
-    cands += [(k, m) for k, m in (extra or {}).items() if k not in seen and len(m) >= cfg.min_votes]
-
-    # candidates are verified side by side on the shared pool (the RANSAC fits release the GIL), in order
-    def one(cand: tuple[tuple[int, int], np.ndarray]) -> Verification | None:
-        (image_id, variant), m = cand
-        return verify(query, dindex.ref_xy(image_id, variant), m, cfg, ref_size=dindex.ref_size(image_id, variant),
-                      image_id=image_id, variant=variant)
-
-    best: dict[int, Verification] = {}
-    for ((image_id, _), _), v in zip(cands, thread_map(one, cands), strict=True):
-        if v is not None and (image_id not in best or v.score > best[image_id].score):
-            best[image_id] = v
-    return sorted(best.values(), key=lambda v: (-v.score, -v.inliers, v.image_id))
-
-
-def verify_search(query_feats: Features, dindex: DescriptorIndex, D: np.ndarray, owners: np.ndarray,
-                  cfg: LocalConfig | None = None, extra: dict | None = None) -> list[Verification]:
-    """Verified references from a k-NN result ``(D, owners)`` of ``dindex.search(query_feats.desc, k)``."""
-    cfg = cfg or LocalConfig()
-    groups = group_matches(ratio_matches(D, owners, cfg.ratio), top=cfg.shortlist)
-    return _verify_groups(query_feats, dindex, groups, cfg, extra, search=(D, owners))
-
-
-def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | None = None,
-                restrict: Iterable[int] | None = None, extra_candidates: Iterable[int] = (),
-                search: tuple[np.ndarray, np.ndarray] | None = None) -> list[Verification]:
-    """Verified references in the photo, best first (one per image id, sorted by inliers).
-
-    ``restrict``: search only these reference image ids. ``extra_candidates``: image ids (e.g. from
-    the global-embedding shortlist) that are verified even if they did not win enough votes; their
-    matches come from a search restricted to them, so a crowded vote cannot hide them. ``search``: the
-    ``(D, owners)`` k-NN result of this photo's descriptors with these settings, if already done.
-    """
-    cfg = cfg or LocalConfig()
-    if len(query_feats) == 0 or dindex.ntotal == 0:
-        return []
-    D, owners = search if search is not None else \
-        dindex.search(query_feats.desc, k=max(2, cfg.neighbours), restrict=restrict)
-    groups = group_matches(ratio_matches(D, owners, cfg.ratio), top=cfg.shortlist)
-    extra_ids = {int(i) for i in extra_candidates} - {k[0] for k in _top(groups, cfg)}
-    if restrict is not None:
-        extra_ids &= {int(i) for i in restrict}
-    extra_ids &= set(dindex.image_ids())
-    extra = group_matches(dindex.match(query_feats, cfg.ratio, cfg.neighbours, extra_ids)) if extra_ids else {}
-    return _verify_groups(query_feats, dindex, groups, cfg, extra, search=(D, owners))
-
-
-def _top(groups: dict, cfg: LocalConfig) -> list[tuple[int, int]]:
-    return [k for k, _ in sorted(groups.items(), key=lambda kv: -len(kv[1]))[: cfg.shortlist]]
-
-
-def _inside_convex(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    d = np.roll(poly, -1, axis=0) - poly
-    rel = pts[:, None, :] - poly[None, :, :]
-    cross = d[None, :, 0] * rel[..., 1] - d[None, :, 1] * rel[..., 0]
-    return np.all(cross >= 0, axis=1) | np.all(cross <= 0, axis=1)
-
-
-def find_all(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig | None = None,
-             max_logos: int | None = None, restrict: Iterable[int] | None = None,
-             search: tuple[np.ndarray, np.ndarray] | None = None) -> list[Verification]:
-    """Every verified logo in the photo, each with its outline, strongest first.
-
-    After each find, its inlier keypoints and every keypoint inside its outline are taken out and the
-    remaining matches are voted and verified again (the descriptor search runs once). A photo read in
-    tiles (``Features.kp_scale``) is also voted and verified per tile window (:func:`_verify_windows`).
-    """
-    cfg = cfg or LocalConfig()
-    max_logos = cfg.max_logos if max_logos is None else max_logos
-    if len(query_feats) == 0 or dindex.ntotal == 0:
-        return []
-    D, owners = search if search is not None else \
-        dindex.search(query_feats.desc, k=max(2, cfg.neighbours), restrict=restrict)
-    matches = ratio_matches(D, owners, cfg.ratio)
-    windows = _window_masks(query_feats, cfg)
-    cache: dict = {}
-    active = np.ones(len(query_feats), bool)
-    found: list[Verification] = []
-    while len(found) < max_logos:
-        live = matches[active[matches[:, 0]]]
-        results = _verify_groups(query_feats, dindex, group_matches(live, top=cfg.shortlist), cfg, search=(D, owners), active=active)
-        results += _verify_windows(query_feats, dindex, live, windows, cfg, (D, owners), active, cache)
-        if not results:
-            break
-        best = min(results, key=lambda v: (-v.score, -v.inliers, v.image_id))
-        found.append(best)
-        active[best.inlier_query_idx] = False
-        active &= ~_inside_convex(query_feats.xy.astype(np.float64), best.polygon)
-    return found
-
-
-def _window_masks(query_feats: Features, cfg: LocalConfig) -> np.ndarray:
-    """(n_windows, n_keypoints) bool: which keypoints (of any level) lie in each tile window of the finer levels."""
-    from logoid.engine.local import tile_windows
-
-    wins = tile_windows(query_feats, cfg) if cfg.tile_shortlist > 0 else []
-    if not wins:
-        return np.zeros((0, len(query_feats)), bool)
-    b = np.asarray(wins, np.float64)[:, None, :]
-    x, y = query_feats.xy[None, :, 0], query_feats.xy[None, :, 1]
-    return (x >= b[..., 0]) & (x < b[..., 2]) & (y >= b[..., 1]) & (y < b[..., 3])
-
-
-def _verify_windows(query: Features, dindex: DescriptorIndex, live: np.ndarray, windows: np.ndarray,
-                    cfg: LocalConfig, search: tuple, active: np.ndarray, cache: dict) -> list[Verification]:
-    """Candidates most voted inside each tile window, verified on that window's matches only.
-
-    Voting over the whole photo lets chance votes from every other region outnumber a logo that fills one
-    window, and its tentative matches from elsewhere drag down its inlier ratio. ``cache`` keeps each
-    (candidate, window) verification until keypoints of that window are taken out.
-    """
-    out: list[Verification] = []
-    for w, inside in enumerate(windows):
-        sel = inside[live[:, 0]]
-        if int(sel.sum()) < cfg.min_votes:
-            continue
-        keys, votes = np.unique(live[sel][:, 1:3], axis=0, return_counts=True)
-        n_active = int(np.count_nonzero(active & inside))
-        for j in np.argsort(-votes, kind="stable")[: cfg.tile_shortlist]:
-            if votes[j] < cfg.min_votes:
-                break
-            key = (int(keys[j, 0]), int(keys[j, 1]))
-            hit = cache.get((key, w))
-            if hit is None or hit[0] != n_active:
-                if cfg.candidate_ratio > 0:
-                    m = soft_matches(search[0], search[1], key, cfg.candidate_ratio, active & inside)
-                else:
-                    rows = live[sel & (live[:, 1] == key[0]) & (live[:, 2] == key[1])]
-                    m = rows[:, [0, 3]]
-                v = verify(query, dindex.ref_xy(*key), m, cfg, ref_size=dindex.ref_size(*key), image_id=key[0],
-                           variant=key[1])
-                hit = cache[(key, w)] = (n_active, v)
-            if hit[1] is not None:
-                out.append(hit[1])
-    return out
-
-
-__all__ = ["Verification", "verify", "verify_search", "soft_matches", "match_local", "find_all"]
+__all__ = ["Verification", "VerifyConfig", "verify"]

@@ -89,7 +89,7 @@ def candidate_features(cands: list[dict], shortlist: int) -> list[dict]:
             "rank_global": float(min(rank_g[i], shortlist) if c.get("in_global") else shortlist),
             "log_inliers": float(inl[i]),
             "inlier_ratio": float(c.get("inlier_ratio", 0.0)),
-            # Not in FEATURES (measured: it did not help the fusion); kept for bench/fusion_cv.py and the JSON "why".
+            # Not in FEATURES (measured: it did not help the fusion); kept for `python -m bench fusion-cv` and the JSON "why".
             "inlier_coverage": float(c.get("inlier_coverage", 0.0)),
             "log_local_score": float(loc[i]),
             "local_margin": float(loc[i] - other_loc),

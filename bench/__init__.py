@@ -1,0 +1,98 @@
+"""logoid's benchmark harness: one entry point, subjects as packages, every run recorded as data.
+
+    python -m bench list                 # every bench, by subject
+    python -m bench speed                # run one (``make bench NAME=speed [ARGS=...]``)
+    python -m bench publish              # regenerate BENCHMARKS.md and docs/benchmarks-history.md
+
+A bench that measures something records the run with :func:`bench.record.save_record`: one JSON file under
+``bench/results/<subject>/`` (machine, commit, command, date, numbers, rendered tables), committed with the code.
+BENCHMARKS.md is generated from those records (:mod:`bench.publish`), never edited by hand. Caches and work files
+(homes, features, OCR, evidence) go to ``bench/work/`` (not committed). Run everything from the repository root.
+
+This module only declares what exists; it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A subject of the benchmarks: a package ``bench/<key>/`` whose docstring is its method notes."""
+
+    title: str  # heading on the results page
+    records: dict[str, str] = field(default_factory=dict)  # record name -> title, in page order
+
+
+#: Subjects in page order. The results page anchors ``#<subject>`` and ``#<subject>-<record name>`` derive from
+#: these keys, so README and code can cite them; renaming a key breaks those links.
+SUBJECTS: dict[str, Subject] = {
+    "speed": Subject("Speed", {"demo": "Speed on the demo catalog",
+                               "photo-size": "Photo size: 800×600 to 8000×6000 through `logoid query`"}),
+    "accuracy": Subject("Accuracy on threadless-dev", {
+        "threadless": "Every channel alone and fused, before and after calibration",
+        "fusion-cv": "Fusion: regularisation by grouped cross-validation",
+        "roc-points": "Fusion: ROC points at the low end",
+        "finetune": "Fine-tuning the global channel",
+    }),
+    "local": Subject("Local channel", {
+        "e2e": "Local channel end to end at 1k and 10k references",
+        "sweep": "Local channel: recall methods (threadless-dev sweep)",
+        "distractors": "Local channel with distractor references",
+        "index": "Descriptor index at scale",
+    }),
+    "mosaic": Subject("Multi-logo mosaics", {"threadless": "Multi-logo mosaics of threadless-dev photos"}),
+    "text": Subject("Text channel", {"band-logos": "Text channel on band-logos: clean, simulated prints, 200k roster"}),
+    "albums": Subject("Albums", {"protocols": "The three albums-dev protocols"}),
+    "scale": Subject("Scale", {
+        "faiss": "FAISS structures at 100k-3.6M vectors",
+        "milvus": "Global vectors: FAISS vs Milvus Lite",
+    }),
+    "concurrency": Subject("Concurrency and crashes", {
+        "processes": "8 readers beside 2 writers; a write killed at every step",
+    }),
+}
+
+
+@dataclass(frozen=True)
+class Command:
+    """One ``python -m bench NAME``: the module whose ``main(argv)`` runs it."""
+
+    module: str
+    subject: str  # "" for the harness's own commands
+    help: str
+
+
+COMMANDS: dict[str, Command] = {
+    "run": Command("bench.run", "", "speed + threadless-dev accuracy: what plain `make bench` runs"),
+    "speed": Command("bench.speed.demo", "speed", "embedding throughput, build-index, warm/cold query on the demo"),
+    "photo-size": Command("bench.speed.photo_size", "speed",
+                          "one scene at 800×600, 4000×3000, 8000×6000: `logoid query` time and peak memory"),
+    "accuracy": Command("bench.accuracy.threadless", "accuracy",
+                        "threadless-dev: every channel alone and fused, before/after calibration"),
+    "fusion-cv": Command("bench.accuracy.fusion_cv", "accuracy", "fusion settings on saved threadless-dev evidence"),
+    "roc-points": Command("bench.accuracy.roc_points", "accuracy", "ROC points at the low end, saved evidence"),
+    "finetune": Command("bench.accuracy.finetune", "accuracy", "global channel before/after fine-tuning"),
+    "local": Command("bench.local.channel", "local", "local channel alone on threadless-dev (JSON, no record)"),
+    "local-sweep": Command("bench.local.sweep", "local", "sweep local-channel settings with cached features"),
+    "local-scale": Command("bench.local.scale", "local", "distractors, descriptor index at scale, end to end"),
+    "mosaic": Command("bench.mosaic.mosaics", "mosaic", "several logos per photo: n×n mosaics, find_all"),
+    "text": Command("bench.text.channel", "text", "text channel on band-logos: clean, prints, 200k roster"),
+    "text-cache": Command("bench.text.cache", "text", "fill the OCR caches the text bench reads"),
+    "text-fused": Command("bench.text.fused_check", "text", "threadless-dev fused with and without text"),
+    "albums": Command("bench.albums.run", "albums", "the three albums-dev protocols (+ the product commands)"),
+    "albums-ocr": Command("bench.albums.ocr", "albums", "OCR every albums-dev cover once (cached)"),
+    "albums-product": Command("bench.albums.product", "albums", "albums-dev through `logoid eval --task`"),
+    "scale": Command("bench.scale.structures", "scale", "FAISS structures at 100k, 1M, 3.6M synthetic vectors"),
+    "milvus": Command("bench.scale.milvus", "scale", "FAISS vs Milvus Lite on the same vectors"),
+    "concurrency": Command("bench.concurrency.run", "concurrency",
+                           "8 readers beside 2 writers for a minute; every write killed (SIGKILL) at every step"),
+    "publish": Command("bench.publish", "", "regenerate BENCHMARKS.md and docs/benchmarks-history.md"),
+    "import-legacy": Command("bench.legacy", "", "one-off: turn the old dated BENCHMARKS.md log into records"),
+}
+
+
+def anchor(subject: str, name: str | None = None) -> str:
+    """The stable anchor of a subject (``local``) or of one of its records (``local-e2e``) on BENCHMARKS.md."""
+    return subject if name is None else f"{subject}-{name}"

@@ -1,0 +1,203 @@
+"""Accuracy on ../shared/data/threadless-dev: every channel alone and fused, before and after calibration.
+
+Protocol (the data's README): gallery = designs of `enrolled` rows; queries = every photo (known =
+enrolled, unknown = unknown rows); calibrate on split=calib, report on split=test. Evidence for each
+photo is gathered once with all channels; channel subsets and fusions are scored from it.
+
+    python -m bench accuracy [--data ../shared/data/threadless-dev] [--model NAME] [--limit N] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from bench._common import DATA, WORK, fmt, read_manifest, table
+
+SUBSETS = [("global",), ("local",), ("text",), ("global", "local"), ("global", "local", "text")]
+
+
+def setup_home(data: Path, home_dir: Path, model: str, *, progress=None) -> tuple:
+    from logoid.build.steps import build_index
+    from logoid.catalog import Catalog
+    from logoid.core.paths import Home
+    from logoid.engine import create_embedder
+
+    home = Home(home_dir).ensure()
+    cat = Catalog.open(home)
+    rows = read_manifest(data)
+    key_of = {}
+    with cat.transaction():
+        for r in rows:
+            if r["role"] != "enrolled":
+                continue
+            band = cat.add_band(f"threadless {r['id']}", external_ids={"threadless": r["id"]})
+            if not cat.images("band", band.id):
+                cat.add_image("band", band.id, data / r["design"])
+            key_of[r["id"]] = f"band:{band.id}"
+    embedder = create_embedder(model)
+    t = time.perf_counter()
+    report = build_index(home, cat, embedder, progress=progress)
+    return home, cat, embedder, rows, key_of, report, time.perf_counter() - t
+
+
+def run(data: Path, model: str = "logoid-effl0-minilm", limit: int | None = None, progress=None) -> dict:
+    from logoid.eval.manifest import LabelledQuery
+    from logoid.eval.metrics import evaluate
+    from logoid.eval.run import apply_calibration, collect, fit, fusion_scorer, to_results
+    from logoid.identify import Identifier
+
+    home_dir = home_path(model)
+    home, cat, embedder, rows, key_of, build_report, build_s = setup_home(data, home_dir, model, progress=progress)
+    queries = [LabelledQuery(data / r["photo"], key_of.get(r["id"]) if r["role"] == "enrolled" else None, r["split"])
+               for r in rows]
+    if limit:
+        queries = queries[:limit]
+    ident = Identifier(home, cat, embedder=embedder)
+    t = time.perf_counter()
+    collected = collect(ident, queries, progress=progress)
+    collect_s = time.perf_counter() - t
+    save_evidence(collected, evidence_path(model))
+    calib = [c for c in collected if c.query.split == "calib"]
+    test = [c for c in collected if c.query.split == "test"]
+    out = {"build": build_report.to_dict(), "build_seconds": build_s, "queries": len(collected),
+           "collect_seconds": collect_s, "subsets": {}}
+    out["median_query_s"] = {
+        ch: statistics.median(c.evidence.timings.get(ch, 0.0) for c in collected) for ch in ("global", "local", "text")
+    }
+    for subset in SUBSETS:
+        name = "+".join(subset)
+        before = to_results(ident, test, cat, subset)
+        m_before = evaluate(before, ident.threshold)
+        try:
+            model_, cal = fit(ident, calib, cat, channels=subset)
+            after = apply_calibration(to_results(ident, test, cat, subset, scorer=fusion_scorer(model_)), cal)
+            m_after = evaluate(after, cal.threshold)
+            cal_d = cal.to_dict()
+        except Exception as e:  # noqa: BLE001 - a channel with no right candidates cannot be fitted; say so
+            m_after, cal_d = {"error": str(e)}, {}
+        out["subsets"][name] = {"before": m_before, "after": m_after, "calibration": cal_d}
+    return out
+
+
+def save_evidence(collected, path: Path) -> None:
+    """Keep every photo's raw evidence, so fusion settings can be compared without querying again."""
+    import pickle
+
+    path.write_bytes(pickle.dumps([(c.query, c.evidence) for c in collected]))
+
+
+def home_path(model: str) -> Path:
+    """The logoid home the benchmark builds for ``model``."""
+    return WORK / f"threadless-home-{model.replace('/', '_')}"
+
+
+def evidence_path(model: str) -> Path:
+    home = home_path(model)
+    return home.with_name(home.name + "-evidence.pkl")
+
+
+def load_evidence(model: str) -> tuple:
+    """What :func:`run` saved: ``(identifier, catalog, calib, test)``, the last two lists of ``Collected``.
+
+    Raises FileNotFoundError naming the file and the command that writes it.
+    """
+    import pickle
+
+    from logoid.catalog import Catalog
+    from logoid.core.paths import Home
+    from logoid.eval.run import Collected
+    from logoid.identify import Identifier
+
+    path = evidence_path(model)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found; run `python -m bench accuracy` first")
+    home = Home(home_path(model))
+    cat = Catalog.open(home)
+    collected = [Collected(q, ev) for q, ev in pickle.loads(path.read_bytes())]
+    return (Identifier(home, cat), cat, [c for c in collected if c.query.split == "calib"],
+            [c for c in collected if c.query.split == "test"])
+
+
+def markdown(res: dict) -> str:
+    heads = ["channels", "calibrated", "top-1", "top-5", "AUROC", "FPR@95TPR", "open-set acc", "confident wrong"]
+    rows = []
+    for name, d in res["subsets"].items():
+        for when in ("before", "after"):
+            m = d[when]
+            if "error" in m:
+                rows.append([name, when, m["error"], "", "", "", "", ""])
+                continue
+            rows.append([name, "no (default rule)" if when == "before" else f"yes ({d['calibration'].get('rule')})",
+                         m.get("top1"), m.get("top5"), m.get("auroc"), m.get("fpr_at_95tpr"),
+                         m.get("open_set_accuracy"), m.get("confident_wrong_rate")])
+    rule_rows = []
+    for name, d in res["subsets"].items():
+        for rule, r in (d.get("calibration") or {}).get("per_rule", {}).items():
+            rule_rows.append([name, rule, r.get("auroc"), r.get("threshold"), r.get("value")])
+    ms = res["median_query_s"]
+    return "\n\n".join([
+        f"threadless-dev, split=test ({sum(1 for _ in [0])} run): {res['queries']} photos queried; index built in "
+        f"{fmt(res['build_seconds'], 1)} s ({res['build']['vectors']} vectors, {res['build']['descriptors']} "
+        f"descriptors). Median per-photo time: global {fmt(ms['global'])} s, local {fmt(ms['local'])} s, "
+        f"text {fmt(ms['text'])} s.",
+        table(heads, rows),
+        "Rejection rules on the calib split (AUROC of each, threshold and open-set accuracy at it):",
+        table(["channels", "rule", "AUROC", "threshold", "calib open-set acc"], rule_rows),
+    ])
+
+
+def save_json(res: dict, name: str = "threadless.json") -> Path:
+    out = WORK / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2, default=str))
+    return out
+
+
+def summary(res: dict) -> str:
+    """The key numbers, for the current-numbers page."""
+    def trio(name: str, when: str) -> str:
+        m = res["subsets"].get(name, {}).get(when, {})
+        return " / ".join(fmt(m.get(k)) for k in ("top1", "auroc", "open_set_accuracy"))
+
+    fused = res["subsets"].get("global+local+text", {})
+    rule = (fused.get("calibration") or {}).get("rule", "n/a")
+    ms = res["median_query_s"]
+    return (f"global+local+text, calibrated ({rule}), test top-1 / AUROC / open-set: **{trio('global+local+text', 'after')}**"
+            f" (default rule {trio('global+local+text', 'before')}); local alone calibrated {trio('local', 'after')}; "
+            f"{res['queries']} photos; median per photo global {fmt(ms['global'])} s, local {fmt(ms['local'])} s, text "
+            f"{fmt(ms['text'])} s")
+
+
+def report(res: dict, model: str, write: bool = True) -> None:
+    """Print the tables; ``write``: record the run and regenerate BENCHMARKS.md."""
+    md = markdown(res)
+    print(md)
+    if write:
+        from bench.record import save_record
+
+        save_record("accuracy", "threadless", res, md, summary=summary(res),
+                    title=f"Accuracy on threadless-dev ({model})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DATA / "threadless-dev")
+    ap.add_argument("--model", default="logoid-effl0-minilm")
+    ap.add_argument("--limit", type=int, default=None, help="query only the first N photos (smoke runs)")
+    ap.add_argument("--no-write", action="store_true", help="print, don't record the run")
+    a = ap.parse_args(argv)
+    from tqdm import tqdm
+
+    res = run(a.data, a.model, limit=a.limit, progress=lambda it: tqdm(it, leave=False, file=sys.stderr))
+    save_json(res)
+    report(res, a.model, write=not a.no_write)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
