@@ -25,6 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from logoid.core.atomic import atomic_path, write_json_atomic
 from logoid.core.errors import ModelError
 
 DEFAULT_MODEL = "logoid-effl0-minilm"
@@ -360,8 +361,6 @@ def save_checkpoint(model, folder: str | os.PathLike, *, base_model: str, model_
     """
     from safetensors.torch import save_file
 
-    from logoid.core.atomic import atomic_path, write_json_atomic
-
     if model_cfg is None:
         raise ModelError("this model has no open_clip config to save with it", "fine-tune a named architecture")
     folder = Path(folder)
@@ -387,7 +386,7 @@ def create_embedder(name: str = DEFAULT_MODEL, pretrained: str | None = None, de
     ``pretrained``: an open_clip tag or a local state-dict file. Keyword ``model_cfg=`` (open_clip config dict)
     and ``preprocess_cfg=`` build a custom architecture. Unknown names raise :class:`ModelError` naming the choices.
     """
-    from .embedder import Embedder
+    from logoid.engine.embedder import Embedder  # here, not at the top: embedder imports this module
 
     unknown = set(kw) - {"model_cfg", "preprocess_cfg"}
     if unknown:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+
+from logoid.engine.registry import CHECKPOINT_CONFIG
 
 from .config import FinetuneConfig
 from .train import FinetuneResult
@@ -39,9 +42,6 @@ def save_checkpoint(out_dir: str | os.PathLike, embedder, cfg: FinetuneConfig, r
 
 def load_run_info(folder: str | os.PathLike) -> dict:
     """The ``extra.finetune`` record of a checkpoint folder ({} if it has none)."""
-    import json
-
-    from logoid.engine.registry import CHECKPOINT_CONFIG
 
     cfg = json.loads((Path(folder) / CHECKPOINT_CONFIG).read_text())
     return (cfg.get("extra") or {}).get(EXTRA_KEY, {})

@@ -19,6 +19,7 @@ On disk an index at ``path`` is three files: ``path.faiss`` (the FAISS index), `
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -307,8 +308,6 @@ class DescriptorIndex:
         only removed after the new sidecar is in place), never a FAISS file of one save beside the keypoints
         of another.
         """
-        import uuid
-
         import faiss
 
         path = Path(path)

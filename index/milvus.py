@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from logoid.core.atomic import atomic_path
 from logoid.core.errors import ConfigError, IndexMissingError
 
 from .vectors import VARIANT_SLOTS
@@ -303,8 +304,6 @@ class MilvusVectorIndex:
     # ---- commit: pending log, apply, sweep -------------------------------------------------------
     def save_pending(self, path: Path) -> None:
         """Write the staged changes as a log (ids to delete, rows to insert); the sidecar then names it."""
-        from logoid.core.atomic import atomic_path
-
         ids = np.array(sorted(self._staged), np.int64)
         vecs = np.stack([self._staged[int(i)] for i in ids]) if len(ids) else np.zeros((0, self.dim), np.float32)
         with atomic_path(path, suffix=".npz") as tmp, open(tmp, "wb") as f:

@@ -31,6 +31,7 @@ from logoid.core.atomic import write_json_atomic
 from logoid.core.errors import IndexMismatchError, IndexMissingError
 from logoid.core.faults import fault_point
 from logoid.core.locks import PINS, pin, try_exclusive
+from logoid.index.milvus import MilvusConfig, MilvusVectorIndex
 
 from ._backend import FAISS, MILVUS, backend_kind
 from .vectors import IndexConfig, VectorIndex, decode_ids
@@ -298,8 +299,6 @@ def _files_present(root: Path, meta: dict) -> bool:
 
 
 def _open_milvus(root: Path, backend: dict, pending: str | None):
-    from .milvus import MilvusConfig, MilvusVectorIndex
-
     vectors = MilvusVectorIndex.open(MilvusConfig.from_dict(backend), backend["collection"], int(backend["dim"]),
                                      home=root.parent)
     if pending:  # a commit that stopped between its rename and applying its log

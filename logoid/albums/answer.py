@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import warnings
 
+from logoid.albums.artist import NAME, ArtistModel, fit_catalog
+from logoid.albums.covers import _pairs, catalog_covers, extract, ocr_unavailable, read_lines, uses_text
+from logoid.albums.genre import GenreModel
 from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
+from logoid.core.imageio import load_image
 
 from . import _store
 
@@ -45,8 +49,6 @@ class AlbumStep:
         if self._artist_tried:
             return self._artist
         self._artist_tried = True
-        from .artist import NAME, ArtistModel, fit_catalog
-        from .covers import catalog_covers
 
         stored = _store.exists(self.home, NAME)
         if not stored and len({c.artist_key for c in catalog_covers(self.catalog)}) < 2:
@@ -71,7 +73,6 @@ class AlbumStep:
         if self._genre_tried:
             return self._genre
         self._genre_tried = True
-        from .genre import GenreModel
 
         try:
             self._genre = GenreModel.load(self.home)
@@ -98,7 +99,6 @@ class AlbumStep:
         photo); None when OCR is unavailable (a note says so once: the models answer from style alone)."""
         if "lines" in cache:
             return cache["lines"]
-        from .covers import _pairs, ocr_unavailable, read_lines
 
         if answer is not None and "text" in (getattr(answer, "timings", None) or {}):
             cache["lines"] = _pairs(answer.read)
@@ -113,8 +113,6 @@ class AlbumStep:
         return cache["lines"]
 
     def artist_guess(self, image, answer=None, _cache: dict | None = None):
-        from .covers import extract
-
         model = self.artist_model
         if model is None:
             return None
@@ -123,8 +121,6 @@ class AlbumStep:
         return model.guess(extract(self.embedder, [_get(image)], model.config.features), lines=lines)
 
     def genre(self, image, answer=None, _cache: dict | None = None) -> dict | None:
-        from .covers import extract, uses_text
-
         model = self.genre_model
         if model is None:
             return None
@@ -137,8 +133,6 @@ class AlbumStep:
     def apply(self, answer, image) -> dict:
         """Album extras for one identify ``answer`` of ``image`` (a decoded photo, or its path: read when needed)."""
         from PIL import Image
-
-        from logoid.core.imageio import load_image
 
         if not isinstance(image, Image.Image):
             path = image

@@ -25,8 +25,12 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from logoid.albums.covers import catalog_covers, covers_signature, ocr_unavailable, path_lines, path_vectors
 from logoid.core.config import checked_kwargs
 from logoid.core.errors import ConfigError
+from logoid.scoring.results import QueryResult
+from logoid.scoring.rules import calibrate, rule_score
+from logoid.scoring.stats import auroc
 
 from . import _store
 from .features import ArtistFusion, l2rows, text_amount, text_artist_scores, topm_scores, znorm_rows
@@ -214,8 +218,6 @@ class ArtistModel:
         return self._fused(z, sim, chars)
 
     def _results(self, s: np.ndarray, labels: Sequence[int | None]):
-        from logoid.scoring.results import QueryResult
-
         out = []
         for row, lab in zip(s, labels, strict=True):
             order = [int(j) for j in np.argsort(-row, kind="stable") if np.isfinite(row[j])]
@@ -227,9 +229,6 @@ class ArtistModel:
              source: str) -> ArtistModel:
         """Fit the fusion on queries with style ``z`` / text ``sim`` / ``chars`` and artist index (None: unknown),
         then the rejection rule and threshold on the fused scores."""
-        from logoid.scoring.rules import calibrate
-        from logoid.scoring.stats import auroc
-
         target = np.asarray([-1 if v is None else v for v in labels], np.int64)
         if not (target >= 0).any():
             raise ConfigError("artist calibration needs photos of artists with covers in the catalog",
@@ -299,8 +298,6 @@ class ArtistModel:
 
     def guess(self, q: np.ndarray, k: int = 5, lines: Sequence | None = None) -> ArtistGuess:
         """The most likely artist of one photo vector (and the OCR ``lines`` read on it), accepted or not."""
-        from logoid.scoring.rules import rule_score
-
         s = self.scores(q, None if lines is None else [lines])[0]
         r = self._results(s[None], [None])[0]
         if not r.ranked:
@@ -350,8 +347,6 @@ class ArtistModel:
 
     def stale_note(self, catalog) -> str | None:
         """A note when the catalog's covers changed since this model was fitted (it still answers, from the old ones)."""
-        from .covers import catalog_covers, covers_signature
-
         if self.covers_signature is not None and self.covers_signature != covers_signature(catalog_covers(catalog)):
             return "the catalog's album covers changed since `logoid artist fit`; run it again"
         return None
@@ -369,8 +364,6 @@ def fit_catalog(home, catalog, embedder, config: ArtistConfig | None = None, *, 
                 on_skip=None, notes: list[str] | None = None) -> ArtistModel:
     """Enrol every album cover of the catalog by its artist and calibrate leave-one-album-out (reading the text
     on the covers, cached, when the config fuses text and OCR works; else style only, with a line in ``notes``)."""
-    from .covers import catalog_covers, covers_signature, ocr_unavailable, path_lines, path_vectors
-
     config = config or ArtistConfig()
     covers = catalog_covers(catalog)
     vecs, ok = path_vectors([c.path for c in covers], embedder, config.features, cache_dir=home.cache_dir,

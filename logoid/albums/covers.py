@@ -27,8 +27,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from logoid.albums.features import CoverFeatureConfig, colour_stats, cover_features, ocr_text, text_features
+from logoid.core.atomic import write_json_atomic
 from logoid.core.errors import ConfigError, ImageError
 from logoid.core.imageio import file_hash, load_image
+from logoid.index.cache import EmbeddingCache
 
 #: name → fn(embedder, images) → (n, d) float32
 FeatureFn = Callable[[object, Sequence[Image.Image]], np.ndarray]
@@ -134,8 +137,6 @@ def ocr_cache_path(cache_dir: Path) -> Path:
 def path_lines(paths: Sequence[str | os.PathLike], *, cache_dir: Path | None, progress: Callable | None = None,
                on_skip: Callable[[str, str], None] | None = None) -> dict[int, list[tuple[str, float]]]:
     """Read lines of image files (cached by content hash under ``cache_dir``): index into ``paths`` → lines."""
-    from logoid.core.atomic import write_json_atomic
-
     cache_file = ocr_cache_path(cache_dir) if cache_dir is not None else None
     have: dict = {}
     if cache_file is not None and cache_file.is_file():
@@ -179,8 +180,6 @@ def path_lines(paths: Sequence[str | os.PathLike], *, cache_dir: Path | None, pr
 
 
 def _text_part(embedder, lines: Sequence) -> np.ndarray:
-    from .features import ocr_text, text_features
-
     return text_features(embedder.embed_texts, [ocr_text(_pairs(ln)) for ln in lines])
 
 
@@ -198,7 +197,6 @@ def _style(embedder, images: Sequence[Image.Image]) -> np.ndarray:
     # Multi-stage, multi-scale GeM trunk features (logoid.albums.features.cover_features without its colour block,
     # which is the separate "colour" part: it helps genre and hurts artist style). A model without a timm trunk
     # (a tiny test tower, another family) gives its image embedding instead.
-    from .features import cover_features
 
     if getattr(getattr(getattr(embedder, "model", None), "visual", None), "trunk", None) is None:
         return embedder.embed_images(list(images))
@@ -206,8 +204,6 @@ def _style(embedder, images: Sequence[Image.Image]) -> np.ndarray:
 
 
 def _style_config():
-    from .features import CoverFeatureConfig
-
     return CoverFeatureConfig(colour=False)
 
 
@@ -217,7 +213,6 @@ def _style_version() -> str:
 
 def _colour(embedder, images: Sequence[Image.Image]) -> np.ndarray:
     # 64 colour statistics per cover (HSV histogram, brightness, saturation, edges): palettes of genres.
-    from .features import colour_stats
 
     return np.stack([colour_stats(im) for im in images])
 
@@ -279,8 +274,6 @@ def path_vectors(paths: Sequence[str | os.PathLike], embedder, method: str = "em
 
 def _path_image_part(paths, embedder, method: str, *, cache_dir, progress, on_skip,
                      batch_size: int) -> tuple[np.ndarray, list[int]]:
-    from logoid.index.cache import EmbeddingCache
-
     paths = [Path(p) for p in paths]
     cache = EmbeddingCache(cache_dir, embedder.model_id) if cache_dir is not None else None
     tag = f"cover-{method}-{_VERSIONS[method]()}"
@@ -354,8 +347,6 @@ def catalog_covers(catalog) -> list[CatalogCover]:
 
 def covers_signature(covers: Sequence[CatalogCover]) -> str:
     """A short hash of which covers belong to which album and artist: changes when the gallery does."""
-    import hashlib
-
     text = ";".join(f"{c.image_id}:{c.album_id}:{c.artist_key}" for c in sorted(covers, key=lambda c: c.image_id))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

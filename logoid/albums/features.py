@@ -23,6 +23,7 @@ from PIL import Image
 
 from logoid.core.config import checked_kwargs
 from logoid.core.errors import ConfigError, ModelError
+from logoid.index.names import NameIndex
 
 __all__ = [
     "CoverFeatureConfig", "cover_features", "colour_stats", "genre_features", "text_features", "ocr_text",
@@ -365,8 +366,6 @@ def surname_alias(name: str) -> str | None:
 def artist_name_index(artists: Sequence[str], names: Sequence[str] | None = None, aliases: bool = True):
     """A :class:`logoid.index.names.NameIndex` whose entity keys are ``artists`` (display ``names``, default the
     keys), plus surname aliases (:func:`surname_alias`) when ``aliases``."""
-    from logoid.index.names import NameIndex
-
     names = list(names) if names is not None else list(artists)
     idx = NameIndex([(str(k), str(n)) for k, n in zip(artists, names, strict=True)])
     if aliases:

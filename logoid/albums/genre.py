@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
+from logoid.albums.features import GenreClassifier
 from logoid.core.config import checked_kwargs
 from logoid.core.errors import ConfigError
+from logoid.scoring.stats import per_class_table
 
 from . import _store
 from .features import l2rows
@@ -77,15 +79,11 @@ class LinearProbe:
     features: str | None = None  # None: the config's feature extractor
 
     def __init__(self, classes: list[str], arrays: dict | None = None):
-        from .features import GenreClassifier
-
         self.classes, self.arrays = list(classes), dict(arrays or {})
         stored: dict[str, Any] = {k: np.asarray(v, np.float32) for k, v in self.arrays.items()}
         self.clf = GenreClassifier(classes=self.classes, **stored)
 
     def fit(self, x, y, cfg: GenreConfig, *, groups=None, **_) -> LinearProbe:
-        from .features import GenreClassifier
-
         grid = cfg.logreg_c_grid if cfg.logreg_c_grid and groups is not None else (cfg.logreg_c,)
         self.clf = GenreClassifier(c_grid=tuple(grid), inner_folds=3 if len(grid) > 1 else 0, balanced=cfg.balanced)
         self.clf.fit(x, [str(v) for v in y], None if groups is None else [str(g) for g in groups])
@@ -194,8 +192,6 @@ def make_folds(n: int, y: Sequence[str], groups: Sequence | None, folds: Sequenc
 
 def genre_metrics(y: Sequence[str], proba: np.ndarray, classes: list[str]) -> dict:
     """Weighted/macro F1, accuracy and the per-genre table of argmax predictions."""
-    from logoid.scoring.stats import per_class_table
-
     pred = [classes[i] for i in proba.argmax(1)]
     table, weighted = per_class_table(list(y), pred)
     macro = float(np.mean([table[c]["f1"] for c in sorted(set(y))])) if table else None

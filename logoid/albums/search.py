@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from logoid.core.errors import ConfigError, IndexMissingError
+from logoid.index.vectors import decode_ids
 
 
 @dataclass
@@ -32,8 +33,6 @@ class SearchHit:
 
 def original_vectors(store) -> tuple[np.ndarray, np.ndarray]:
     """``(image_ids, vectors)``: the variant-0 (original image) vector of every indexed image."""
-    from logoid.index.vectors import decode_ids
-
     mat, ids = store.require_vectors().vectors_and_ids()
     image_ids, variant = decode_ids(ids)
     keep = variant == 0

@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import datetime as _dt
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import cast
 
 import numpy as np
 
-from logoid.core.errors import ImageError, IndexMissingError
+from logoid.core.errors import ConfigError, ImageError, IndexMissingError
 from logoid.core.faults import fault_point
 from logoid.core.imageio import load_image
 from logoid.core.paths import Home
+from logoid.identify.match import LocalConfig
+from logoid.index._backend import MILVUS, backend_kind
 from logoid.index.cache import EmbeddingCache
+from logoid.index.milvus import MilvusConfig, MilvusVectorIndex
+from logoid.index.names import NameIndex
 from logoid.index.store import IndexStore
-from logoid.index.vectors import IndexConfig, VectorIndex, encode_ids
+from logoid.index.vectors import IndexConfig, VectorIndex, decode_ids, encode_ids
+from logoid.scoring.fusion import DefaultRule
+from logoid.scoring.rules import leave_one_out_impostors
 
 Progress = Callable[[int], None]
 
@@ -65,8 +72,6 @@ def _augment_cfg(opts: BuildOptions):
 
 
 def _local_cfg(opts: BuildOptions):
-    from logoid.identify.match import LocalConfig
-
     return opts.local or LocalConfig()
 
 
@@ -113,8 +118,6 @@ def _name_entries(catalog) -> list[tuple[str, str]]:
 
 
 def _new_names_index(catalog):
-    from logoid.index.names import NameIndex
-
     return NameIndex(_name_entries(catalog))
 
 
@@ -128,8 +131,6 @@ def build_index(
     on_skip: Callable[[str, str], None] | None = None,
 ) -> BuildReport:
     """(Re)build the whole index of ``home`` from ``catalog``. Unchanged images come from the caches."""
-    import time
-
     t0 = time.perf_counter()
     opts = opts or BuildOptions()
     home.ensure()
@@ -210,7 +211,6 @@ def _build_vectors(home: Home, old_meta: dict, vectors: np.ndarray, ids: np.ndar
     """FAISS by default; with ``opts.milvus`` a fresh Milvus collection for the next generation."""
     if opts.milvus is None:
         return VectorIndex.build(vectors, ids, opts.index)
-    from logoid.index.milvus import MilvusConfig, MilvusVectorIndex
 
     cfg = cast(MilvusConfig, opts.milvus)
     old = old_meta.get("backend") or {}
@@ -222,14 +222,11 @@ def _build_vectors(home: Home, old_meta: dict, vectors: np.ndarray, ids: np.ndar
 
 def current_backend(home: Home):
     """The Milvus config of the home's current index, or None when it is FAISS or not built."""
-    from logoid.index._backend import MILVUS, backend_kind
-
     if not IndexStore.exists(home.index_dir):
         return None
     meta = IndexStore.load_meta_only(home.index_dir)
     if backend_kind(meta) != MILVUS:
         return None
-    from logoid.index.milvus import MilvusConfig
 
     return MilvusConfig.from_dict(meta["backend"])
 
@@ -241,11 +238,6 @@ def gallery_calibration(catalog, vectors: np.ndarray, ids: np.ndarray) -> dict:
     against every other entity (impostors, the index without it). No photos are needed; `logoid calibrate`
     with real labelled photos replaces this.
     """
-    from logoid.core.errors import ConfigError
-    from logoid.index.vectors import decode_ids
-    from logoid.scoring.fusion import DefaultRule
-    from logoid.scoring.rules import leave_one_out_impostors
-
     owner = {r.id: f"{r.entity_type}:{r.entity_id}" for r in catalog.images()}
     image_ids, _ = decode_ids(ids)
     groups: dict[str, list[int]] = {}

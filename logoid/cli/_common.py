@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import os
 import re
 import sys
 import warnings
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import click
 
+from logoid.build.sync import reserve_index_ids
 from logoid.core.errors import LogoidError
+from logoid.core.faults import fault_point
+from logoid.core.locks import write_lock
 from logoid.core.paths import ENV_HOME, Home
 
 EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
@@ -37,10 +41,6 @@ class State:
     def writing(self):
         """Hold the home's write lock for a whole change, catalog and index (``logoid.core.locks``): writers
         queue, and one that waits too long says so in one line. Readers take no lock."""
-        from logoid.build.sync import reserve_index_ids
-        from logoid.core.faults import fault_point
-        from logoid.core.locks import write_lock
-
         self.home.ensure()
         with write_lock(self.home.root):
             fault_point("write-locked")
@@ -108,8 +108,6 @@ def emit_json(obj) -> None:
 
 def progress(iterable, desc: str, total: int | None = None, unit: str = "img"):
     """A tqdm bar on stderr (quiet when stderr is not a terminal and LOGOID_PROGRESS is unset)."""
-    import os
-
     from tqdm import tqdm
 
     disable = not (sys.stderr.isatty() or os.environ.get("LOGOID_PROGRESS"))

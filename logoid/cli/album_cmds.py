@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import click
 
-from logoid.core.errors import ConfigError, ImageError, LogoidError
+from logoid.albums import _store
+from logoid.albums.artist import ArtistConfig, ArtistModel, fit_catalog
+from logoid.albums.covers import FeatureTable, catalog_covers, extract, ocr_unavailable, read_lines, uses_text
+from logoid.albums.genre import GenreConfig, GenreModel
+from logoid.albums.search import search
+from logoid.core.errors import CatalogError, ConfigError, ImageError, IndexMissingError, LogoidError
+from logoid.core.imageio import iter_image_files, load_image
+from logoid.engine import DEFAULT_MODEL, create_embedder
+from logoid.eval.albums import GALLERY_ROLE, UNKNOWN_ROLE, AlbumColumns, load_album_manifest
+from logoid.index.store import IndexStore
 
 from ._common import emit_json, json_option, key_value_pairs, pass_state, progress, shown, warn
 
 
 def embedder_for(state, model: str | None = None):
     """``--model``, else the model that built the index, else the default model."""
-    from logoid.engine import DEFAULT_MODEL, create_embedder
-    from logoid.index.store import IndexStore
-
     if model:
         return create_embedder(model)
     if IndexStore.exists(state.home.index_dir):
@@ -47,8 +54,6 @@ def _notes(notes: list[str]) -> None:
 
 
 def _columns(mapping: tuple[str, ...]):
-    from logoid.eval.albums import AlbumColumns
-
     return AlbumColumns().override(key_value_pairs(mapping, "--column", "photo=cover"))
 
 
@@ -72,9 +77,6 @@ def search_cmd(state, text, k, entity_type, as_json):
     `logoid finetune` this ranking is close to arbitrary; it becomes meaningful with a fine-tuned
     checkpoint (`logoid build-index --model models/ft1`) or a real CLIP model.
     """
-    from logoid.albums.search import search
-    from logoid.index.store import IndexStore
-
     store = IndexStore.load(state.home.index_dir)
     embedder = embedder_for(state)
     hits = search(text, store, state.catalog, embedder, k=k, entity_type=None if entity_type == "all" else entity_type)
@@ -126,8 +128,6 @@ def _print_artist_summary(s: dict) -> None:
 def artist_fit(state, features, scorer, top_m, text, model, as_json):
     """Enrol every catalog album cover by its artist; read the text on the covers; calibrate the style + name
     fusion leave-one-album-out; store beside the index."""
-    from logoid.albums.artist import ArtistConfig, fit_catalog
-
     cfg = ArtistConfig()
     for k, v in (("features", features), ("scorer", scorer), ("top_m", top_m), ("text", text)):
         if v is not None:
@@ -155,11 +155,6 @@ def artist_calibrate(state, manifest, split, columns, as_json):
     role 'unknown', or a name not in the catalog) = an artist the catalog does not know. Rows with role
     'gallery' are skipped.
     """
-    from logoid.albums.artist import ArtistModel, fit_catalog
-    from logoid.albums.covers import FeatureTable
-    from logoid.core.errors import CatalogError, IndexMissingError
-    from logoid.eval.albums import GALLERY_ROLE, UNKNOWN_ROLE, load_album_manifest
-
     rows = [r for r in load_album_manifest(manifest, _columns(columns)) if r.role != GALLERY_ROLE]
     if any(r.split for r in rows):
         rows = [r for r in rows if r.split == split]
@@ -204,15 +199,10 @@ def artist_calibrate(state, manifest, split, columns, as_json):
 @pass_state
 def artist_show(state, as_json):
     """Show the stored artist model: artists, calibration, features."""
-    from logoid.albums.artist import ArtistModel
-
     _emit_artist(ArtistModel.load(state.home).summary(), as_json)
 
 
 def _artist_model(state, embedder):
-    from logoid.albums.artist import ArtistModel, fit_catalog
-    from logoid.core.errors import IndexMissingError
-
     try:
         model = ArtistModel.load(state.home, embedder)
         if note := model.stale_note(state.catalog):
@@ -233,10 +223,6 @@ def _artist_model(state, embedder):
 def artist_check_cmd(state, photo, artist, as_json):
     """Is PHOTO a cover of ARTIST? Yes/no with a calibrated probability from the style of ARTIST's covers and
     the artist name read on PHOTO."""
-    import difflib
-
-    from logoid.albums.covers import extract, ocr_unavailable, read_lines
-    from logoid.core.imageio import load_image
 
     img = load_image(photo)
     band = state.catalog.find_band(artist)  # unknown names: one line listing close ones
@@ -278,8 +264,6 @@ def genre_group():
 
 def _genre_items(state, csv_file, folder, columns):
     """(paths, genres, groups or None, source) from the catalog, a CSV or a folder tree."""
-    from logoid.core.imageio import iter_image_files
-
     if csv_file and folder:
         raise LogoidError("--csv and --folder are exclusive", "pass one source of labelled covers")
     if csv_file:
@@ -291,7 +275,6 @@ def _genre_items(state, csv_file, folder, columns):
     if folder:
         files = [p for p in iter_image_files(folder) if p.parent != folder]
         return files, [p.relative_to(folder).parts[0].lower() for p in files], None, str(folder)
-    from logoid.albums.covers import catalog_covers
 
     covers = [c for c in catalog_covers(state.catalog) if c.genre]
     return [c.path for c in covers], [c.genre for c in covers], [c.artist_key for c in covers], "catalog album genres"
@@ -312,10 +295,6 @@ def _genre_items(state, csv_file, folder, columns):
 @pass_state
 def genre_train(state, csv_file, folder, methods, features, folds, model, columns, as_json):
     """Compare classifiers by cross-validation (one artist's covers never straddle folds), keep the best."""
-    from logoid.albums import _store
-    from logoid.albums.covers import FeatureTable, uses_text
-    from logoid.albums.genre import GenreConfig, GenreModel
-
     paths, genres, groups, source = _genre_items(state, csv_file, folder, columns)
     if not paths:
         raise LogoidError(f"no labelled covers in {source}",
@@ -355,12 +334,6 @@ def genre_train(state, csv_file, folder, methods, features, folds, model, column
 @pass_state
 def genre_predict(state, photos, k, as_json):
     """Predict the genre of each PHOTO with the stored genre model."""
-    from logoid.albums import _store
-    from logoid.albums.covers import extract, uses_text
-    from logoid.albums.genre import GenreModel
-    from logoid.core.imageio import load_image
-    from logoid.engine import create_embedder
-
     gm = GenreModel.load(state.home)
     embedder = create_embedder(gm.model.get("model"))
     _store.check_model({"model": gm.model}, embedder, "genre model", "retrain it: `logoid genre train`")
@@ -388,8 +361,6 @@ def genre_predict(state, photos, k, as_json):
 @pass_state
 def genre_show(state, as_json):
     """Show the stored genre model and how the methods compared."""
-    from logoid.albums.genre import GenreModel
-
     gm = GenreModel.load(state.home)
     table = {m: {k: v for k, v in d.items() if k != "per_class"} for m, d in gm.metrics.items()}
     if as_json:

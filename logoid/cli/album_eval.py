@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import click
 
+from logoid.albums.artist import ArtistConfig, ArtistModel
+from logoid.cli.album_cmds import _warn_no_ocr
+from logoid.core.errors import IndexMissingError
+from logoid.eval.albums import eval_artist, eval_genre, load_album_manifest
+from logoid.eval.report import write_report
+
 from ._common import emit_json
 from .album_cmds import _artist_model, _bar, _columns, _skip, column_option, embedder_for
 
@@ -27,9 +33,6 @@ def album_eval_options(f):
 
 
 def _stored_artist_config(state, features: str | None):
-    from logoid.albums.artist import ArtistConfig, ArtistModel
-    from logoid.core.errors import IndexMissingError
-
     try:
         cfg = ArtistModel.load(state.home).config
     except IndexMissingError:
@@ -45,10 +48,6 @@ def _stored_artist_config(state, features: str | None):
 
 def eval_album_task(state, task, manifest, split, report_dir, method, use_model, model, features, columns, as_json):
     """`logoid eval MANIFEST --task genre|artist`: see logoid.eval.albums for the protocols."""
-    from logoid.eval.albums import eval_artist, eval_genre, load_album_manifest
-    from logoid.eval.report import write_report
-
-    from .album_cmds import _warn_no_ocr
 
     rows = load_album_manifest(manifest, _columns(columns))
     bar = _bar("covers")

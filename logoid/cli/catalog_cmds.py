@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
+from logoid.build.sync import sync_index
+from logoid.catalog.imagecheck import check_reference
+from logoid.catalog.importers import import_album_manifest, import_bands_csv
 from logoid.core.errors import LogoidError
+from logoid.core.imageio import load_image
+from logoid.engine import create_embedder
+from logoid.index.store import IndexStore
 
 from ._common import emit_json, json_option, key_value_pairs, pass_state, progress, reads, shown, warn, writes
 
@@ -18,9 +24,6 @@ def _allow_small_option(f):
 
 def _check_images(paths, allow_small: bool) -> None:
     """Validate every file before anything changes: unreadable, tiny or blank files fail in one line."""
-    from logoid.catalog.imagecheck import check_reference
-    from logoid.core.imageio import load_image
-
     for p in paths:
         img = load_image(p)
         if not allow_small:
@@ -49,22 +52,15 @@ def _stored_message(what: str, refs, skipped, has_index: bool, indexed: int) -> 
 
 
 def _index_exists(state) -> bool:
-    from logoid.index.store import IndexStore
-
     return IndexStore.exists(state.home.index_dir)
 
 
 def _embedder_for_index(state):
-    from logoid.engine import create_embedder
-    from logoid.index.store import IndexStore
-
     return create_embedder(IndexStore.load_meta_only(state.home.index_dir)["model"]["model"])
 
 
 def _sync_index(state):
     """The index brought to the catalog's images, inside the catalog transaction (commit it after that one)."""
-    from logoid.build.sync import sync_index
-
     return sync_index(state.home, state.catalog, load_embedder=lambda: _embedder_for_index(state))
 
 
@@ -265,8 +261,6 @@ def catalog_import(state, source, images_dir, mapping, encoding, allow_small, as
     header, two rows of one band id that disagree) are skipped and each is named with its line; the good rows
     are imported.
     """
-    from logoid.catalog.importers import import_album_manifest, import_bands_csv
-
     cat = state.catalog
     bar = progress(None, "importing", unit="row")
 

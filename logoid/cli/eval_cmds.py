@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
+from logoid.build.steps import gallery_calibration
 from logoid.core.errors import LogoidError
+from logoid.eval.manifest import load_queries
+from logoid.eval.metrics import evaluate
+from logoid.eval.report import write_report
+from logoid.eval.run import collect, fit, text_only_flags, to_results, with_rule_scores
+from logoid.index.store import IndexStore
 
 from ._common import emit_json, json_option, pass_state, progress, reads, warn
 from .album_eval import album_eval_options, eval_album_task
@@ -14,9 +20,6 @@ from .index_cmds import _identifier
 
 
 def _load(state, queries: Path, split: str | None, channels: str, embedder=None):
-    from logoid.eval.manifest import load_queries
-    from logoid.eval.run import collect
-
     qs = load_queries(queries, split=split)
     if not qs:
         raise LogoidError(f"{queries}: no query photos" + (f" with split={split}" if split else ""),
@@ -49,14 +52,11 @@ def eval_cmd(state, queries, split, channels, threshold, report_dir, task, metho
     if task != "identify":
         return eval_album_task(state, task, queries, split, report_dir, method, use_model, model, features, columns,
                                as_json)
-    from logoid.eval.report import write_report
-    from logoid.eval.run import text_only_flags, to_results, with_rule_scores
 
     ident, collected = _load(state, queries, split, channels)
     if threshold is not None:
         ident._threshold_override = threshold
     results = to_results(ident, collected, state.catalog)
-    from logoid.eval.metrics import evaluate
 
     # Answers supported by text alone are accepted by their own threshold, so metrics read each accept decision.
     results = with_rule_scores(results, ident.rule, ident.threshold, text_only_flags(ident, collected),
@@ -133,9 +133,6 @@ def calibrate_cmd(state, queries, split, objective, max_false_accept, gallery, a
 
 
 def _calibrate_photos(state, queries, split, objective, max_false_accept, embedder=None) -> dict:
-    from logoid.eval.manifest import load_queries
-    from logoid.eval.run import fit
-
     has_split = any(q.split for q in load_queries(queries))
     ident, collected = _load(state, queries, split if has_split else None, "global,local,text", embedder)
     labels = [c.query.label for c in collected]
@@ -145,7 +142,6 @@ def _calibrate_photos(state, queries, split, objective, max_false_accept, embedd
     if cal.n_unknown == 0:
         warn("no unknown photos: the threshold cannot be checked against impostors; add photos of things not in "
              "the catalog")
-    from logoid.index.store import IndexStore
 
     upd = {"fusion": model.to_dict(),
            "calibration": {**cal.to_dict(), "source": f"{queries}" + (f" split={split}" if has_split else "")}}
@@ -157,9 +153,6 @@ def _calibrate_photos(state, queries, split, objective, max_false_accept, embedd
 
 def _calibrate_gallery(state) -> dict:
     import numpy as np
-
-    from logoid.build.steps import gallery_calibration
-    from logoid.index.store import IndexStore
 
     with state.writing():  # the vectors read are the ones the sidecar keeps
         store = IndexStore.load(state.home.index_dir)

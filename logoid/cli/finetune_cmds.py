@@ -7,13 +7,14 @@ from pathlib import Path
 import click
 
 from logoid import DEFAULT_MODEL
+from logoid.catalog.captions import caption
 from logoid.core.errors import LogoidError
+from logoid.engine import create_embedder
 
 from ._common import emit_json, json_option, pass_state
 
 
 def _train_items(cat):
-    from logoid.catalog.captions import caption
     from logoid.finetune import TrainItem
 
     items = []
@@ -49,7 +50,6 @@ def finetune_cmd(state, base_model, output, epochs, batch_size, lr, variants, un
     from tqdm import tqdm
 
     from logoid.augment import AugmentConfig
-    from logoid.engine import create_embedder
     from logoid.finetune import FinetuneConfig, finetune, save_checkpoint
 
     cat = state.catalog

@@ -10,9 +10,16 @@ import click
 
 from logoid import DEFAULT_MODEL
 from logoid.albums.answer import album_line
+from logoid.build.steps import BuildOptions, build_index, current_backend
+from logoid.build.sync import index_health
+from logoid.core.atomic import atomic_path
 from logoid.core.errors import ImageError, LogoidError
 from logoid.core.imageio import load_image, scan_images
+from logoid.engine import create_embedder
+from logoid.identify import Identifier, IdentifyConfig
 from logoid.identify.answer import answer_json, error_json
+from logoid.index.milvus import MilvusConfig
+from logoid.index.vectors import IndexConfig
 
 from ._common import EXIT_USER, emit_json, json_option, pass_state, progress, reads, shown, warn, writes
 
@@ -22,8 +29,6 @@ def _channels(value: str) -> tuple[str, ...]:
 
 
 def _identifier(state, *, model=None, threshold=None, channels="global,local,text", k=5):
-    from logoid.identify import Identifier, IdentifyConfig
-
     embedder = None
     if model:
         from logoid.engine import create_embedder
@@ -37,8 +42,6 @@ def _identifier(state, *, model=None, threshold=None, channels="global,local,tex
 
 def _warn_unindexed(state, ident) -> None:
     """One warning when catalog images are missing from the index (an interrupted write, an import)."""
-    from logoid.build.sync import index_health
-
     note = index_health(state.home, state.catalog, ident.store).warning()
     if note:
         warn(note)
@@ -81,9 +84,6 @@ def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes
                     as_json, nprobe, ef_search, memory_budget_mb):
     """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
     from logoid.augment import AugmentConfig
-    from logoid.build.steps import BuildOptions, build_index
-    from logoid.engine import create_embedder
-    from logoid.index.vectors import IndexConfig
 
     cat = state.catalog
     if not cat.images() and not cat.list_bands() and not cat.list_albums():
@@ -122,9 +122,6 @@ def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes
 
 def _milvus_config(state, backend: str | None, uri: str | None, index_type: str):
     """The Milvus config to build with, or None for FAISS; unset flags keep the current index's choice."""
-    from logoid.build.steps import current_backend
-    from logoid.index.milvus import MilvusConfig
-
     current = current_backend(state.home)
     if backend is None:
         backend = "milvus" if (current is not None or uri) else "faiss"
@@ -336,8 +333,6 @@ def batch_rows(result: dict, find_all: bool = False) -> list[dict]:
 
 
 def _write_rows(output: Path, rows: list[dict]) -> None:
-    from logoid.core.atomic import atomic_path
-
     with atomic_path(output, suffix=output.suffix) as tmp:
         if output.suffix.lower() == ".jsonl":
             tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -7,6 +7,10 @@ from pathlib import Path
 import click
 
 from logoid import DEFAULT_MODEL
+from logoid.build.steps import build_index
+from logoid.cli.index_cmds import _fmt_answer, draw_answer
+from logoid.engine import create_embedder, list_models
+from logoid.identify import Identifier
 
 from ._common import emit_json, json_option, pass_state, progress, writes
 from .eval_cmds import _calibrate_photos
@@ -16,8 +20,6 @@ from .eval_cmds import _calibrate_photos
 @json_option
 def models_cmd(as_json):
     """List the embedding models logoid can build."""
-    from logoid.engine import list_models
-
     names = list_models()
     if as_json:
         emit_json(names)
@@ -54,10 +56,7 @@ def augment_preview(image, output, variants, seed):
 @writes
 def demo_cmd(state, workdir, as_json):
     """Build the built-in demo catalog (real CC0 brand logos), index it, identify two demo photos."""
-    from logoid.build.steps import build_index
     from logoid.demo import build_demo_catalog, calibration_manifest, demo_assets
-    from logoid.engine import create_embedder
-    from logoid.identify import Identifier
 
     workdir = workdir or state.home.root / "demo"
     cat = state.catalog
@@ -75,7 +74,6 @@ def demo_cmd(state, workdir, as_json):
                f"threshold {c['threshold']:.3f}", err=True)
     ident = Identifier(state.home, cat, embedder=embedder)
     answers = [ident.identify(p, find_all=True) for p in (assets["known_photo"], assets["unknown_photo"])]
-    from .index_cmds import draw_answer
 
     drawn = workdir / "found.png"
     draw_answer(assets["known_photo"], answers[0], drawn)
@@ -83,7 +81,6 @@ def demo_cmd(state, workdir, as_json):
     if as_json:
         emit_json({"truth": truth, "answers": [a.to_dict(3) for a in answers], "drawn": str(drawn)})
         return
-    from .index_cmds import _fmt_answer
 
     click.echo(f"two simulated photos: a printed {truth['known']} logo (in the catalog), and the {truth['unknown']} "
                "logo (not in the catalog, so the right answer is unknown):")

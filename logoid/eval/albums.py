@@ -22,7 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from logoid.albums import _store
+from logoid.albums.artist import ArtistConfig, ArtistModel
+from logoid.albums.covers import FeatureTable, ocr_unavailable
+from logoid.albums.genre import cross_validate, genre_metrics
 from logoid.core.errors import ConfigError
+from logoid.eval.run import with_rule_scores
 from logoid.scoring.results import QueryResult
 
 from .metrics import evaluate
@@ -107,9 +112,6 @@ def _first_path(rows, key_of) -> dict:
 def eval_genre(rows: list[AlbumRow], embedder, cfg, *, cache_dir=None, method: str | None = None, use_model=None,
                progress=None, on_skip=None) -> tuple[dict, list[QueryResult], dict]:
     """Genre protocol → ``(metrics, results, thumbs)``; ``thumbs`` maps a genre to an example cover."""
-    from logoid.albums.covers import FeatureTable
-    from logoid.albums.genre import cross_validate, genre_metrics
-
     rows = [r for r in rows if r.genre]
     if not rows:
         raise ConfigError("no rows with a genre", "fill the genre column (or map it: --column genre=HEADER)")
@@ -147,8 +149,6 @@ def eval_genre(rows: list[AlbumRow], embedder, cfg, *, cache_dir=None, method: s
 
 def _row_lines(feats, text: bool) -> list | None:
     """OCR lines per kept row of a FeatureTable (None when the model fuses no text or OCR is unavailable)."""
-    from logoid.albums.covers import ocr_unavailable
-
     if not text or ocr_unavailable() is not None:
         return None
     got = feats.lines()
@@ -158,11 +158,6 @@ def _row_lines(feats, text: bool) -> list | None:
 def eval_artist(rows: list[AlbumRow], embedder, *, config=None, stored_model=None, cache_dir=None, split=None,
                 progress=None, on_skip=None) -> tuple[dict, list[QueryResult], dict, dict]:
     """Artist-of-an-unseen-album protocol → ``(metrics, results, thumbs, names)``."""
-    from logoid.albums import _store
-    from logoid.albums.artist import ArtistConfig, ArtistModel
-    from logoid.albums.covers import FeatureTable
-
-    from .run import with_rule_scores
 
     has_roles = any(r.role for r in rows)
     if has_roles:

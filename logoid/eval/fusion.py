@@ -15,6 +15,7 @@ import numpy as np
 from logoid.core.errors import ConfigError
 from logoid.scoring.fusion import FusionModel
 from logoid.scoring.results import QueryResult
+from logoid.scoring.stats import auroc
 
 
 def _as_float(v) -> float:
@@ -104,8 +105,6 @@ def _group_folds(results: Sequence[QueryResult], folds: int, seed: int) -> np.nd
 def cv_scores(results: Sequence[QueryResult], feature_names: Sequence[str], C: float, folds: int = 5,
               seed: int = 0) -> tuple[float | None, float | None]:
     """(AUROC known-vs-unknown of the top fused probability, top-1) by grouped cross-validation."""
-    from logoid.scoring.stats import auroc
-
     fold = _group_folds(results, folds, seed)
     top, known, right = [], [], []
     for k in range(folds):

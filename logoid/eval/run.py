@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from logoid.core.errors import CatalogError, ImageError, LogoidError
-from logoid.scoring.fusion import FusionModel
+from logoid.scoring.fusion import FEATURES, FusionModel
 from logoid.scoring.results import QueryResult
 from logoid.scoring.rules import Calibration, calibrate, calibrate_text_only, rule_score
 
@@ -92,8 +92,6 @@ def fit(identifier, collected: Sequence[Collected], catalog, *, channels=None, o
         ) -> tuple[FusionModel, Calibration]:
     """Fit the fusion model on calibration evidence, then choose the rejection rule and threshold on its scores.
     ``C``: the logistic regression's regularisation; None = chosen by grouped cross-validation (:func:`choose_c`)."""
-    from logoid.scoring.fusion import FEATURES
-
     base = to_results(identifier, collected, catalog, channels)
     names = list(features) if features else supported_features(base, FEATURES)[0]
     # Regularisation by cross-validation on the calibration photos, grouped by entity (choose_c), instead of the

@@ -12,12 +12,18 @@ import numpy as np
 from PIL import Image
 
 from logoid.albums.answer import AlbumStep
+from logoid.albums.features import CoverFeatureConfig
 from logoid.core.errors import CatalogError, ConfigError
 from logoid.core.imageio import load_image
 from logoid.core.paths import Home
+from logoid.engine.local import extract, finest_side
+from logoid.identify.match import LocalConfig, match_local
+from logoid.identify.match import find_all as _find_all
 from logoid.index.store import IndexStore
 from logoid.index.vectors import decode_ids
 from logoid.scoring.fusion import candidate_features, make_scorer
+from logoid.scoring.results import QueryResult
+from logoid.scoring.rules import rule_score
 
 from .answer import Answer, Candidate
 
@@ -160,8 +166,6 @@ class Identifier:
             return float("-inf")
         if self.rule == "max_score":
             return ranked[0].score
-        from logoid.scoring.results import QueryResult
-        from logoid.scoring.rules import rule_score
 
         qr = QueryResult("", None, [c.entity_key for c in ranked], [c.score for c in ranked],
                          [c.features for c in ranked])
@@ -193,16 +197,11 @@ class Identifier:
         return dict(ranked) | {"__floor__": {"cos": floor}}
 
     def _local_cfg(self):
-        from logoid.identify.match import LocalConfig
-
         return LocalConfig.from_dict(self.store.meta.get("local") or {})
 
     def decode_size(self, find_all: bool = False) -> tuple[int, int]:
         """(long side, short side) a photo must keep for the channels asked: the most any of them reads it at. A
         bigger photo is decoded straight down to it (``load_image(min_size=...)``), in its own px all the same."""
-        from logoid.albums.features import CoverFeatureConfig
-        from logoid.engine.local import finest_side
-
         ch, long_side, short_side = self.config.channels, 1, 1
         if "global" in ch:  # the model's input square
             long_side = short_side = max((self.store.meta.get("model") or {}).get("image_size") or [224])
@@ -216,10 +215,6 @@ class Identifier:
         return max(long_side, short_side), short_side
 
     def _local(self, img: Image.Image, extra_images: list[int], find_all: bool):
-        from logoid.engine.local import extract
-        from logoid.identify.match import find_all as _find_all
-        from logoid.identify.match import match_local
-
         dindex = self.store.descriptors
         if dindex is None or dindex.ntotal == 0:
             return [], []
