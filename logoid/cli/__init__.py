@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from logoid import __version__
-from logoid.core.paths import Home
+from logoid import Home, __version__
 
 from ._common import LogoidGroup, State, home_option
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import click
 
+from logoid import Home, LogoidError
 from logoid.build.sync import reserve_index_ids
-from logoid.core.errors import LogoidError
 from logoid.core.faults import fault_point
 from logoid.core.locks import write_lock
-from logoid.core.paths import ENV_HOME, Home
+from logoid.core.paths import ENV_HOME
 
 EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
 
@@ -31,7 +31,7 @@ class State:
     @property
     def catalog(self):
         if self._catalog is None:
-            from logoid.catalog import Catalog
+            from logoid import Catalog
 
             self.home.ensure()
             self._catalog = Catalog.open(self.home)

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import click
 
+from logoid import DEFAULT_MODEL, CatalogError, ConfigError, ImageError, IndexMissingError, LogoidError, create_embedder
 from logoid.albums import _store
 from logoid.albums.artist import ArtistConfig, ArtistModel, fit_catalog
 from logoid.albums.covers import FeatureTable, catalog_covers, extract, ocr_unavailable, read_lines, uses_text
 from logoid.albums.genre import GenreConfig, GenreModel
 from logoid.albums.search import search
-from logoid.core.errors import CatalogError, ConfigError, ImageError, IndexMissingError, LogoidError
 from logoid.core.imageio import iter_image_files, load_image
-from logoid.engine import DEFAULT_MODEL, create_embedder
 from logoid.eval.albums import GALLERY_ROLE, UNKNOWN_ROLE, AlbumColumns, load_album_manifest
 from logoid.index.store import IndexStore
 

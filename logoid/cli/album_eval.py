@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
+from logoid import IndexMissingError
 from logoid.albums.artist import ArtistConfig, ArtistModel
 from logoid.cli.album_cmds import _warn_no_ocr
-from logoid.core.errors import IndexMissingError
 from logoid.eval.albums import eval_artist, eval_genre, load_album_manifest
 from logoid.eval.report import write_report
 
@@ -57,8 +57,8 @@ def eval_album_task(state, task, manifest, split, report_dir, method, use_model,
 
         rows = [r for r in rows if split is None or r.split == split]
         if use_model:
+            from logoid import create_embedder
             from logoid.albums import _store
-            from logoid.engine import create_embedder
 
             gm = GenreModel.load(state.home)
             embedder = create_embedder(gm.model.get("model"))

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import click
 
+from logoid import LogoidError, create_embedder
 from logoid.build.sync import sync_index
 from logoid.catalog.imagecheck import check_reference
 from logoid.catalog.importers import import_album_manifest, import_bands_csv
-from logoid.core.errors import LogoidError
 from logoid.core.imageio import load_image
-from logoid.engine import create_embedder
 from logoid.index.store import IndexStore
 
 from ._common import emit_json, json_option, key_value_pairs, pass_state, progress, reads, shown, warn, writes

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
+from logoid import LogoidError
 from logoid.build.steps import gallery_calibration
-from logoid.core.errors import LogoidError
 from logoid.eval.manifest import load_queries
 from logoid.eval.metrics import evaluate
 from logoid.eval.report import write_report

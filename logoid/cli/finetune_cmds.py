@@ -6,10 +6,8 @@ from pathlib import Path
 
 import click
 
-from logoid import DEFAULT_MODEL
+from logoid import DEFAULT_MODEL, LogoidError, create_embedder
 from logoid.catalog.captions import caption
-from logoid.core.errors import LogoidError
-from logoid.engine import create_embedder
 
 from ._common import emit_json, json_option, pass_state
 

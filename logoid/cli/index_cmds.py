@@ -8,16 +8,23 @@ from pathlib import Path
 
 import click
 
-from logoid import DEFAULT_MODEL
+from logoid import (
+    DEFAULT_MODEL,
+    BuildOptions,
+    Identifier,
+    IdentifyConfig,
+    ImageError,
+    LogoidError,
+    answer_json,
+    build_index,
+    create_embedder,
+    error_json,
+)
 from logoid.albums.answer import album_line
-from logoid.build.steps import BuildOptions, build_index, current_backend
+from logoid.build.steps import current_backend
 from logoid.build.sync import index_health
 from logoid.core.atomic import atomic_path
-from logoid.core.errors import ImageError, LogoidError
 from logoid.core.imageio import load_image, scan_images
-from logoid.engine import create_embedder
-from logoid.identify import Identifier, IdentifyConfig
-from logoid.identify.answer import answer_json, error_json
 from logoid.index.milvus import MilvusConfig
 from logoid.index.vectors import IndexConfig
 
@@ -31,7 +38,7 @@ def _channels(value: str) -> tuple[str, ...]:
 def _identifier(state, *, model=None, threshold=None, channels="global,local,text", k=5):
     embedder = None
     if model:
-        from logoid.engine import create_embedder
+        from logoid import create_embedder
 
         embedder = create_embedder(model)
     ident = Identifier(state.home, state.catalog, config=IdentifyConfig(channels=_channels(channels)),

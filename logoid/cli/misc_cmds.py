@@ -6,11 +6,8 @@ from pathlib import Path
 
 import click
 
-from logoid import DEFAULT_MODEL
-from logoid.build.steps import build_index
+from logoid import DEFAULT_MODEL, Identifier, build_index, create_embedder, list_models
 from logoid.cli.index_cmds import _fmt_answer, draw_answer
-from logoid.engine import create_embedder, list_models
-from logoid.identify import Identifier
 
 from ._common import emit_json, json_option, pass_state, progress, writes
 from .eval_cmds import _calibrate_photos
