@@ -4,8 +4,10 @@
     python -m bench speed                # run one (``make bench NAME=speed [ARGS=...]``)
     python -m bench publish              # regenerate BENCHMARKS.md and docs/benchmarks-history.md
 
-A bench that measures something records the run with :func:`bench.record.save_record`: one JSON file under
+Every bench that measures something records its run by default with :func:`bench.record.save_record` (one flag in
+every bench skips that: ``--no-write``, :func:`bench.record.add_no_write`): one JSON file under
 ``bench/results/<subject>/`` (machine, commit, command, date, numbers, rendered tables), committed with the code.
+Subjects never import each other; what several share is in ``bench/_common.py`` and ``bench/_threadless.py``.
 BENCHMARKS.md is generated from those records (:mod:`bench.publish`), never edited by hand. Caches and work files
 (homes, features, OCR, evidence) go to ``bench/work/`` (not committed). Run everything from the repository root.
 
@@ -39,12 +41,15 @@ SUBJECTS: dict[str, Subject] = {
     "local": Subject("Local channel", {
         "e2e": "Local channel end to end at 1k and 10k references",
         "sweep": "Local channel: recall methods (threadless-dev sweep)",
+        "channel": "Local channel alone on threadless-dev",
         "distractors": "Local channel with distractor references",
         "index": "Descriptor index at scale",
     }),
     "mosaic": Subject("Multi-logo mosaics", {"threadless": "Multi-logo mosaics of threadless-dev photos"}),
-    "text": Subject("Text channel", {"band-logos": "Text channel on band-logos: clean, simulated prints, 200k roster"}),
-    "albums": Subject("Albums", {"protocols": "The three albums-dev protocols"}),
+    "text": Subject("Text channel", {"band-logos": "Text channel on band-logos: clean, simulated prints, 200k roster",
+                                     "fused": "threadless-dev fused with and without the text channel"}),
+    "albums": Subject("Albums", {"protocols": "The three albums-dev protocols",
+                                 "product": "albums-dev through the product commands (`logoid eval --task`)"}),
     "scale": Subject("Scale", {
         "faiss": "FAISS structures at 100k-3.6M vectors",
         "milvus": "Global vectors: FAISS vs Milvus Lite",
@@ -62,6 +67,7 @@ class Command:
     module: str
     subject: str  # "" for the harness's own commands
     help: str
+    records: bool = True  # records its run by default (``--no-write`` skips it); False: fills a cache, measures nothing
 
 
 COMMANDS: dict[str, Command] = {
@@ -74,22 +80,25 @@ COMMANDS: dict[str, Command] = {
     "fusion-cv": Command("bench.accuracy.fusion_cv", "accuracy", "fusion settings on saved threadless-dev evidence"),
     "roc-points": Command("bench.accuracy.roc_points", "accuracy", "ROC points at the low end, saved evidence"),
     "finetune": Command("bench.accuracy.finetune", "accuracy", "global channel before/after fine-tuning"),
-    "local": Command("bench.local.channel", "local", "local channel alone on threadless-dev (JSON, no record)"),
+    "local": Command("bench.local.channel", "local", "local channel alone on threadless-dev, features extracted fresh"),
     "local-sweep": Command("bench.local.sweep", "local", "sweep local-channel settings with cached features"),
     "local-scale": Command("bench.local.scale", "local", "distractors, descriptor index at scale, end to end"),
     "mosaic": Command("bench.mosaic.mosaics", "mosaic", "several logos per photo: n×n mosaics, find_all"),
     "text": Command("bench.text.channel", "text", "text channel on band-logos: clean, prints, 200k roster"),
-    "text-cache": Command("bench.text.cache", "text", "fill the OCR caches the text bench reads"),
+    "text-cache": Command("bench.text.cache", "text", "fill the OCR caches the text bench reads (no record)",
+                          records=False),
     "text-fused": Command("bench.text.fused_check", "text", "threadless-dev fused with and without text"),
     "albums": Command("bench.albums.run", "albums", "the three albums-dev protocols (+ the product commands)"),
-    "albums-ocr": Command("bench.albums.ocr", "albums", "OCR every albums-dev cover once (cached)"),
+    "albums-ocr": Command("bench.albums.ocr", "albums", "OCR every albums-dev cover once (a cache, no record)",
+                          records=False),
     "albums-product": Command("bench.albums.product", "albums", "albums-dev through `logoid eval --task`"),
     "scale": Command("bench.scale.structures", "scale", "FAISS structures at 100k, 1M, 3.6M synthetic vectors"),
     "milvus": Command("bench.scale.milvus", "scale", "FAISS vs Milvus Lite on the same vectors"),
     "concurrency": Command("bench.concurrency.run", "concurrency",
                            "8 readers beside 2 writers for a minute; every write killed (SIGKILL) at every step"),
-    "publish": Command("bench.publish", "", "regenerate BENCHMARKS.md and docs/benchmarks-history.md"),
-    "import-legacy": Command("bench.legacy", "", "one-off: turn the old dated BENCHMARKS.md log into records"),
+    "publish": Command("bench.publish", "", "regenerate BENCHMARKS.md and docs/benchmarks-history.md", records=False),
+    "import-legacy": Command("bench.legacy", "", "one-off: turn the old dated BENCHMARKS.md log into records",
+                             records=False),
 }
 
 

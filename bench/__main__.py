@@ -11,7 +11,8 @@ from bench import COMMANDS, SUBJECTS
 
 def _list() -> str:
     width = max(len(n) for n in COMMANDS)
-    lines = ["python -m bench NAME [args...]   (NAME --help for its options)", ""]
+    lines = ["python -m bench NAME [args...]   (NAME --help for its options)",
+             "Every bench records its run in bench/results/ and regenerates BENCHMARKS.md; --no-write only prints.", ""]
     for subject in ["", *SUBJECTS, *sorted({c.subject for c in COMMANDS.values()} - set(SUBJECTS) - {""})]:
         names = [n for n, c in COMMANDS.items() if c.subject == subject]
         if names:

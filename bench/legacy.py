@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -108,6 +109,101 @@ SUMMARIES = {
         "20,000 vectors, k=10 p50: FAISS 1.539 ms, Milvus Lite 32.239 ms; build 0.164 s vs 13.858 s; top-10 "
         "agreement 1.000",
 }
+
+
+#: An old script of the log's commands -> today's ``python -m bench`` name (None: recording is part of every run now).
+RENAMED = {
+    "bench/run.py": "run", "bench/speed.py": "speed", "bench/accuracy.py": "accuracy", "bench/fusion_cv.py": "fusion-cv",
+    "bench/roc_points.py": "roc-points", "bench/bench_finetune.py": "finetune", "bench/bench_local.py": "local",
+    "bench/local_sweep.py": "local-sweep", "bench/local_scale.py": "local-scale", "bench/mosaic.py": "mosaic",
+    "bench/bench_text.py": "text", "bench/text_cache.py": "text-cache", "bench/albums.py": "albums",
+    "bench/albums_ocr.py": "albums-ocr", "bench/albums_product.py": "albums-product", "bench/scale.py": "scale",
+    "bench/milvus_compare.py": "milvus", "bench/publish.py": None,
+}
+#: Options today's benches no longer take: recording is their default, and files the old ones named are gone.
+GONE_FLAGS = {"--write", "--publish", "--publish-only", "--no-append"}
+GONE_OPTIONS = {"--json", "--home", "--notes"}
+#: (subject, name, section date) -> today's commands, where the log's command only merged saved result files (or
+#: says "the same with" in words): the runs that made those files, as the section's tables and notes describe them.
+RERUN = {
+    ("local", "e2e", "2026-12-04 18:37"): "python -m bench local-scale e2e --refs 10000 --index default --also 16:2 "
+                                          "--also 16:1 --also 16:1:32 --also 8:2",
+    ("local", "e2e", "2026-12-05 07:41"): "python -m bench local-scale e2e --refs 10000 --index default --also 16:2",
+    ("local", "sweep", "2026-12-04 18:53"): "python -m bench local-sweep --sweep ransac_max_iters=2000,1000,500 && "
+                                            "python -m bench local-sweep --set similarity_fallback=false",
+    ("local", "sweep", "2026-12-05 07:41"): "python -m bench local-sweep --set query_long_side=800 --score 'inl*sqrt_ratio' "
+                                            "&& python -m bench local-sweep --set query_long_side=700 --sweep "
+                                            "ransac_threshold=6,5.25 --score 'inl*sqrt_ratio' && python -m bench "
+                                            "local-sweep --set query_long_side=600 --sweep ransac_threshold=6,4.5 "
+                                            "--score 'inl*sqrt_ratio'",
+    ("local", "index", "2026-11-23 14:34"): "python -m bench local-scale index --refs 1000 --refs 10000 --nlist 4096 "
+                                            "--nlist 16384 --index PQ32 --index PQ64x4fs --index HNSW:PQ64x4fs --index "
+                                            "Flat --nprobe 8 --nprobe 16 --queries 8 && python -m bench local-scale "
+                                            "index --refs 1000 --refs 10000 --nlist 8192 --index PQ32 --index "
+                                            "HNSW:PQ64x4fs --index Flat --nprobe 8 --nprobe 16 --queries 8",
+}
+
+
+def rerun_command(rec: dict) -> str | None:
+    """Today's command for a legacy record's run: hand-written (:data:`RERUN`) where the log merged saved files, else
+    its command with every ``python bench/<script>.py`` made ``python -m bench NAME`` and the options that are gone
+    dropped. None when there is no faithful equivalent."""
+    return RERUN.get((rec["subject"], rec["name"], rec["date"][:16].replace("T", " "))) or translate(rec["command"])
+
+
+def translate(command: str) -> str | None:
+    """An old log command as today's ``python -m bench`` commands (None when it cannot be said)."""
+    out = []
+    for part in re.split(r"\s*&&\s*", command):
+        try:
+            words = shlex.split(part)
+        except ValueError:
+            return None
+        env = []
+        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+            env.append(words.pop(0))
+        if len(words) < 2 or words[0] != "python" or words[1] not in RENAMED or ";" in part:
+            return None
+        name, args = RENAMED[words[1]], _kept_args(words[2:])
+        if name is None:
+            continue
+        if args is None:
+            return None
+        if name == "run" and len(args) == 2 and args[0] == "--only":  # the log's `run.py --only X`: one bench today
+            name, args = {"speed": "speed", "threadless": "accuracy"}[args[1]], []
+        if not all(accepts(name, a) for a in args if a.startswith("--")):
+            return None  # an option the bench no longer has
+        out.append(shlex.join([*env, "python", "-m", "bench", name, *args]))
+    return " && ".join(out) or None
+
+
+def accepts(bench: str, option: str) -> bool:
+    """Whether today's bench ``bench`` declares ``option`` (read from its module's source: no bench is imported)."""
+    from bench import COMMANDS
+
+    path = ROOT / Path(*COMMANDS[bench].module.split(".")).with_suffix(".py")
+    return f'"{option}"' in path.read_text()
+
+
+def _kept_args(args: list[str]) -> list[str] | None:
+    kept, i = [], 0
+    while i < len(args):
+        a, nxt = args[i], args[i + 1] if i + 1 < len(args) else None
+        has_value = a.startswith("--") and nxt is not None and not nxt.startswith("--")
+        if a == "--publish" and has_value:
+            return None  # merged saved result files: only RERUN can say which runs made them
+        if a in GONE_FLAGS:
+            i += 1
+        elif a in GONE_OPTIONS or (has_value and (Path(nxt).is_absolute() or nxt.startswith(("bench/results/",
+                                                                                              "results/")))):
+            i += 2  # a file of the old layout (bench/results/<run>/, /tmp) or data where it is by default
+        elif has_value:
+            kept += [a, nxt]
+            i += 2
+        else:
+            kept.append(a)
+            i += 1
+    return kept
 
 
 def subject_of(title: str) -> tuple[str, str]:

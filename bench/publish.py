@@ -18,6 +18,7 @@ from pathlib import Path
 
 from bench import SUBJECTS, anchor
 from bench._common import ROOT
+from bench.legacy import rerun_command
 from bench.record import RESULTS, load_records, machine_id, machine_label
 
 MAIN = ROOT / "BENCHMARKS.md"
@@ -76,12 +77,33 @@ def method_notes(subject: str) -> str:
     return inspect.cleandoc(doc or "")
 
 
+def commit_text(rec: dict) -> str:
+    """Which code a run measured: ``commit `abc` + uncommitted changes`` (or ``, clean tree``); for a run from the old
+    log, the commit that published it (the code measured is at or before it)."""
+    sha = f"`{rec['commit'][:12]}`" if rec.get("commit") else None
+    if rec.get("legacy"):
+        return f"measured at or before commit {sha}" if sha else "commit unknown"
+    if sha is None:
+        return "commit unknown (not run in a git checkout)"
+    return f"commit {sha}" + (" + uncommitted changes" if rec.get("dirty") else ", clean tree")
+
+
+def _code(command: str) -> str:
+    return "`" + command.replace("`", "'") + "`"
+
+
 def _entry(rec: dict) -> str:
-    """One line: machine, date, command, a link to the run's tables, then (on a line of its own) the key numbers."""
-    cmd = rec["command"].replace("`", "'")
-    link = f"[tables](docs/benchmarks-history.md#{record_anchor(rec)})"
+    """One line: machine, date, commit, command, a link to the run's tables, then (on a line of its own) the key
+    numbers. A run imported from the old log says so, and shows today's command for it instead of the old one."""
+    tables = f"docs/benchmarks-history.md#{record_anchor(rec)}"
     summary = rec.get("summary") or "(no summary recorded: see the tables)"
-    return f"- **{machine_label(rec['machine'])}** · {when(rec)} · `{cmd}` · {link}<br>{summary}"
+    head = f"- **{machine_label(rec['machine'])}** · {when(rec)} · "
+    if rec.get("legacy"):
+        rerun = rerun_command(rec)
+        return (head + f"*from the log of {rec['date'][:10]}, before the harness; {commit_text(rec)}* · "
+                + (f"rerun today: {_code(rerun)}" if rerun else "no command reruns it today")
+                + f" · [tables, original command]({tables})<br>{summary}")
+    return head + f"{commit_text(rec)} · {_code(rec['command'])} · [tables]({tables})<br>{summary}"
 
 
 def render_main(records: list[dict]) -> str:
@@ -89,7 +111,10 @@ def render_main(records: list[dict]) -> str:
     subjects = [s for s in _subjects(records) if any(r["subject"] == s for r in records)]
     out = ["# logoid benchmarks", "", GENERATED, "",
            "The current numbers: for every bench, its latest run on each machine (CPU model and cores), with the date, "
-           "machine and command. Every run's full tables, older runs included, are in "
+           "machine, commit and command. Runs marked *from the log* were measured before this harness existed (the "
+           "dated log BENCHMARKS.md was until 2026-12-05): their commands named scripts that are gone, so the line "
+           "shows today's command that reruns them, and the history keeps the original. Every run's full tables, "
+           "older runs included, are in "
            "[docs/benchmarks-history.md](docs/benchmarks-history.md); the runs as data in [bench/results/](bench/results/)."
            " `python -m bench list` names the benches; `make bench NAME=speed` runs one and regenerates this page. "
            "How each subject is measured: [method notes](#method-notes).", "",
@@ -126,10 +151,13 @@ def render_history(records: list[dict]) -> str:
             out += [f'### <a id="{record_anchor(rec)}"></a>{rec["title"]} — {when(rec)} — {machine_label(m)}'
                     + (f" ({', '.join(tags)})" if tags else ""), ""]
             out.append(f"- machine: {m.get('text') or _machine_text(m)}")
-            out.append(f"- command: `{rec['command']}`")
-            if rec.get("commit"):
-                what = "published in" if rec.get("legacy") else "commit"
-                out.append(f"- {what}: `{rec['commit'][:12]}`" + (" + uncommitted changes" if rec.get("dirty") else ""))
+            if rec.get("legacy"):
+                rerun = rerun_command(rec)
+                out += [f"- command (original, from the log; its scripts are gone): {_code(rec['command'])}",
+                        f"- rerun today: {_code(rerun)}" if rerun else "- rerun today: no command says it",
+                        f"- code: {commit_text(rec)} (the commit that published it)"]
+            else:
+                out += [f"- command: {_code(rec['command'])}", f"- code: {commit_text(rec)}"]
             rel = Path(rec["path"]).resolve()
             rel = rel.relative_to(ROOT) if rel.is_relative_to(ROOT) else rel
             out += [f"- record: [{rel}](../{rel})", ""]

@@ -8,6 +8,7 @@ them (:mod:`bench.publish`).
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -25,6 +26,12 @@ RESULTS = ROOT / "bench" / "results"
 #: The command line of this run; ``python -m bench`` sets it (else it is read from ``sys.argv``).
 COMMAND: str | None = None
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def add_no_write(ap: argparse.ArgumentParser) -> None:
+    """Every bench records its run by default; ``--no-write`` (the one flag, the same in every bench) skips that."""
+    ap.add_argument("--no-write", action="store_true",
+                    help="print the results only: don't record the run (nor regenerate BENCHMARKS.md)")
 
 
 def cpu_model() -> str:

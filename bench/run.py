@@ -10,15 +10,17 @@ import sys
 from pathlib import Path
 
 from bench._common import DATA
+from bench.record import add_no_write
+from logoid import DEFAULT_MODEL
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--only", choices=["speed", "threadless"], action="append", default=None)
-    p.add_argument("--model", default="logoid-effl0-minilm")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--limit", type=int, default=None, help="Query only the first N photos (smoke runs).")
-    p.add_argument("--no-write", action="store_true", help="Print, don't record the run (nor regenerate BENCHMARKS.md).")
+    add_no_write(p)
     a = p.parse_args(argv)
     only = set(a.only or ["speed", "threadless"])
     from tqdm import tqdm

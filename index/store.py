@@ -33,7 +33,7 @@ from logoid.core.faults import fault_point
 from logoid.core.locks import PINS, pin, try_exclusive
 from logoid.index.milvus import MilvusConfig, MilvusVectorIndex
 
-from ._backend import FAISS, MILVUS, backend_kind
+from logoid.index.backend import FAISS, MILVUS, backend_kind
 from .vectors import IndexConfig, VectorIndex, decode_ids
 
 SCHEMA_VERSION = 1

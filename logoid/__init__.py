@@ -4,14 +4,16 @@ The public API (everything in ``__all__``; the rest of the package may change be
 
     import logoid
 
-    home = logoid.open_home("my-home")                 # the folder that holds catalog, images and index
+    home = logoid.open_home("my-home")                      # catalog, images and index live here
     catalog = logoid.Catalog.open(home)
     band = catalog.add_band("Mayhem", genre="Black Metal", country="Norway")
     catalog.add_image("band", band.id, "mayhem.png")
     logoid.build_index(home, catalog, logoid.create_embedder(logoid.DEFAULT_MODEL))
     answer = logoid.Identifier(home, catalog).identify("photo.jpg")
-    print(answer.status, answer.best.name if answer.best else None)
-    print(logoid.answer_json(answer))                  # the JSON that `logoid query --json` prints
+    result = logoid.answer_json(answer)                     # the JSON `logoid query --json` prints
+    print(result["status"], result["answer"], result["score"])   # ok Mayhem 1.0
+
+(the README's "From Python" example, run by tests/test_readme_api.py).
 
 Names load on first use, so ``import logoid`` stays cheap (no torch, FAISS or OpenCV until needed).
 """

@@ -1,10 +1,11 @@
 """Real processes against one logoid home: kill a write at each named step, or run readers beside writers.
 
-Used by tests/test_crash.py and bench/concurrency (the same workload, for a full minute). Every process here is a
-real one that runs the real CLI (``logoid.cli.cli``). They are forked by a multiprocessing *fork server*
-that has imported logoid, torch, FAISS and OpenCV once, so a process starts in milliseconds instead of seconds, and
-no process is forked from one that already ran torch (pytest's own process may have). Nothing here knows
-logoid's internals beyond the public catalog and index readers used to check a home.
+Used by tests/test_crash.py and tests/test_concurrency.py; bench/concurrency/ (kit.py, mixed.py, kills.py) runs the
+same workload for a full minute from its own copy, since tests and benches never import each other: change both
+together. Every process here is a real one that runs the real CLI (``logoid.cli.cli``). They are forked by a
+multiprocessing *fork server* that has imported logoid, torch, FAISS and OpenCV once, so a process starts in
+milliseconds instead of seconds, and no process is forked from one that already ran torch (pytest's own process may
+have). Nothing here knows logoid's internals beyond the public catalog and index readers used to check a home.
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
+import jsonschema
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -29,6 +31,8 @@ STYLES = {
 }
 UNKNOWN_STYLE = ((255, 0, 255), (20, 160, 160), "circles", None)  # an artist the catalog never saw
 ALBUMS = 3
+
+ANSWER_SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "docs" / "answer.schema.json").read_text())
 
 
 def cover(style, seed: int, size: int = 128) -> Image.Image:
@@ -179,6 +183,7 @@ def test_unseen_album_answers_its_artist_and_unknown_artist_is_rejected(styled, 
         # Local channel only for the album: a new cover has no verified match, so no album is accepted.
         ans = json.loads(run("query", unseen(tmp_path, artist), "--channels", "local", "--json").stdout)
         assert not ans["accepted"] and ans["artist_guess"]["best"] == artist
+        jsonschema.validate(ans, ANSWER_SCHEMA)  # the album extras in the documented shape
         right += ans["artist_guess"]["accepted"]
     assert right >= 4
     text = run("query", unseen(tmp_path, "Blue Lagoon"), "--channels", "local").output
@@ -231,6 +236,7 @@ def test_genre_train_predict_and_query_column(styled, tmp_path):
     assert abs(sum(t["probability"] for t in pred[0]["top"]) - 1.0) < 1e-3
     ans = json.loads(run("query", unseen(tmp_path, "Crimson Tide"), "--channels", "local", "--json").stdout)
     assert ans["genre"]["genre"] == pred[0]["genre"]
+    jsonschema.validate(ans, ANSWER_SCHEMA)
     folder = tmp_path / "batch"
     folder.mkdir()
     cover(STYLES["Blue Lagoon"], 77).save(folder / "a.png")
@@ -486,13 +492,11 @@ def test_real_ocr_reads_the_printed_artist_name(tmp_path):
 
 
 def test_album_step_reuses_the_text_channel_lines(fake_ocr):
-    from types import SimpleNamespace
-
     from logoid.albums.answer import AlbumStep
 
     step = AlbumStep(None, None, None)
     img = fake_ocr.write(cover(STYLES["Blue Lagoon"], 3), "BLUE LAGOON")
-    ran = SimpleNamespace(read=[{"text": "BLUE LAGOON", "conf": 0.9, "box": []}], timings={"text": 0.1})
-    assert step._lines(ran, img, {}) == [("BLUE LAGOON", 0.9)] and fake_ocr.calls == 0
-    assert step._lines(SimpleNamespace(read=[], timings={"global": 0.1}), img, {}) == [("BLUE LAGOON", 0.95)]
+    assert step._lines([{"text": "BLUE LAGOON", "conf": 0.9, "box": []}], img, {}) == [("BLUE LAGOON", 0.9)]
+    assert fake_ocr.calls == 0
+    assert step._lines(None, img, {}) == [("BLUE LAGOON", 0.95)]  # the text channel did not run: read here
     assert fake_ocr.calls == 1

@@ -16,10 +16,11 @@ import pytest
 
 from bench import COMMANDS, SUBJECTS, anchor
 from bench.__main__ import main as bench_main
-from bench.legacy import parse_machine, rebuild, sections, subject_of
+from bench.legacy import accepts, parse_machine, rebuild, sections, subject_of, translate
 from bench.mosaic.settings import apply_local_set
 from bench.publish import latest_per_machine, publish, render_history, render_main
 from bench.record import load_records, machine_id, save_record
+from logoid import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
 AMD = {"cpu": "AMD EPYC", "cores": 2, "ram_gib": 24, "accelerator": "CPU only", "python": "3.11.7", "torch": "2"}
@@ -211,6 +212,91 @@ def test_legacy_import_writes_records_once(tmp_path):
     assert rec["legacy"] is True and rec["command"] == "python bench/run.py --only speed"
     assert rec["summary"].startswith("model load 4.43 s")  # the hand-written key numbers of that run
     assert import_legacy(log, tmp_path / "results", find_commits=False) == []
+
+
+def test_page_marks_runs_from_the_old_log_and_says_which_code_every_run_measured(tmp_path):
+    from bench.legacy import import_legacy
+
+    log = tmp_path / "old.md"
+    log.write_text(LOG)
+    import_legacy(log, tmp_path, find_commits=False)  # speed on AMD (2026-11-23), mosaic on Intel (2026-12-05)
+    save_record("speed", "demo", {}, summary="new speed", command="python -m bench speed", machine=AMD, when=at(6),
+                results_dir=tmp_path, extra={"commit": "a" * 40, "dirty": True})
+    save_record("speed", "photo-size", {}, summary="new size", command="python -m bench photo-size", machine=AMD,
+                when=at(6), results_dir=tmp_path, extra={"commit": "b" * 40, "dirty": False})
+    records = load_records(tmp_path)
+    lines = {ln.split("<br>")[1]: ln for ln in render_main(records).splitlines() if "<br>" in ln}
+    assert "· commit `aaaaaaaaaaaa` + uncommitted changes · `python -m bench speed` ·" in lines["new speed"]
+    assert "· commit `bbbbbbbbbbbb`, clean tree · `python -m bench photo-size` ·" in lines["new size"]
+    mosaic = next(ln for ln in lines.values() if "#mosaic-" in ln)
+    assert "*from the log of 2026-12-05, before the harness; commit unknown*" in mosaic
+    assert "rerun today: `python -m bench mosaic --n 2` ·" in mosaic and "bench/mosaic.py" not in mosaic
+    assert "model load 4.43 s" not in "".join(lines)  # the old speed run is no longer the AMD machine's latest
+    history = render_history(records)
+    assert "- command (original, from the log; its scripts are gone): `python bench/mosaic.py --n 2 --write`" in history
+    assert "- rerun today: `python -m bench mosaic --n 2`" in history
+    assert "- code: commit `aaaaaaaaaaaa` + uncommitted changes" in history
+
+
+def test_old_log_commands_map_to_todays_benches():
+    assert translate("python bench/run.py --only threadless") == "python -m bench accuracy"
+    assert translate("python bench/mosaic.py --n 2 --seed 0 --json /tmp/s10/m.json --home bench/results/h --write") \
+        == "python -m bench mosaic --n 2 --seed 0"
+    assert translate("OMP_NUM_THREADS=1 python bench/milvus_compare.py --n 20000 --publish") \
+        == "OMP_NUM_THREADS=1 python -m bench milvus --n 20000"
+    assert translate("python bench/bench_finetune.py --variants 20 && python bench/publish.py finetune") \
+        == "python -m bench finetune --variants 20"
+    assert translate("python bench/text_cache.py clean && python bench/bench_text.py --publish") \
+        == "python -m bench text-cache clean && python -m bench text"
+    assert translate("python bench/local_sweep.py --publish bench/results/s8/a.json") is None  # merged saved files
+    assert translate("python bench/bench_text.py --limit 300") is None  # an option the bench no longer has
+    assert translate("python bench/local_scale.py index --refs 1000; then the same with --nlist 8192") is None
+    assert translate("python bench/no_such_script.py") is None
+
+
+def _shown_commands(text: str) -> list[tuple[str, list[str]]]:
+    """Every ``python -m bench NAME args`` inside backticks (one per command of a ``&&`` chain)."""
+    out = []
+    for span in re.findall(r"`([^`]*)`", text):
+        for part in span.split("&&"):
+            m = re.search(r"python -m bench ([a-z][a-z-]*)(.*)", part)
+            if m:
+                out.append((m[1], m[2].split()))
+    return out
+
+
+def test_every_bench_command_the_docs_show_exists():
+    pages = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *(ROOT / "docs").glob("*.md")]
+    shown = []
+    for page in pages:
+        # the history keeps the old log's commands as they were; its rerun lines are checked like the rest
+        text = "\n".join(ln for ln in page.read_text().splitlines() if "(original, from the log" not in ln)
+        shown += [(page.name, name, args) for name, args in _shown_commands(text)]
+        shown += [(page.name, name, []) for name in re.findall(r"make bench NAME=([a-z][a-z-]*)", text)]
+    assert {name for _, name, _ in shown} >= {"scale", "speed", "accuracy", "mosaic", "local-scale"}
+    for page, name, args in shown:
+        assert name in COMMANDS or name == "list", (page, name)
+        for a in args:
+            if a.startswith("--"):
+                assert accepts(name, a), (page, name, a)
+    assert "no command reruns it today" not in (ROOT / "BENCHMARKS.md").read_text()
+
+
+def test_every_bench_records_by_default_and_one_flag_skips_it():
+    for name, cmd in COMMANDS.items():
+        src = (ROOT / Path(*cmd.module.split("."))).with_suffix(".py").read_text()
+        if cmd.records:
+            assert "add_no_write(" in src, name  # --no-write, the same flag everywhere
+            assert not re.search(r'"--(write|publish|no-append)"', src), name  # the old per-bench switches
+
+
+def test_benches_keep_to_their_package():
+    for path in (ROOT / "bench").rglob("*.py"):
+        src, parts = path.read_text(), path.relative_to(ROOT / "bench").parts
+        assert "sys.path" not in src, path
+        assert DEFAULT_MODEL not in src, path  # `from logoid import DEFAULT_MODEL`
+        if len(parts) > 1 and parts[0] in SUBJECTS:  # a subject imports no other: shared code is in bench/_*.py
+            assert set(re.findall(r"(?:from|import) bench\.(\w+)", src)) & (set(SUBJECTS) - {parts[0]}) == set(), path
 
 
 def test_mosaic_set_parses_booleans_and_refuses_reference_settings():

@@ -112,7 +112,7 @@ def test_find_all_logos_sorted_and_extra_logos_need_all_min_score():
         stub = SimpleNamespace(entity_of_image=lambda i: f"band:{i}", threshold=0.5,
                                config=IdentifyConfig(all_min_score=floor),
                                score=lambda fs: [round(float(np.expm1(f["log_inliers"]))) / 100 for f in fs],
-                               catalog=SimpleNamespace(entity_name=lambda t, i: f"B{i}"))
+                               catalog=SimpleNamespace(entity_name=lambda t, i: f"B{i}"), _meta=lambda key: {})
         return [(c.entity_key, c.score) for c in Identifier._logos(stub, verifs, {})]
 
     assert logos(None) == [("band:2", 0.95), ("band:3", 0.85), ("band:1", 0.6)]  # strongest first; 0.4 < threshold

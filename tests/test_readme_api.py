@@ -20,7 +20,7 @@ def readme_example() -> str:
 
 
 def test_the_example_is_short():
-    assert len(readme_example().strip().splitlines()) <= 12
+    assert len(readme_example().strip().splitlines()) <= 10
 
 
 @pytest.mark.real

@@ -24,7 +24,7 @@ def test_logo_dropped_by_all_min_score_does_not_hide_a_stronger_one_at_the_same_
     stub = SimpleNamespace(entity_of_image=lambda i: f"band:{i}", threshold=0.5,
                            config=IdentifyConfig(all_min_score=0.7),
                            score=lambda fs: [fused[round(float(np.expm1(f["log_inliers"])))] for f in fs],
-                           catalog=SimpleNamespace(entity_name=lambda t, i: f"B{i}"))
+                           catalog=SimpleNamespace(entity_name=lambda t, i: f"B{i}"), _meta=lambda key: {})
     got = [(c.entity_key, c.score) for c in Identifier._logos(stub, verifs, {})]
     # band:2 (0.6) is below all_min_score and is dropped, but it already suppressed band:3 (0.9, same place):
     # the print is lost although a logo above the floor was verified there.

@@ -1,6 +1,6 @@
 """Fine-tuning before vs after on threadless-dev, GLOBAL channel alone (no local features, no text reading).
 
-    nice python -m bench finetune --data ../shared/data/threadless-dev [--variants 20] [--epochs 15] [--publish]
+    nice python -m bench finetune --data ../shared/data/threadless-dev [--variants 20] [--epochs 15] [--no-write]
     python -m bench finetune --publish-only     # record the last run's result (bench/work/bench_finetune.json)
 
 Trains ONLY on enrolled designs (never on photos), and of those only on ~80%: a seeded 20% of the enrolled
@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import DATA, WORK, fmt, peak_rss_mb, read_manifest, table
+from bench.record import add_no_write, save_record
+from logoid import DEFAULT_MODEL
 
 
 def load_rows(data: Path, holdout: float, seed: int):
@@ -128,7 +130,7 @@ def evaluate(gallery: np.ndarray, n_var: int, photos: np.ndarray, texts: np.ndar
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "threadless-dev")
-    ap.add_argument("--model", default="logoid-effl0-minilm")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--variants", type=int, default=20, help="augmented variants per design (variant 0 = original)")
     ap.add_argument("--epochs", type=int, default=15)
     ap.add_argument("--holdout", type=float, default=0.2, help="share of enrolled designs never trained on")
@@ -137,7 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=WORK / "finetune-cache")
     ap.add_argument("--out", type=Path, default=WORK / "bench_finetune.json")
     ap.add_argument("--checkpoint", type=Path, default=WORK / "finetune-checkpoint")
-    ap.add_argument("--publish", action="store_true", help="record the run and regenerate BENCHMARKS.md")
+    add_no_write(ap)
     ap.add_argument("--publish-only", action="store_true", help="record the result in --out (no run) and stop")
     args = ap.parse_args(argv)
     if args.publish_only:
@@ -206,7 +208,7 @@ def main(argv=None) -> int:
     for k in keys_show:
         print(f"{k:<18}{before[k]:>9.3f}{after[k]:>9.3f}")
     print(json.dumps({k: v for k, v in report.items() if k not in ("history", "config", "before", "after")}, indent=1))
-    if args.publish:
+    if not args.no_write:
         publish(report, args.out)
     return 0
 
@@ -247,8 +249,6 @@ def summary(d: dict) -> str:
 
 def publish(d: dict, path: Path) -> None:
     """Record a result (numbers never typed by hand) and regenerate BENCHMARKS.md."""
-    from bench.record import save_record
-
     when = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     body = f"(measured {when}, result file `{path}`)\n\n" + markdown(d)
     print(body)

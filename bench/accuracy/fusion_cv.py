@@ -5,7 +5,7 @@ so no photo is queried again. For each feature set, C is chosen by grouped cross
 split=calib (groups = design, so a design's photo never helps score itself), then fitted on all of
 calib and reported on split=test with the calibrated rejection rule.
 
-    python -m bench fusion-cv [--model logoid-effl0-minilm] [--channels global,local] [--write]
+    python -m bench fusion-cv [--model NAME] [--channels global,local] [--no-write]
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ import json
 import sys
 
 from bench._common import WORK, fmt, table
+from bench.record import add_no_write, save_record
+from logoid import DEFAULT_MODEL
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="logoid-effl0-minilm")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--channels", default="global,local")
-    ap.add_argument("--write", action="store_true", help="record the run and regenerate BENCHMARKS.md")
+    add_no_write(ap)
     args = ap.parse_args(argv)
 
     from bench.accuracy.threadless import load_evidence
@@ -65,9 +67,7 @@ def main(argv=None) -> int:
                   [[k, v.get("top1"), v.get("auroc"), v.get("open_set_accuracy"), v.get("rule", "max_score")]
                    for k, v in out.items()]))
     print(md)
-    if args.write:
-        from bench.record import save_record
-
+    if not args.no_write:
         save_record("accuracy", "fusion-cv", {"channels": list(ch), "fusions": out}, md, summary=summary(out, ch))
     return 0
 

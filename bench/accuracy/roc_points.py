@@ -5,7 +5,7 @@ so this reads the curve at several TPRs and lists what the queries at its low en
 inlier ratio, score under each rule). Reads ``bench/work/threadless-home-<model>-evidence.pkl``, which
 ``python -m bench accuracy`` saves; no photo is queried again.
 
-    python -m bench roc-points [--model logoid-effl0-minilm] [--channels global,local] [--write]
+    python -m bench roc-points [--model NAME] [--channels global,local] [--no-write]
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import math
 import sys
 
 from bench._common import fmt, table
+from bench.record import add_no_write, save_record
+from logoid import DEFAULT_MODEL
 
 TPRS = (0.90, 0.93, 0.94, 0.95, 0.96)
 
@@ -34,10 +36,10 @@ def _inliers(result) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="logoid-effl0-minilm")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--channels", default="global,local")
     ap.add_argument("--tail", type=int, default=10, help="list this many lowest known and highest unknown queries")
-    ap.add_argument("--write", action="store_true", help="record the run and regenerate BENCHMARKS.md")
+    add_no_write(ap)
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -84,9 +86,7 @@ def main(argv=None) -> int:
           + f"\n\nHighest-scoring unknown photos under the calibrated fusion ({args.tail}):\n\n"
           + table(heads, tail_rows(high_unknown)))
     print(md)
-    if args.write:
-        from bench.record import save_record
-
+    if not args.no_write:
         numbers = {"channels": list(ch), "n_known": n_k, "n_unknown": n_u, "tprs": list(TPRS),
                    "rows": {r[0]: {"auroc": r[1], **{f"fpr_at_{round(t * 100)}tpr": v for t, v in zip(TPRS, r[2:],
                                                                                                      strict=True)}}

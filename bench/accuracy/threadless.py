@@ -16,36 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-from bench._common import DATA, WORK, fmt, read_manifest, table
+from bench._common import DATA, WORK, fmt, table
+from bench._threadless import home_path, setup_home
+from bench.record import add_no_write, save_record
+from logoid import DEFAULT_MODEL
 
 SUBSETS = [("global",), ("local",), ("text",), ("global", "local"), ("global", "local", "text")]
 
 
-def setup_home(data: Path, home_dir: Path, model: str, *, progress=None) -> tuple:
-    from logoid.build.steps import build_index
-    from logoid.catalog import Catalog
-    from logoid.core.paths import Home
-    from logoid.engine import create_embedder
-
-    home = Home(home_dir).ensure()
-    cat = Catalog.open(home)
-    rows = read_manifest(data)
-    key_of = {}
-    with cat.transaction():
-        for r in rows:
-            if r["role"] != "enrolled":
-                continue
-            band = cat.add_band(f"threadless {r['id']}", external_ids={"threadless": r["id"]})
-            if not cat.images("band", band.id):
-                cat.add_image("band", band.id, data / r["design"])
-            key_of[r["id"]] = f"band:{band.id}"
-    embedder = create_embedder(model)
-    t = time.perf_counter()
-    report = build_index(home, cat, embedder, progress=progress)
-    return home, cat, embedder, rows, key_of, report, time.perf_counter() - t
-
-
-def run(data: Path, model: str = "logoid-effl0-minilm", limit: int | None = None, progress=None) -> dict:
+def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progress=None) -> dict:
     from logoid.eval.manifest import LabelledQuery
     from logoid.eval.metrics import evaluate
     from logoid.eval.run import apply_calibration, collect, fit, fusion_scorer, to_results
@@ -89,11 +68,6 @@ def save_evidence(collected, path: Path) -> None:
     import pickle
 
     path.write_bytes(pickle.dumps([(c.query, c.evidence) for c in collected]))
-
-
-def home_path(model: str) -> Path:
-    """The logoid home the benchmark builds for ``model``."""
-    return WORK / f"threadless-home-{model.replace('/', '_')}"
 
 
 def evidence_path(model: str) -> Path:
@@ -178,8 +152,6 @@ def report(res: dict, model: str, write: bool = True) -> None:
     md = markdown(res)
     print(md)
     if write:
-        from bench.record import save_record
-
         save_record("accuracy", "threadless", res, md, summary=summary(res),
                     title=f"Accuracy on threadless-dev ({model})")
 
@@ -187,9 +159,9 @@ def report(res: dict, model: str, write: bool = True) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "threadless-dev")
-    ap.add_argument("--model", default="logoid-effl0-minilm")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--limit", type=int, default=None, help="query only the first N photos (smoke runs)")
-    ap.add_argument("--no-write", action="store_true", help="print, don't record the run")
+    add_no_write(ap)
     a = ap.parse_args(argv)
     from tqdm import tqdm
 

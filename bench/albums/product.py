@@ -1,9 +1,10 @@
 """The albums-dev protocols through the product commands users run (``logoid eval --task genre|artist``).
 
-    OMP_NUM_THREADS=1 python -m bench albums-product --data ../shared/data/albums-dev
+    OMP_NUM_THREADS=1 python -m bench albums-product --data ../shared/data/albums-dev [--only KEY,...] [--no-write]
 
 Runs each command in a subprocess against a bench home (bench/work/albums-product-home, its embedding and
-OCR caches kept between runs) and collects the ``--json`` metrics into bench/work/albums_product.json.
+OCR caches kept between runs) and collects the ``--json`` metrics into bench/work/albums_product.json; the run is
+recorded (bench/results/albums/) and BENCHMARKS.md regenerated (``--no-write``: not).
 The OCR line cache of that home is seeded from bench/work/albums_ocr.json (``python -m bench albums-ocr``, the
 same RapidOCR configuration but for its thread count) so the covers are read once for both. ``python -m bench
 albums`` calls :func:`run_product` and reports these rows beside the research ablation.
@@ -20,6 +21,9 @@ import time
 from pathlib import Path
 
 from bench._common import DATA, ROOT, WORK
+from bench.albums.report import product_lines, summary
+from bench.record import add_no_write, save_record
+from logoid import DEFAULT_MODEL
 
 RESULTS = WORK
 HOME = RESULTS / "albums-product-home"
@@ -84,7 +88,7 @@ def shown(cmd: list[str]) -> str:
     return "logoid " + " ".join(cmd[3:])
 
 
-def run_product(data: Path, model: str = "logoid-effl0-minilm", only: set[str] | None = None) -> dict:
+def run_product(data: Path, model: str = DEFAULT_MODEL, only: set[str] | None = None) -> dict:
     """Run each product command of RUNS (or those in ``only``); returns key → {metrics, command, seconds}."""
     HOME.mkdir(parents=True, exist_ok=True)
     seeded = seed_ocr_cache(data, HOME)
@@ -122,7 +126,7 @@ def _write_csv(path: Path, rows: list[dict], data: Path) -> None:
                         "artist": "unknown" if r["artist_role"] == "unknown" else r["artist"]})
 
 
-def run_catalog(data: Path, model: str = "logoid-effl0-minilm") -> dict:
+def run_catalog(data: Path, model: str = DEFAULT_MODEL) -> dict:
     """The user's path: gallery covers imported as catalog albums (JSON manifest), `logoid artist fit`
     (leave-one-album-out, no photos), eval on the test queries; then `logoid artist calibrate` on the calib
     queries and eval again."""
@@ -167,14 +171,19 @@ def run_catalog(data: Path, model: str = "logoid-effl0-minilm") -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA / "albums-dev")
-    ap.add_argument("--model", default="logoid-effl0-minilm")
-    ap.add_argument("--only", default="", help="comma list of run keys")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--only", default="", help="comma list of run keys (and `catalog`)")
+    add_no_write(ap)
     a = ap.parse_args(argv)
     only = set(filter(None, a.only.split(","))) or None
     out = run_product(a.data, a.model, only)
     if only is None or "catalog" in only:
         out["catalog"] = run_catalog(a.data, a.model)
         (RESULTS / "albums_product.json").write_text(json.dumps(out, indent=1, default=float))
+    md = "\n".join(product_lines(out)).strip()
+    print(md)
+    if not a.no_write:
+        save_record("albums", "product", {"model": a.model, **out}, md, summary=summary({"product": out}))
     return 0
 
 

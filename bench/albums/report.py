@@ -83,7 +83,7 @@ def _search(raw: dict, ft: dict | None) -> list[str]:
     return out
 
 
-def _product(p: dict) -> list[str]:
+def product_lines(p: dict) -> list[str]:
     """The product commands' rows (bench/albums/product.py): what `logoid eval --task genre|artist` reports."""
     out = ["### Product commands (`logoid eval MANIFEST --task genre|artist`, the numbers users get)", "",
            "Same protocols, run as subprocesses of the CLI on a bench home (embedding and OCR caches kept). Genre: "
@@ -142,7 +142,7 @@ def report(res: dict) -> str:
     out = [f"Model `{res['model']}` (projections untrained until fine-tuned), {res['n_covers']} covers. "
            "All numbers from `bench/work/albums.json` (this record's numbers).", ""]
     if "product" in res:
-        out += _product(res["product"])
+        out += product_lines(res["product"])
         out += ["### Research ablation (bench/albums/protocols.py on cached arrays: what each step adds)", ""]
     if "genre" in res:
         out += _genre(res["genre"])

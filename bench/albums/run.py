@@ -1,6 +1,6 @@
 """Albums benchmark on albums-dev: genre from a cover, artist of an unseen album, text search.
 
-    OMP_NUM_THREADS=1 python -m bench albums --data ../shared/data/albums-dev [--only genre,artist] [--no-append]
+    OMP_NUM_THREADS=1 python -m bench albums --data ../shared/data/albums-dev [--only genre,artist] [--no-write]
 
 Protocols are the dataset README's (artist-disjoint genre folds; gallery/query/unknown artists with calib/test
 split by artist; genre text queries). The research ablation runs on cached arrays; the ``product`` part runs the
@@ -28,6 +28,8 @@ from bench.albums import protocols as ev  # noqa: E402
 from bench.albums.cache import RESULTS, cover_cache, stage_features  # noqa: E402
 from bench.albums.ocr import CACHE as OCR_CACHE  # noqa: E402
 from bench.albums.ocr import ocr_covers  # noqa: E402
+from bench.record import add_no_write, save_record  # noqa: E402
+from logoid import DEFAULT_MODEL  # noqa: E402
 from logoid.albums.features import artist_name_index, ocr_text, text_amount, text_artist_scores  # noqa: E402
 
 GENRE_PROMPT = "a {genre} album cover"
@@ -161,10 +163,10 @@ def run_search_raw(rows, cache, text_prompts) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=DATA / "albums-dev")
-    ap.add_argument("--model", default="logoid-effl0-minilm")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--only", default="genre,artist,search,finetune,photo,product",
                     help="comma list of parts to run (product: the `logoid eval` commands, bench/albums/product.py)")
-    ap.add_argument("--no-append", action="store_true", help="do not record the run (nor regenerate BENCHMARKS.md)")
+    add_no_write(ap)
     a = ap.parse_args(argv)
     import torch
 
@@ -209,9 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         res["product"]["catalog"] = run_catalog(a.data, a.model)
     out.write_text(json.dumps(res, indent=1, default=float))
     print(f"wrote {out}", file=sys.stderr)
-    if not a.no_append:
+    if not a.no_write:
         from bench.albums.report import report, summary
-        from bench.record import save_record
 
         save_record("albums", "protocols", res, report(res), summary=summary(res))
     return 0

@@ -5,14 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import time
 
-from bench._common import ROOT, WORK, table
-
-sys.path.insert(0, str(ROOT / "tests"))  # the crash tests' kit: real CLI processes, synthetic logos, the judges
-
-import crashkit as ck  # noqa: E402
+from bench._common import WORK, table
+from bench.concurrency import kills, mixed
+from bench.concurrency import kit as ck
+from bench.record import add_no_write, save_record
 
 CHURN = ("1984", "6502")
 
@@ -28,9 +26,9 @@ def run_mixed(seconds: float, readers: int) -> dict:
     stable = {n: int(k.split(":")[1]) for n, k in ck.read_home(home).entities.items()}
     load0 = os.getloadavg()[0]
     t0 = time.time()
-    reads, writes = ck.run_mixed(ctx, home, assets, work / "run", seconds, readers=readers, churn=CHURN)
+    reads, writes = mixed.run_mixed(ctx, home, assets, work / "run", seconds, readers=readers, churn=CHURN)
     wall = time.time() - t0
-    rep = ck.analyse(reads, writes, stable)
+    rep = mixed.analyse(reads, writes, stable)
     final = ck.read_home(home)
     answered = sum(1 for q in reads if q.get("answer") not in (None, "unknown"))
     durations = sorted(q["t1"] - q["t0"] for q in reads)
@@ -72,11 +70,11 @@ def run_kill(parallel: int) -> tuple[dict, list]:
     ctx = ck.context()
     ck.warm(ctx)
     assets = ck.make_assets(work / "assets")
-    templates = ck.kill_templates(ctx, assets, work / "templates")
+    templates = kills.kill_templates(ctx, assets, work / "templates")
     t0 = time.time()
     rows = []
-    for write, template, argv, subjects in ck.kill_scenarios(assets, work / "scenarios"):
-        rows += ck.kill_scenario(ctx, templates[template], write, argv, subjects, assets,
+    for write, template, argv, subjects in kills.kill_scenarios(assets, work / "scenarios"):
+        rows += kills.kill_scenario(ctx, templates[template], write, argv, subjects, assets,
                                  work / write.replace(" ", "-"), parallel=parallel)
     numbers = {
         "kill_points": len(rows), "killed": sum(r.rc == -9 for r in rows),
@@ -98,24 +96,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="how long readers and writers run side by side")
     ap.add_argument("--readers", type=int, default=8)
     ap.add_argument("--parallel", type=int, default=2, help="kill points checked at once")
-    ap.add_argument("--no-write", action="store_true", help="print, don't record the run")
+    add_no_write(ap)
     args = ap.parse_args(argv)
-    mixed = run_mixed(args.seconds, args.readers)
+    mix = run_mixed(args.seconds, args.readers)
     kill, rows = run_kill(args.parallel)
-    md = (f"Readers beside writers:\n\n{mixed_markdown(mixed)}\n\nA write killed at every step "
-          f"({kill['wall_s']} s for {kill['kill_points']} kill points):\n\n{ck.kill_table(rows)}")
+    md = (f"Readers beside writers:\n\n{mixed_markdown(mix)}\n\nA write killed at every step "
+          f"({kill['wall_s']} s for {kill['kill_points']} kill points):\n\n{kills.kill_table(rows)}")
     print(md)
-    for d in mixed["details"]:
+    for d in mix["details"]:
         print(d)
     for r in rows:
         if r.problems:
             print(f"{r.command} {r.step}: {r.problems}")
     if not args.no_write:
-        from bench.record import save_record
-
-        save_record("concurrency", "processes", {"mixed": mixed, "kill": kill}, md,
-                    summary=f"{mixed_summary(mixed)}. {kill_summary(kill)}")
-    bad = mixed["errors"] or mixed["inconsistent"] or mixed["write_errors"] or mixed["reused_ids"]
+        save_record("concurrency", "processes", {"mixed": mix, "kill": kill}, md,
+                    summary=f"{mixed_summary(mix)}. {kill_summary(kill)}")
+    bad = mix["errors"] or mix["inconsistent"] or mix["write_errors"] or mix["reused_ids"]
     return 1 if bad or not all(r.ok for r in rows) else 0
 
 

@@ -7,5 +7,5 @@ variants (IVF lists, PQ / fast-scan / float codes, HNSW quantiser, nprobe) with 
 catalogs repeating real codes under new ids; `local-scale e2e` measures decode + SIFT + search + verification per
 photo at 1k references (real) and 10k (designs, 3,000 icons, synthetic noisy joins of icons), with accuracy and
 memory. Wall times on a machine other jobs may share (load averages in the tables): compare rows of one run.
-`local` writes the channel's metrics as JSON only.
+`local`: the channel alone on every photo, features extracted fresh (no cache).
 """

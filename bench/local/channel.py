@@ -4,7 +4,9 @@ Protocol (the data set's README): gallery = designs of ``role=enrolled`` rows; q
 report on ``split=test``: top-1 / top-5 of known queries, AUROC and FPR@95%TPR of known-vs-unknown
 by the best inlier count, open-set accuracy at the threshold that maximises it on ``split=calib``.
 
-    nice python -m bench local --data ../shared/data/threadless-dev --out local.json
+    nice python -m bench local --data ../shared/data/threadless-dev [--out local.json] [--no-write]
+
+The run is recorded (bench/results/local/) and BENCHMARKS.md regenerated; ``--no-write`` only prints.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._common import DATA, read_manifest
+from bench._common import DATA, fmt, read_manifest, table
+from bench.record import add_no_write, save_record
 from logoid.core.imageio import file_hash, load_image
 from logoid.engine.local import FeatureCache, extract, extract_reference
 from logoid.identify.match import LocalConfig, match_local
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="FAISS / OpenCV threads")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                     help="override a LocalConfig field, e.g. --set enrol_inverted=false --set ratio=0.85")
+    add_no_write(ap)
     args = ap.parse_args(argv)
 
     import cv2
@@ -121,7 +125,32 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2))
     if args.out:
         args.out.write_text(json.dumps({**report, "queries": rows}, indent=1))
+    if not args.no_write:
+        report["set"] = overrides
+        report["limit"] = args.limit or None
+        save_record("local", "channel", report, markdown(report), summary=summary(report))
     return 0
+
+
+def markdown(r: dict) -> str:
+    """The calib and test rows of one run, and what the run was."""
+    heads = ["split", "queries (known / unknown)", "top-1", "top-5", "AUROC", "FPR@95TPR", "open-set acc"]
+    rows = [[s, f"{m['queries']} ({m['known']} / {m['unknown']})", m.get("top1"), m.get("top5"), m.get("auroc"),
+             m.get("fpr_at_95tpr"), m.get("open_set_acc")] for s, m in (("calib", r["calib"]), ("test", r["test"]))]
+    setting = ", ".join(f"{k}={v}" for k, v in (r.get("set") or {}).items()) or "LocalConfig defaults"
+    return (f"Local channel alone ({setting}; score = best inlier count, threshold {fmt(r['test'].get('threshold'))} "
+            f"chosen on split=calib): {r['gallery_images']} designs, {r['descriptors']} descriptors, index built in "
+            f"{fmt(r['build_s'], 1)} s; extraction + matching per photo median {fmt(r['median_s_per_query'])} s, p90 "
+            f"{fmt(r['p90_s_per_query'])} s"
+            + (f"; only the first {r['limit']} photos" if r.get("limit") else "") + ".\n\n" + table(heads, rows))
+
+
+def summary(r: dict) -> str:
+    """The key numbers, for the current-numbers page."""
+    t = r["test"]
+    return (f"test top-1 / AUROC / open-set **{fmt(t.get('top1'))} / {fmt(t.get('auroc'))} / "
+            f"{fmt(t.get('open_set_acc'))}**, FPR@95TPR {fmt(t.get('fpr_at_95tpr'))}; extraction + matching per photo "
+            f"median {fmt(r['median_s_per_query'])} s")
 
 
 if __name__ == "__main__":

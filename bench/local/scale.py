@@ -9,17 +9,19 @@ variants (list counts, code formats, flat or HNSW coarse quantiser, nprobe). 1k 
 (designs + icons); larger catalogs repeat their codes under new ids (said so in the report), since
 extracting and encoding 100k real references does not fit this machine.
 
-    python -m bench local-scale distractors --n 1000 --n 3000 [--write]
+    python -m bench local-scale distractors --n 1000 --n 3000 [--no-write]
     python -m bench local-scale index [--refs 1000 --refs 10000] [--nlist 4096 --nlist 16384]
-        [--index PQ32 --index HNSW:PQ64x4fs --index Flat] [--nprobe 8 --nprobe 16] [--queries 8] [--write]
+        [--index PQ32 --index HNSW:PQ64x4fs --index Flat] [--nprobe 8 --nprobe 16] [--queries 8] [--no-write]
 
 ``e2e``: the local channel end to end (decode, SIFT, search, verification) per photo and its accuracy at
 1k references (real) and 10k (designs + 3,000 real icons + synthetic noisy copies of icons), for
 DescriptorIndex configurations named in ``bench.local.e2e.SPECS`` (exact, default, prev, sq8, nprobe8, nprobe32).
 
     python -m bench local-scale e2e [--refs 1000 --refs 10000] [--index exact --index prev --index default]
-        [--timed 40] [--write]
-    python -m bench local-scale e2e --publish RUN.json [RUN.json ...] [--notes NOTES.md] --write
+        [--timed 40] [--no-write]
+    python -m bench local-scale e2e --from RUN.json [RUN.json ...] [--notes NOTES.md]   # one record of saved runs
+
+Every run is recorded (bench/results/local/) and BENCHMARKS.md regenerated; ``--no-write`` only prints.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import numpy as np
 from bench._common import DATA, WORK, fmt, peak_rss_mb, table
 from bench.local import sweep
 from bench.local.catalog import ICON_ID0, icon_features, icon_slugs
+from bench.record import add_no_write, save_record
 from logoid.engine.local import extract
 from logoid.identify.match import LocalConfig, verify_search
 
@@ -262,10 +265,11 @@ def main(argv=None) -> int:
                     help="e2e: save IVF builds here; a build already there is reused and only the --also rows run")
     ap.add_argument("--timed", type=int, default=40, help="e2e: test photos whose decode + extraction is timed")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/work/local_scale_<what>.json)")
-    ap.add_argument("--publish", type=Path, nargs="+", default=None,
-                    help="e2e: write one section from these result JSON files (runs of one size each) and stop")
-    ap.add_argument("--notes", type=Path, default=None, help="with --publish: a file whose text goes under the table")
-    ap.add_argument("--write", action="store_true", help="record the run and regenerate BENCHMARKS.md")
+    ap.add_argument("--from", dest="saved", type=Path, nargs="+", default=None,
+                    help="e2e: record one table of these saved result JSON files (--out of runs of one size each) "
+                         "instead of running")
+    ap.add_argument("--notes", type=Path, default=None, help="with --from: a file whose text goes under the table")
+    add_no_write(ap)
     args = ap.parse_args(argv)
     import cv2
     import faiss
@@ -277,11 +281,11 @@ def main(argv=None) -> int:
     bar = lambda it: tqdm(it, leave=False, file=sys.stderr)  # noqa: E731
     from bench.local import e2e
 
-    if args.what == "e2e" and args.publish:
-        res = e2e.merge([json.loads(p.read_text()) for p in args.publish])
+    if args.what == "e2e" and args.saved:
+        res = e2e.merge([json.loads(p.read_text()) for p in args.saved])
         md, notes = e2e.e2e_markdown(res), (args.notes.read_text().strip() if args.notes else "")
         print(md + (f"\n\n{notes}" if notes else ""))
-        if args.write:
+        if not args.no_write:
             _record("e2e", res, md, e2e.summary(res), notes)
         return 0
     if args.what == "e2e":
@@ -300,14 +304,12 @@ def main(argv=None) -> int:
     out = args.out or WORK / f"local_scale_{args.what}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=str))
-    if args.write:
+    if not args.no_write:
         _record(args.what, res, md, summary)
     return 0
 
 
 def _record(what: str, res: dict, md: str, summary: str, notes: str = "") -> None:
-    from bench.record import save_record
-
     save_record("local", what, json.loads(json.dumps(res, default=str)), md, summary=summary, notes=notes)
 
 

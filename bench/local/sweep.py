@@ -5,8 +5,11 @@ extraction settings; each query's k-NN search is done once per (reference, query
 every matching / verification setting of the sweep. Reports top-1, AUROC and open-set accuracy (threshold
 chosen on ``split=calib``) of the local channel alone, for calib and test.
 
-    python -m bench local-sweep --set query_tiles=2 --sweep ratio=0.9,0.95 --out sweep.json
-    python -m bench local-sweep --publish sweep.json [more.json ...] [--notes TEXT]   # record one table of them
+    python -m bench local-sweep --set query_tiles=2 --sweep ratio=0.9,0.95 --out sweep.json [--no-write]
+    python -m bench local-sweep --from sweep.json [more.json ...] [--notes TEXT]   # one record of saved sweeps
+
+A run is recorded (one table of its rows) and BENCHMARKS.md regenerated; ``--no-write`` only prints. ``--from``
+records one table of several saved runs (their ``--out`` files) instead, e.g. one ``--set`` each.
 
 ``--shrink 0.7`` reads every photo shrunk to 70 % first (bicubic, as a tile of a multi-logo mosaic is): the
 recall of small, blurred prints.
@@ -25,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import DATA, WORK, fmt, read_manifest, table
+from bench.record import add_no_write, save_record
 from logoid.core.imageio import file_hash, load_image
 from logoid.engine.local import FeatureCache, Features, extract
 from logoid.identify.match import LocalConfig, verify_search
@@ -165,14 +169,16 @@ def main(argv=None) -> int:
                     help="read the photos shrunk by this factor first (0.7: a tile of a 2x2 mosaic)")
     ap.add_argument("--score", action="append", default=None, choices=sorted(SCORES),
                     help="local score(s) to rank and reject by (default inliers)")
-    ap.add_argument("--publish", type=Path, nargs="+", default=None,
-                    help="record one table of these sweep JSON files (and regenerate BENCHMARKS.md) and stop")
-    ap.add_argument("--notes", default="", help="with --publish: a paragraph under the table")
-    ap.add_argument("--defaults", default="ratio 0.95, shortlist 20, candidate_ratio 0, raw inliers",
-                    help="with --publish: the LocalConfig defaults the rows' unnamed settings had")
+    ap.add_argument("--from", dest="saved", type=Path, nargs="+", default=None,
+                    help="record one table of these saved sweep JSON files (--out of earlier runs) instead of running")
+    ap.add_argument("--notes", default="", help="a paragraph under the recorded table")
+    ap.add_argument("--defaults", default=None,
+                    help="with --from: the LocalConfig defaults the rows' unnamed settings had when they ran")
+    add_no_write(ap)
     args = ap.parse_args(argv)
-    if args.publish:
-        print(publish(args.publish, args.notes, args.defaults))
+    if args.saved:
+        rows = [d for path in args.saved for d in json.loads(path.read_text())]
+        print(record_rows(rows, args.notes, args.defaults or "those of the saved runs' commit", write=not args.no_write))
         return 0
     args.score = args.score or ["inliers"]
     import cv2
@@ -216,30 +222,31 @@ def main(argv=None) -> int:
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=1))
+    print(record_rows(report, args.notes, write=not args.no_write))
     return 0
 
 
-def publish(paths: list[Path], notes: str = "", defaults: str = "ratio 0.95, shortlist 20, candidate_ratio 0, raw inliers") -> str:
-    """One table of every sweep result in ``paths`` (JSON written by --out), in the order given, recorded."""
-    from bench.record import save_record
-
+def record_rows(results: list[dict], notes: str = "", defaults: str = "those of the commit measured",
+                write: bool = True) -> str:
+    """One table of sweep results (the rows a run makes, or its --out file), in the order given; ``write``: record it
+    and regenerate BENCHMARKS.md. Returns the table."""
     rows, numbers = [], []
-    for path in paths:
-        for d in json.loads(path.read_text()):
-            setting = ", ".join(f"{k}={v}" for k, v in {**d["set"], **d["sweep"]}.items()) or "defaults of the time"
-            c, t = d["calib"], d["test"]
-            rows.append([setting, c["top1"], c["auroc"], c["open_set"], t["top1"], t["auroc"], t["open_set"]])
-            numbers.append({"setting": setting, "calib": c, "test": t, "threshold": d.get("threshold")})
+    for d in results:
+        setting = ", ".join(f"{k}={v}" for k, v in {**d["set"], **d["sweep"]}.items()) or "defaults"
+        c, t = d["calib"], d["test"]
+        rows.append([setting, c["top1"], c["auroc"], c["open_set"], t["top1"], t["auroc"], t["open_set"]])
+        numbers.append({"setting": setting, "calib": c, "test": t, "threshold": d.get("threshold")})
     md = ("Local channel alone on threadless-dev; threshold for open-set accuracy chosen on split=calib; settings "
           "chosen on calib. Rows are cumulative where the setting says so (a row's unnamed settings are the "
-          f"LocalConfig defaults at the time: {defaults}). "
+          f"LocalConfig defaults: {defaults}). "
           "`candidate_ratio`: once a reference is shortlisted by ratio-test votes, its tentative matches are all "
           "photo keypoints whose nearest keypoint of that reference (among the k=8 neighbours) is within "
           "d1 / candidate_ratio. `score`: what ranks and rejects (inliers; inl*sqrt_ratio = inliers × "
           "sqrt(inliers / tentative matches); inl-2log = inliers − 2·log(tentative)).\n\n"
           + table(["setting", "calib top-1", "calib AUROC", "calib open-set", "test top-1", "test AUROC",
                    "test open-set"], rows))
-    save_record("local", "sweep", {"defaults": defaults, "rows": numbers}, md, notes=notes, summary=summary(rows))
+    if write:
+        save_record("local", "sweep", {"defaults": defaults, "rows": numbers}, md, notes=notes, summary=summary(rows))
     return md + (f"\n\n{notes}" if notes else "")
 
 

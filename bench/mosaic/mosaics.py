@@ -13,7 +13,7 @@ tile's entity with an outline whose centroid lies inside that tile's placed (axi
 The single-photo bound queries each known tile's photo alone (same identifier, same threshold) and
 counts it found when find_all reports its entity; the plain top-1 answer is shown beside it.
 
-    python -m bench mosaic --data ../shared/data/threadless-dev [--n 2 --n 3] [--mosaics 40] [--write]
+    python -m bench mosaic --data ../shared/data/threadless-dev [--n 2 --n 3] [--mosaics 40] [--no-write]
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ import numpy as np
 from PIL import Image
 
 from bench._common import DATA, fmt, table
+from bench._threadless import home_path, setup_home
 from bench.mosaic.settings import apply_local_set
+from bench.record import add_no_write, save_record
+from logoid import DEFAULT_MODEL
 
 
 @dataclass
@@ -128,15 +131,14 @@ def score_logos(logos, tiles: list[Tile], reports: list | None = None) -> tuple[
 
 
 def run(data: Path, sizes=(2, 3), mosaics: int = 40, seed: int = 0, cell: int = 400,
-        model: str = "logoid-effl0-minilm", progress=None, save_dir: Path | None = None,
+        model: str = DEFAULT_MODEL, progress=None, save_dir: Path | None = None,
         home_dir: Path | None = None, local_set: dict | None = None, split: str = "test") -> dict:
-    from bench.accuracy import threadless
     from logoid.identify import Identifier
     from logoid.identify.match import LocalConfig
     from logoid.identify.pipeline import IdentifyConfig
 
-    home_dir = home_dir or threadless.home_path(model)
-    home, cat, embedder, rows, key_of, _, _ = threadless.setup_home(data, home_dir, model)
+    home_dir = home_dir or home_path(model)
+    home, cat, embedder, rows, key_of, _, _ = setup_home(data, home_dir, model)
     ident = Identifier(home, cat, embedder=embedder, config=IdentifyConfig(channels=("global", "local")))
     meta = ident.store.meta
     local = LocalConfig.from_dict(meta.get("local") or {})
@@ -272,9 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=["test", "calib"], default="test",
                    help="Photos the mosaics are made of (choose settings on calib, report test).")
     p.add_argument("--cell", type=int, default=400, help="Cell size in px.")
-    p.add_argument("--model", default="logoid-effl0-minilm")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--save", type=Path, default=None, help="Save the first two mosaics of each size here.")
-    p.add_argument("--write", action="store_true", help="Record the run and regenerate BENCHMARKS.md.")
+    add_no_write(p)
     p.add_argument("--json", type=Path, default=None, help="Also write the full result (every false report) here.")
     p.add_argument("--set", dest="local_set", action="append", default=[], metavar="KEY=VALUE",
                    help="Override a local-channel setting (LocalConfig field) for this run, e.g. tile_shortlist=0.")
@@ -297,9 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n{n}x{n} false identifications (first 10): {d['false_examples']}", file=sys.stderr)
         if d["lost"]:
             print(f"{n}x{n} lost in the mosaic (mosaic, id, entity): {d['lost'][:10]}", file=sys.stderr)
-    if a.write:
-        from bench.record import save_record
-
+    if not a.no_write:
         numbers = {**res, "sizes": {n: {k: v for k, v in d.items() if k != "reports"} for n, d in res["sizes"].items()}}
         save_record("mosaic", "threadless", numbers, md, summary=summary(res))
     return 0

@@ -1,12 +1,12 @@
 """FAISS vs Milvus Lite for the global vectors, side by side in one run, on the same synthetic vectors.
 
-    OMP_NUM_THREADS=1 python -m bench milvus [--n 20000] [--dim 512] [--publish]
+    OMP_NUM_THREADS=1 python -m bench milvus [--n 20000] [--dim 512] [--no-write]
 
 Vectors are clustered like real embeddings (n/20 centres × 20 noisy variants, L2-normalised), ids
 ``image*1024+variant``. Measured: start-up (import pymilvus + open the Lite file), build (create, insert,
 index, load), query p50/p99 one photo at a time at k=10 and k=400 (what identify asks for), a batch of 100
 queries, an add + remove of one image (staged, then applied), and the top-10 agreement with FAISS.
-Results go to bench/work/milvus_compare.json; ``--publish`` records the run and regenerates BENCHMARKS.md.
+Results go to bench/work/milvus_compare.json; the run is recorded and BENCHMARKS.md regenerated (``--no-write``: not).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import WORK, fmt, table
+from bench.record import add_no_write, save_record
 from logoid.index.vectors import VectorIndex, encode_ids
 
 RESULTS = WORK
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=20_000, help="vectors")
     ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--publish", action="store_true", help="record the run and regenerate BENCHMARKS.md")
+    add_no_write(ap)
     args = ap.parse_args(argv)
     x, ids, q = synthetic(args.n, args.dim)
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "milvus_compare.json").write_text(json.dumps(res, indent=2))
     print(json.dumps(res, indent=2))
-    if args.publish:
+    if not args.no_write:
         rows = [[r["backend"], r["build_s"], r["k10"]["p50_ms"], r["k10"]["p99_ms"], r["k400"]["p50_ms"],
                  r["k400"]["p99_ms"], r["batch100_ms"], r["update_ms"]] for r in (faiss_res, mil_res)]
         body = (f"{args.n:,} synthetic {args.dim}-d vectors ({args.n // 20:,} centres × 20 noisy variants), "
@@ -121,8 +122,6 @@ def main(argv: list[str] | None = None) -> int:
                   "\nMilvus Lite (3.x) is an in-process gRPC server written in Python (FLAT is a numpy scan), and every "
                   "call goes through pymilvus' request/response layer; Milvus pays where it is a server shared by "
                   "many machines, and on one machine FAISS stays the default (README, \"Scaling out: Milvus\").")
-        from bench.record import save_record
-
         save_record("scale", "milvus", res, body, summary=summary(res))
     return 0
 

@@ -8,10 +8,10 @@ isotropic view noise puts two views of a centre at cosine ~0.85. Queries are 1,0
 random centres; ground truth is exact inner-product search over every vector (chunked).
 
 Each (size, structure) is built in one subprocess and queried in another that only loads the saved
-index, so the RAM column is what the loaded index costs. ``--publish`` records the table (from
-bench/work/scale.json, which accumulates the rows of every run) and regenerates BENCHMARKS.md.
+index, so the RAM column is what the loaded index costs. A run records the table (from bench/work/scale.json, which
+accumulates the rows of every run) and regenerates BENCHMARKS.md (``--no-write``: it doesn't).
 
-    python -m bench scale --sizes 100k,1m,3.6m --threads 2 --publish
+    python -m bench scale --sizes 100k,1m,3.6m --threads 2
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import ROOT, WORK, table
+from bench.record import add_no_write, save_record
 
 RESULTS = WORK / "scale.json"
 
@@ -211,8 +212,6 @@ def query(size: str, name: str, mmap: str, work: Path) -> dict:
 
 def publish(res: dict) -> None:
     """Record the scale table (from scale.json) and regenerate BENCHMARKS.md."""
-    from bench.record import save_record
-
     heads = ["size", "structure", "factory", "build s", "RAM MB (anon+file)", "disk MB", "single p50/p99 ms",
              "batch-64 p50/p99 ms/q", "recall@1", "recall@10", "centre@1"]
     rows = []
@@ -391,8 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--structures", default=None, help="comma-separated names (default: the plan for each size)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("/tmp/logoid-scale"))
-    ap.add_argument("--publish", action="store_true", help="record the table (from scale.json) and regenerate "
-                    "BENCHMARKS.md")
+    add_no_write(ap)
     ap.add_argument("--publish-only", action="store_true", help="record the table of scale.json without running")
     ap.add_argument("--prototypes", action="store_true", help="only the prototype vs all-views comparison")
     ap.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
@@ -412,8 +410,12 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rows, indent=1))
     elif not args.publish_only:
         run(args)
-    if args.publish or args.publish_only:
-        publish(_load_results())
+    if args.publish_only or not args.no_write:
+        res = _load_results()
+        if res["rows"]:
+            publish(res)
+        else:
+            print(f"nothing to record: {RESULTS} has no rows yet", file=sys.stderr)
     return 0
 
 

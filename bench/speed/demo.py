@@ -15,9 +15,11 @@ import time
 from pathlib import Path
 
 from bench._common import ROOT, fmt, median_time, peak_rss_mb, table
+from bench.record import add_no_write, save_record
+from logoid import DEFAULT_MODEL
 
 
-def run(model: str = "logoid-effl0-minilm", n_images: int = 64, batch: int = 32) -> dict:
+def run(model: str = DEFAULT_MODEL, n_images: int = 64, batch: int = 32) -> dict:
     import torch
 
     from logoid.build.steps import build_index
@@ -128,15 +130,13 @@ def report(r: dict, write: bool = True) -> None:
     md = markdown(r)
     print(md)
     if write:
-        from bench.record import save_record
-
         save_record("speed", "demo", r, md, summary=summary(r))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="logoid-effl0-minilm")
-    ap.add_argument("--no-write", action="store_true", help="print, don't record the run")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    add_no_write(ap)
     args = ap.parse_args(argv)
     report(run(args.model), write=not args.no_write)
     return 0

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from bench._common import ROOT, WORK, fmt, table
+from bench.record import add_no_write, save_record
 
 SIZES = ((800, 600), (4000, 3000), (8000, 6000))
 FULL_DECODE = ("import sys, logoid.identify.pipeline as p;"
@@ -165,14 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--home", type=Path, default=None, help="a built demo home (default ./demo-home, else built)")
     ap.add_argument("--reps", type=int, default=5, help="runs of each photo and mode (medians)")
-    ap.add_argument("--no-write", action="store_true", help="print, don't record the run")
+    add_no_write(ap)
     args = ap.parse_args(argv)
     r = run(demo_home(args.home), args.reps)
     md = markdown(r)
     print(md)
     if not args.no_write:
-        from bench.record import save_record
-
         save_record("speed", "photo-size", r, md, summary=summary(r))
     return 0
 

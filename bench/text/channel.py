@@ -1,8 +1,10 @@
 """Benchmark the text channel on band-logos: clean logos, simulated prints on photos, a 200k-name roster.
 
     python -m bench text-cache clean && python -m bench text-cache prints     # OCR once (slow; cached)
-    python -m bench text [--publish]                                          # everything else (seconds)
+    python -m bench text [--no-write]                                         # everything else (seconds)
     python -m bench text --publish-only                                       # record the last result (--out)
+
+The run is recorded (bench/results/text/) and BENCHMARKS.md regenerated; ``--no-write`` only prints.
 
 Reports: text-only top-1 among all 1,206 band names on the clean logos and on simulated prints of them
 (bench/text/prints.py); the same with a roster of distractor names (real names where the shared data has them,
@@ -25,6 +27,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from bench._common import DATA, read_manifest
+from bench.record import add_no_write
 from bench.text.cache import RESULTS, OcrCache, read_cached
 from logoid.engine.ocr import OcrConfig
 from logoid.index.names import NameIndex, normalise
@@ -304,7 +307,7 @@ def main(argv=None) -> int:
     ap.add_argument("--unknown-fraction", type=float, default=0.25, help="bands held out of the catalog (prints)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_text.json")
-    ap.add_argument("--publish", action="store_true", help="record the run and regenerate BENCHMARKS.md")
+    add_no_write(ap)
     ap.add_argument("--publish-only", action="store_true", help="record the result in --out (no run) and stop")
     ap.add_argument("--time-sample", type=int, default=40, help="prints timed end to end (OCR + match), uncached")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads for the timed sample")
@@ -363,7 +366,7 @@ def main(argv=None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
-    if args.publish:
+    if not args.no_write:
         from bench.text.report import publish
 
         publish(report, args.out)

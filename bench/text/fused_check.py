@@ -1,6 +1,6 @@
 """threadless-dev, fused with and without the text channel, side by side from one evidence run.
 
-    python -m bench text-fused [--limit N]     # writes bench/work/text_threadless.json
+    python -m bench text-fused [--limit N] [--no-write]    # writes bench/work/text_threadless.json, records the run
 
 The threadless-dev protocol (its README): gallery = designs of the enrolled rows, queries = every photo,
 calibrate on split=calib, report on split=test. Each photo's evidence is gathered once with all three channels
@@ -18,6 +18,10 @@ import time
 from pathlib import Path
 
 from bench._common import DATA, WORK
+from bench._threadless import home_path, setup_home
+from bench.record import add_no_write, save_record
+from bench.text.report import fused_markdown, fused_summary
+from logoid import DEFAULT_MODEL
 
 RESULTS = WORK
 SUBSETS = [("global", "local"), ("global", "local", "text")]
@@ -46,12 +50,11 @@ def _score(ident, cat, calib, test, subset) -> dict:
 
 
 def run(data: Path, model: str, limit: int | None) -> dict:
-    from bench.accuracy import threadless as accuracy
     from logoid.eval.manifest import LabelledQuery
     from logoid.eval.run import collect
     from logoid.identify import Identifier
 
-    home, cat, embedder, rows, key_of, _, build_s = accuracy.setup_home(data, accuracy.home_path(model), model)
+    home, cat, embedder, rows, key_of, _, build_s = setup_home(data, home_path(model), model)
     queries = [LabelledQuery(data / r["photo"], key_of.get(r["id"]) if r["role"] == "enrolled" else None, r["split"])
                for r in rows][: limit or None]
     ident = Identifier(home, cat, embedder=embedder)
@@ -75,8 +78,9 @@ def run(data: Path, model: str, limit: int | None) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=DATA / "threadless-dev")
-    ap.add_argument("--model", default="logoid-effl0-minilm")
-    ap.add_argument("--limit", type=int, default=None)
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--limit", type=int, default=None, help="query only the first N photos (smoke runs)")
+    add_no_write(ap)
     a = ap.parse_args(argv)
     import torch
 
@@ -85,7 +89,10 @@ def main(argv=None) -> int:
     out = RESULTS / "text_threadless.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=2, default=str))
-    print(json.dumps(res, indent=2, default=str))
+    md = fused_markdown(res)
+    print(md)
+    if not a.no_write:
+        save_record("text", "fused", res, md, summary=fused_summary(res))
     return 0
 
 

@@ -1,6 +1,7 @@
 """The tables of the text bench's result (numbers from the JSON, never typed by hand), and its record.
 
-``python -m bench text --publish`` records a run; ``python -m bench text --publish-only`` the last result again.
+``python -m bench text`` records its run (``--no-write``: it doesn't); ``python -m bench text --publish-only`` records
+the last result again without running.
 """
 
 from __future__ import annotations
@@ -82,26 +83,7 @@ def body(d: dict) -> str:
         ]
     th = d.get("threadless")
     if th and th.get("queries", 0) > 100:
-        heads = ["channels", "calibrated", "top-1", "top-5", "AUROC", "FPR@95TPR", "open-set acc", "confident wrong",
-                 "text-only answers (accepted)"]
-        trows = []
-        for name, x in th["subsets"].items():
-            for when in ("before", "after"):
-                m = x[when]
-                cal = "no (default rule)" if when == "before" else f"yes ({x['rule']})"
-                trows.append([name, cal, m["top1"], m["top5"], m["auroc"], m["fpr_at_95tpr"], m["open_set_accuracy"],
-                              m["confident_wrong_rate"], f"{x[when + '_text_only_answers']} "
-                              f"({x[when + '_text_only_accepted']})"])
-        t_only = th["subsets"].get("global+local+text", {}).get("text_only") or {}
-        parts += [
-            f"threadless-dev (split=test, {th['n_test']} photos; calibrated on split=calib, {th['n_calib']}), one "
-            "evidence run scored with and without the text channel (`python -m bench text-fused`). The designs have no "
-            "names (catalog names are \"threadless <id>\"), so text can only add noise here; it must not make any "
-            f"metric worse. Text-only threshold after calibration: {fmt(t_only.get('threshold'))} "
-            f"({t_only.get('source', 'n/a')}: {t_only.get('n', 0)} text-only calibration answers, "
-            f"{t_only.get('n_right', 0)} right).",
-            table(heads, trows),
-        ]
+        parts.append(fused_markdown(th))
     modes = [[m, c[f"top1_{m}"], f"{fmt(c[f'ocr_s_median_{m}'], 2)} s"] for m in ("plain", "invert-if-little", "union")]
     curve = [[x["cutoff"], x["correct_accepted"], x["wrong_accepted_known"], x["unknown_band_false_match"],
               x["no_text_false_match"]] for x in c["cutoff_curve"]]
@@ -114,6 +96,37 @@ def body(d: dict) -> str:
               curve),
     ]
     return "\n\n".join(parts)
+
+
+def fused_markdown(th: dict) -> str:
+    """threadless-dev scored with and without the text channel (``python -m bench text-fused``'s result)."""
+    heads = ["channels", "calibrated", "top-1", "top-5", "AUROC", "FPR@95TPR", "open-set acc", "confident wrong",
+             "text-only answers (accepted)"]
+    trows = []
+    for name, x in th["subsets"].items():
+        for when in ("before", "after"):
+            m = x[when]
+            cal = "no (default rule)" if when == "before" else f"yes ({x['rule']})"
+            trows.append([name, cal, m["top1"], m["top5"], m["auroc"], m["fpr_at_95tpr"], m["open_set_accuracy"],
+                          m["confident_wrong_rate"], f"{x[when + '_text_only_answers']} "
+                          f"({x[when + '_text_only_accepted']})"])
+    t_only = th["subsets"].get("global+local+text", {}).get("text_only") or {}
+    return (f"threadless-dev (split=test, {th['n_test']} photos; calibrated on split=calib, {th['n_calib']}), one "
+            "evidence run scored with and without the text channel (`python -m bench text-fused`). The designs have no "
+            "names (catalog names are \"threadless <id>\"), so text can only add noise here; it must not make any "
+            f"metric worse. Text-only threshold after calibration: {fmt(t_only.get('threshold'))} "
+            f"({t_only.get('source', 'n/a')}: {t_only.get('n', 0)} text-only calibration answers, "
+            f"{t_only.get('n_right', 0)} right).\n\n" + table(heads, trows))
+
+
+def fused_summary(th: dict) -> str:
+    """The key numbers of a text-fused run, for the current-numbers page."""
+    def trio(name: str) -> str:
+        m = th["subsets"].get(name, {}).get("after", {})
+        return " / ".join(fmt(m.get(k)) for k in ("top1", "auroc", "open_set_accuracy"))
+
+    return (f"threadless-dev test ({th['n_test']} photos), calibrated, top-1 / AUROC / open-set: global+local "
+            f"{trio('global+local')}, global+local+text **{trio('global+local+text')}**")
 
 
 def summary(d: dict) -> str:

@@ -1,6 +1,7 @@
 """The album-aware step on top of identify: the artist of an album, the artist of an unseen album, the genre.
 
-``AlbumStep(home, catalog, embedder).apply(answer, image)`` adds to a query answer:
+``AlbumStep(home, catalog, embedder).apply(image, accepted_album=..., accepted=..., read=...)`` gives the album
+extras of one identify answer:
 - ``artist``: the accepted album's artist;
 - ``artist_guess``: when nothing was accepted and the catalog has covers of two or more artists, the
   artist model's guess ("album not in the catalog; artist probably X") or its rejection, from the cover's
@@ -14,13 +15,14 @@ from __future__ import annotations
 
 import warnings
 
+from PIL import Image
+
+from logoid.albums import store
 from logoid.albums.artist import NAME, ArtistModel, fit_catalog
-from logoid.albums.covers import _pairs, catalog_covers, extract, ocr_unavailable, read_lines, uses_text
+from logoid.albums.covers import catalog_covers, extract, line_pairs, ocr_unavailable, read_lines, uses_text
 from logoid.albums.genre import GenreModel
 from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
 from logoid.core.imageio import load_image
-
-from . import _store
 
 
 class AlbumStep:
@@ -50,7 +52,7 @@ class AlbumStep:
             return self._artist
         self._artist_tried = True
 
-        stored = _store.exists(self.home, NAME)
+        stored = store.exists(self.home, NAME)
         if not stored and len({c.artist_key for c in catalog_covers(self.catalog)}) < 2:
             return None  # nothing to answer artists from: do not load the model for it
         try:
@@ -86,7 +88,7 @@ class AlbumStep:
 
             self._genre_embedder = create_embedder(self._genre.model.get("model"))
             try:
-                _store.check_model({"model": self._genre.model}, self._genre_embedder, "genre model",
+                store.check_model({"model": self._genre.model}, self._genre_embedder, "genre model",
                                    "retrain it: `logoid genre train`")
             except IndexMismatchError as e:
                 self.notes.append(f"genre model ignored: {e}")
@@ -94,14 +96,13 @@ class AlbumStep:
         return self._genre
 
     # ---- answers -------------------------------------------------------------------------------
-    def _lines(self, answer, image, cache: dict) -> list | None:
-        """The text read on the photo: the identify text channel's lines when it ran, else read here (once per
-        photo); None when OCR is unavailable (a note says so once: the models answer from style alone)."""
+    def _lines(self, read: list[dict] | None, image, cache: dict) -> list | None:
+        """The text read on the photo: ``read`` (the identify text channel's lines, when it ran), else read here
+        (once per photo); None when OCR is unavailable (a note says so once: the models answer from style alone)."""
         if "lines" in cache:
             return cache["lines"]
-
-        if answer is not None and "text" in (getattr(answer, "timings", None) or {}):
-            cache["lines"] = _pairs(answer.read)
+        if read is not None:
+            cache["lines"] = line_pairs(read)
         elif (why := ocr_unavailable()) is not None:
             if not self._ocr_noted:
                 self._ocr_noted = True
@@ -112,43 +113,44 @@ class AlbumStep:
             cache["lines"] = read_lines([_get(image)])[0]
         return cache["lines"]
 
-    def artist_guess(self, image, answer=None, _cache: dict | None = None):
+    def artist_guess(self, image, read: list[dict] | None = None, _cache: dict | None = None):
+        """The artist model's guess for a cover not in the catalog (None without an artist model)."""
         model = self.artist_model
         if model is None:
             return None
         cache = {} if _cache is None else _cache
-        lines = self._lines(answer, image, cache) if model.config.text else None
+        lines = self._lines(read, image, cache) if model.config.text else None
         return model.guess(extract(self.embedder, [_get(image)], model.config.features), lines=lines)
 
-    def genre(self, image, answer=None, _cache: dict | None = None) -> dict | None:
+    def genre(self, image, read: list[dict] | None = None, _cache: dict | None = None) -> dict | None:
+        """The cover's genre with probabilities (None without a genre model)."""
         model = self.genre_model
         if model is None:
             return None
         lines = None
         if uses_text(model.features):
-            lines = self._lines(answer, image, {} if _cache is None else _cache)
+            lines = self._lines(read, image, {} if _cache is None else _cache)
             lines = [lines or []]
         return model.predict(extract(self._genre_embedder, [_get(image)], model.features, lines=lines))[0]
 
-    def apply(self, answer, image) -> dict:
-        """Album extras for one identify ``answer`` of ``image`` (a decoded photo, or its path: read when needed)."""
-        from PIL import Image
-
+    def apply(self, image, *, accepted_album: dict | None, accepted: bool, read: list[dict] | None) -> dict:
+        """Album extras of one photo: ``image`` (decoded, or its path: read only when needed), the catalog metadata
+        of the album identify accepted (None otherwise), whether anything was accepted, and the text lines the
+        identify text channel read (None when it did not run)."""
         if not isinstance(image, Image.Image):
             path = image
             image = _Lazy(lambda: load_image(path))
         out: dict = {"artist": None, "artist_guess": None, "genre": None}
         cache: dict = {}
-        best = answer.best
-        if answer.accepted and best is not None and best.entity_key.startswith("album:"):
-            out["artist"] = best.meta.get("artist")
-        elif not answer.accepted and self._want_artists:
+        if accepted_album is not None:
+            out["artist"] = accepted_album.get("artist")
+        elif not accepted and self._want_artists:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                guess = self.artist_guess(image, answer, cache)
+                guess = self.artist_guess(image, read, cache)
             out["artist_guess"] = guess.to_dict() if guess is not None else None
         if self._want_genre:
-            out["genre"] = self.genre(image, answer, cache)
+            out["genre"] = self.genre(image, read, cache)
         return out
 
 

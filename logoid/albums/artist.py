@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from logoid.albums import store
 from logoid.albums.covers import catalog_covers, covers_signature, ocr_unavailable, path_lines, path_vectors
 from logoid.core.config import checked_kwargs
 from logoid.core.errors import ConfigError
@@ -32,7 +33,6 @@ from logoid.scoring.results import QueryResult
 from logoid.scoring.rules import calibrate, rule_score
 from logoid.scoring.stats import auroc
 
-from . import _store
 from .features import ArtistFusion, l2rows, text_amount, text_artist_scores, topm_scores, znorm_rows
 
 NAME = "artist-model"
@@ -51,7 +51,7 @@ class ArtistConfig:
     text: bool = True  # fuse the artist names read on the cover (OCR) with the style evidence
     aliases: bool = True  # text: also match an artist's surname (last word of 4+ letters: "COLTRANE")
     text_amount: bool = True  # text: count how much text was read (text naming no enrolled artist → unknown)
-    objective: str = "balanced_accuracy"  # threshold objective (logoid.eval.calibrate.OBJECTIVES)
+    objective: str = "balanced_accuracy"  # threshold objective (logoid.scoring.rules.OBJECTIVES)
     rules: tuple[str, ...] = ("max_score", "margin")  # rejection rules tried by calibration
     max_unknown_queries: int = 3000  # leave-one-artist-out impostor queries kept (seeded sample)
     seed: int = 0  # for that sample
@@ -130,10 +130,10 @@ class ArtistModel:
     owner: np.ndarray  # (n,) artist index per cover
     group: np.ndarray  # (n,) album (near-duplicate group) id per cover: left out together
     centre: np.ndarray  # (d,) gallery mean subtracted before cosines (zeros when config.center is off)
-    calibration: dict = field(default_factory=dict)  # logoid.eval.calibrate.Calibration.to_dict()
+    calibration: dict = field(default_factory=dict)  # logoid.scoring.rules.Calibration.to_dict()
     fusion: dict = field(default_factory=dict)  # ArtistFusion.to_dict(): style + text → P(artist)
     verify: dict = field(default_factory=dict)  # {"auroc", "threshold", ...}: the fused P(artist) of one artist
-    model: dict = field(default_factory=dict)  # the embedding model the vectors come from (_store.model_record)
+    model: dict = field(default_factory=dict)  # the embedding model the vectors come from (store.model_record)
     source: str = ""  # what calibrated it
     catalog_revision: int | None = None  # catalog revision the gallery was read at
     covers_signature: str | None = None  # logoid.albums.covers.covers_signature of the enrolled catalog covers
@@ -329,15 +329,15 @@ class ArtistModel:
                 "calibration": self.calibration, "fusion": self.fusion, "verify": self.verify, "model": self.model, "source": self.source,
                 "catalog_revision": self.catalog_revision, "covers_signature": self.covers_signature,
                 "n_covers": int(len(self.gallery))}
-        _store.save(home, NAME, meta, {"gallery": self.gallery, "owner": self.owner, "group": self.group,
+        store.save(home, NAME, meta, {"gallery": self.gallery, "owner": self.owner, "group": self.group,
                                        "centre": self.centre})
 
     @classmethod
     def load(cls, home, embedder_or_info=None) -> ArtistModel:
         """The stored model; with ``embedder_or_info`` refuses one built from another model's vectors."""
-        meta, arr = _store.load(home, NAME, FIT_HINT)
+        meta, arr = store.load(home, NAME, FIT_HINT)
         if embedder_or_info is not None:
-            _store.check_model(meta, embedder_or_info, "artist model", "refit it: `logoid artist fit`")
+            store.check_model(meta, embedder_or_info, "artist model", "refit it: `logoid artist fit`")
         return cls(config=ArtistConfig.from_dict(meta["config"]), artists=list(meta["artists"]),
                    names=list(meta["names"]), gallery=arr["gallery"], owner=arr["owner"], group=arr["group"],
                    centre=arr["centre"], calibration=meta.get("calibration") or {}, fusion=meta.get("fusion") or {},
@@ -371,7 +371,7 @@ def fit_catalog(home, catalog, embedder, config: ArtistConfig | None = None, *, 
     covers = [covers[i] for i in ok]
     model = ArtistModel.enrol(vecs, [c.artist_key for c in covers], [c.album_id for c in covers],
                               names={c.artist_key: c.artist for c in covers}, config=config,
-                              model=_store.model_record(embedder))
+                              model=store.model_record(embedder))
     model.catalog_revision = catalog.revision()
     model.covers_signature = covers_signature(catalog_covers(catalog))
     lines = None

@@ -100,7 +100,7 @@ def ocr_unavailable() -> str | None:
            "cover style only; install the `ocr` extra for the text channel"
 
 
-def _pairs(lines) -> list[tuple[str, float]]:
+def line_pairs(lines) -> list[tuple[str, float]]:
     """OCR lines (``TextLine``, ``(text, conf)`` or ``{"text", "conf"}``) as ``(text, conf)`` pairs."""
     out = []
     for ln in lines or []:
@@ -118,7 +118,7 @@ def read_lines(images: Sequence[Image.Image]) -> list[list[tuple[str, float]]]:
     r = text_reader()
     with warnings.catch_warnings():  # the unavailable engine's warning: callers say it once via ocr_unavailable
         warnings.simplefilter("ignore")
-        return [_pairs(r.read(im)) for im in images]
+        return [line_pairs(r.read(im)) for im in images]
 
 
 def _ocr_tag() -> str:
@@ -180,7 +180,7 @@ def path_lines(paths: Sequence[str | os.PathLike], *, cache_dir: Path | None, pr
 
 
 def _text_part(embedder, lines: Sequence) -> np.ndarray:
-    return text_features(embedder.embed_texts, [ocr_text(_pairs(ln)) for ln in lines])
+    return text_features(embedder.embed_texts, [ocr_text(line_pairs(ln)) for ln in lines])
 
 
 def _embedding(embedder, images: Sequence[Image.Image]) -> np.ndarray:

@@ -17,12 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from logoid.albums import store
 from logoid.albums.features import GenreClassifier
 from logoid.core.config import checked_kwargs
 from logoid.core.errors import ConfigError
 from logoid.scoring.stats import per_class_table
 
-from . import _store
 from .features import l2rows
 
 NAME = "genre-model"
@@ -253,7 +253,7 @@ class GenreModel:
     clf: Any  # a CLASSIFIERS instance
     config: GenreConfig = field(default_factory=GenreConfig)
     metrics: dict = field(default_factory=dict)  # cross-validated metrics of every compared method
-    model: dict = field(default_factory=dict)  # the embedding model (_store.model_record)
+    model: dict = field(default_factory=dict)  # the embedding model (store.model_record)
     source: str = ""  # what it was trained on
     n_train: int = 0
 
@@ -288,14 +288,14 @@ class GenreModel:
         """Store beside the index (atomic): JSON metadata and metrics, npz arrays."""
         meta = {"method": self.method, "features": self.features, "classes": self.classes, "config": self.config.to_dict(),
                 "metrics": self.metrics, "model": self.model, "source": self.source, "n_train": self.n_train}
-        _store.save(home, NAME, meta, self.clf.arrays)
+        store.save(home, NAME, meta, self.clf.arrays)
 
     @classmethod
     def load(cls, home, embedder_or_info=None) -> GenreModel:
         """The stored model; with ``embedder_or_info`` refuses one trained on another model's vectors."""
-        meta, arrays = _store.load(home, NAME, TRAIN_HINT)
+        meta, arrays = store.load(home, NAME, TRAIN_HINT)
         if embedder_or_info is not None:
-            _store.check_model(meta, embedder_or_info, "genre model", "retrain it: `logoid genre train`")
+            store.check_model(meta, embedder_or_info, "genre model", "retrain it: `logoid genre train`")
         kind = CLASSIFIERS.get(meta["method"])
         if kind is None:
             raise ConfigError(f"the genre model uses method {meta['method']!r}, unknown to this logoid", TRAIN_HINT)

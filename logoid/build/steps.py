@@ -15,7 +15,7 @@ from logoid.core.faults import fault_point
 from logoid.core.imageio import load_image
 from logoid.core.paths import Home
 from logoid.identify.match import LocalConfig
-from logoid.index._backend import MILVUS, backend_kind
+from logoid.index.backend import MILVUS, backend_kind
 from logoid.index.cache import EmbeddingCache
 from logoid.index.milvus import MilvusConfig, MilvusVectorIndex
 from logoid.index.names import NameIndex

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from logoid import DEFAULT_MODEL, CatalogError, ConfigError, ImageError, IndexMissingError, LogoidError, create_embedder
-from logoid.albums import _store
+from logoid.albums import store
 from logoid.albums.artist import ArtistConfig, ArtistModel, fit_catalog
 from logoid.albums.covers import FeatureTable, catalog_covers, extract, ocr_unavailable, read_lines, uses_text
 from logoid.albums.genre import GenreConfig, GenreModel
@@ -76,12 +76,12 @@ def search_cmd(state, text, k, entity_type, as_json):
     `logoid finetune` this ranking is close to arbitrary; it becomes meaningful with a fine-tuned
     checkpoint (`logoid build-index --model models/ft1`) or a real CLIP model.
     """
-    store = IndexStore.load(state.home.index_dir)
+    index_store = IndexStore.load(state.home.index_dir)
     embedder = embedder_for(state)
-    hits = search(text, store, state.catalog, embedder, k=k, entity_type=None if entity_type == "all" else entity_type)
-    untrained = store.meta.get("model", {}).get("projections") == "untrained"
+    hits = search(text, index_store, state.catalog, embedder, k=k, entity_type=None if entity_type == "all" else entity_type)
+    untrained = index_store.meta.get("model", {}).get("projections") == "untrained"
     if as_json:
-        emit_json({"query": text, "model": store.model_name, "untrained_projections": untrained,
+        emit_json({"query": text, "model": index_store.model_name, "untrained_projections": untrained,
                    "results": [h.to_dict() for h in hits]})
         return
     if untrained:
@@ -309,7 +309,7 @@ def genre_train(state, csv_file, folder, methods, features, folds, model, column
     table(cfg.features)
     ok = table.ok or []
     gm, comp = GenreModel.train(table, [genres[i] for i in ok], cfg, groups=None if groups is None else [groups[i] for i in ok],
-                                embed_texts=embedder.embed_texts, model=_store.model_record(embedder), source=source)
+                                embed_texts=embedder.embed_texts, model=store.model_record(embedder), source=source)
     gm.save(state.home)
     out = {"kept": gm.method, "features": gm.features, "covers": len(ok), "genres": gm.classes, "folds": len(set(comp.folds)),
            "grouped_by_artist": groups is not None, "comparison": comp.table(), "source": source}
@@ -335,7 +335,7 @@ def genre_predict(state, photos, k, as_json):
     """Predict the genre of each PHOTO with the stored genre model."""
     gm = GenreModel.load(state.home)
     embedder = create_embedder(gm.model.get("model"))
-    _store.check_model({"model": gm.model}, embedder, "genre model", "retrain it: `logoid genre train`")
+    store.check_model({"model": gm.model}, embedder, "genre model", "retrain it: `logoid genre train`")
     _warn_no_ocr(uses_text(gm.features))
     rows = []
     for p in photos:

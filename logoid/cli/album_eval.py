@@ -58,11 +58,11 @@ def eval_album_task(state, task, manifest, split, report_dir, method, use_model,
         rows = [r for r in rows if split is None or r.split == split]
         if use_model:
             from logoid import create_embedder
-            from logoid.albums import _store
+            from logoid.albums import store
 
             gm = GenreModel.load(state.home)
             embedder = create_embedder(gm.model.get("model"))
-            _store.check_model({"model": gm.model}, embedder, "genre model", "retrain it: `logoid genre train`")
+            store.check_model({"model": gm.model}, embedder, "genre model", "retrain it: `logoid genre train`")
             metrics, results, thumbs = eval_genre(rows, embedder, gm.config, cache_dir=state.home.cache_dir,
                                                   use_model=gm, progress=bar, on_skip=_skip)
         else:

@@ -16,7 +16,7 @@ from logoid.index.store import IndexStore
 
 from ._common import emit_json, json_option, pass_state, progress, reads, warn
 from .album_eval import album_eval_options, eval_album_task
-from .index_cmds import _identifier
+from .index_cmds import identifier
 
 
 def _load(state, queries: Path, split: str | None, channels: str, embedder=None):
@@ -24,7 +24,7 @@ def _load(state, queries: Path, split: str | None, channels: str, embedder=None)
     if not qs:
         raise LogoidError(f"{queries}: no query photos" + (f" with split={split}" if split else ""),
                           "check the manifest's photo/label/split columns")
-    ident = _identifier(state, channels=channels)
+    ident = identifier(state, channels=channels)
     if embedder is not None:
         ident._embedder = embedder
     collected = collect(ident, qs, progress=lambda it: progress(it, "querying", total=len(qs)),

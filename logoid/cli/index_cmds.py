@@ -35,7 +35,7 @@ def _channels(value: str) -> tuple[str, ...]:
     return tuple(c.strip() for c in value.split(",") if c.strip())
 
 
-def _identifier(state, *, model=None, threshold=None, channels="global,local,text", k=5):
+def identifier(state, *, model=None, threshold=None, channels="global,local,text"):
     embedder = None
     if model:
         from logoid import create_embedder
@@ -242,13 +242,13 @@ class _Notes:
 @_query_options
 @click.option("--explain", is_flag=True, help="Show what each channel said.")
 @click.option("--draw", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write the photo with the found logos outlined.")
+              help="Write the photo with every found logo outlined (implies --all).")
 @json_option
 @pass_state
 @reads
 def query_cmd(state, photo, k, find_all, model, threshold, channels, explain, draw, as_json):
     """Identify the band or album in PHOTO (answers "unknown" under the threshold)."""
-    ident = _identifier(state, model=model, threshold=threshold, channels=channels)
+    ident = identifier(state, model=model, threshold=threshold, channels=channels)
     ans = ident.identify(photo, find_all=find_all or bool(draw))
     _Notes()(ans)
     if draw:
@@ -281,7 +281,7 @@ def batch_cmd(state, folder, output, k, find_all, model, threshold, channels, as
     results = [error_json(str(path), reason) for path, reason in passed_over]
     for r in results:
         warn(f"skipping {r['path']}: {r['error']}")
-    ident = _identifier(state, model=model, threshold=threshold, channels=channels) if files else None
+    ident = identifier(state, model=model, threshold=threshold, channels=channels) if files else None
     notes = _Notes()
     for path in progress(files, "identifying", total=len(files)):
         try:

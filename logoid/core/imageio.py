@@ -1,7 +1,7 @@
 """Robust image decoding shared by the catalog, augment and engine stages.
 
 Every image logoid touches goes through :func:`load_image`, so bad files fail the same way
-everywhere: an :class:`~logoid.errors.ImageError` naming the file and the fix. A folder is listed by
+everywhere: an :class:`~logoid.core.errors.ImageError` naming the file and the fix. A folder is listed by
 :func:`scan_images`, which names every path it passes over and why.
 
 A photo only has to be as sharp as the channels that read it: ``load_image(path, min_size=(long, short))``

@@ -1,7 +1,9 @@
 """Evaluation: fits (fusion, rejection rule) on labelled photos, open-set metrics, reports.
 
 The decision rules themselves (``FusionModel``, ``Calibration``, ``rule_score``) are run-time parts of
-identification and live in :mod:`logoid.scoring`; this package fits and measures them.
+identification and live in :mod:`logoid.scoring`, beside the threshold search that fits a ``Calibration``
+(the album models fit theirs at ``artist fit``, below this layer). This package collects labelled photos'
+evidence, fits the fusion by grouped cross-validation, calls that threshold search, and measures and reports.
 """
 
 from .fusion import fit_fusion

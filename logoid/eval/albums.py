@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from logoid.albums import _store
+from logoid.albums import store
 from logoid.albums.artist import ArtistConfig, ArtistModel
 from logoid.albums.covers import FeatureTable, ocr_unavailable
 from logoid.albums.genre import cross_validate, genre_metrics
@@ -167,7 +167,7 @@ def eval_artist(rows: list[AlbumRow], embedder, *, config=None, stored_model=Non
         rows = [rows[i] for i in feats.ok or []]
         gal = [i for i, r in enumerate(rows) if r.role == GALLERY_ROLE and r.artist]
         model = ArtistModel.enrol(x[gal], [str(rows[i].artist) for i in gal], [rows[i].group for i in gal], config=config,
-                                  model=_store.model_record(embedder))
+                                  model=store.model_record(embedder))
         queries = [i for i, r in enumerate(rows) if r.role != GALLERY_ROLE]
         truth = {i: (None if rows[i].role == UNKNOWN_ROLE or rows[i].artist not in model.artists else rows[i].artist)
                  for i in queries}

@@ -1,8 +1,6 @@
-"""Fusion of per-channel candidate features into one probability that the candidate is right.
-
-A :class:`FusionModel` is a logistic regression over named features with its standardisation stored
-beside the weights, all as plain JSON (it lives in the index's JSON sidecar; no pickle). The same
-class represents a hand-set linear rule (:meth:`FusionModel.linear`), used before any calibration.
+"""Fitting the fusion: a class-balanced logistic regression over each candidate's per-channel features, its
+regularisation chosen by cross-validation grouped by entity. The model it fits,
+:class:`~logoid.scoring.fusion.FusionModel`, is applied at run time by identification (``logoid.scoring``).
 """
 
 from __future__ import annotations

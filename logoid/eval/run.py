@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from logoid.core.errors import CatalogError, ImageError, LogoidError
+from logoid.identify.pipeline import Evidence
 from logoid.scoring.fusion import FEATURES, FusionModel
 from logoid.scoring.results import QueryResult
 from logoid.scoring.rules import Calibration, calibrate, calibrate_text_only, rule_score
@@ -18,7 +19,7 @@ from .manifest import LabelledQuery
 @dataclass
 class Collected:
     query: LabelledQuery
-    evidence: object  # logoid.identify.Evidence
+    evidence: Evidence
 
 
 def resolve_label(catalog, label: str | None) -> str | None:
@@ -58,13 +59,7 @@ def collect(identifier, queries: Sequence[LabelledQuery], *, progress: Callable 
 
 def _decide_all(identifier, collected: Sequence[Collected], channels, scorer) -> list:
     """Each query's answer, fused by ``scorer`` (the identifier's own when None) from its stored evidence."""
-    old = identifier._scorer
-    if scorer is not None:
-        identifier._scorer = scorer
-    try:
-        return [identifier.decide(c.evidence, channels) for c in collected]
-    finally:
-        identifier._scorer = old
+    return [identifier.decide(c.evidence, channels, scorer=scorer) for c in collected]
 
 
 def to_results(identifier, collected: Sequence[Collected], catalog, channels: tuple[str, ...] | None = None,

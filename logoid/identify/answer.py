@@ -1,6 +1,6 @@
 """What identification answers: :class:`Candidate`, :class:`Answer`, and the one JSON form of an answer.
 
-``answer_json`` builds the JSON that ``logoid query --json``, ``logoid batch`` and the HTTP API all return;
+``answer_json`` builds the JSON that ``logoid query --json``, ``logoid batch`` and the coming HTTP API return;
 ``error_json`` is the same shape for a photo that could not be read. The schema is
 ``docs/answer.schema.json`` (described in ``docs/answer.md``); ``SCHEMA`` names its version.
 """

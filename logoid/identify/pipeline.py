@@ -239,7 +239,7 @@ class Identifier:
         if not lines:
             return [], []
         matches = names.match(lines, k=self.config.shortlist)
-        read = [{"text": ln.text, "conf": round(float(ln.conf), 3), "box": np.asarray(ln.box).round(1).tolist()}
+        read = [{"text": ln.text, "conf": round(float(ln.conf), 3), "box": np.asarray(ln.box, dtype=np.float64).round(1).tolist()}
                 for ln in lines]
         return [m for m in matches if m.similarity >= self.config.text_min_sim], read
 
@@ -259,7 +259,10 @@ class Identifier:
         answer = self.decide(ev)
         if self.config.albums:
             t = time.perf_counter()
-            extras = self.album_step.apply(answer, img)
+            best = answer.best
+            album = best.meta if (answer.accepted and best and best.entity_key.startswith("album:")) else None
+            extras = self.album_step.apply(img, accepted_album=album, accepted=answer.accepted,
+                                           read=answer.read if "text" in ev.channels else None)
             answer.artist_guess, answer.genre = extras["artist_guess"], extras["genre"]
             answer.notes += self.album_step.notes
             self.album_step.notes.clear()
@@ -305,7 +308,7 @@ class Identifier:
                 c = cands.setdefault(key, {"cos": floor, "image_id": v.image_id})
                 if v.score > c.get("local_score", -1.0):
                     c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score),
-                             inlier_coverage=float(v.coverage), polygon=np.asarray(v.polygon).round(1).tolist(),
+                             inlier_coverage=float(v.coverage), polygon=np.asarray(v.polygon, dtype=np.float64).round(1).tolist(),
                              local_image_id=v.image_id)
             timings["local"] = time.perf_counter() - t
         read: list[dict] = []
@@ -325,21 +328,23 @@ class Identifier:
         return Evidence(path=path, cands=cands, floor=floor, read=read, logos=logos_v, timings=timings,
                         channels=tuple(ch))
 
-    def decide(self, ev: Evidence, channels: tuple[str, ...] | None = None) -> Answer:
-        """Fuse the evidence (optionally only some channels' part of it) into a ranked, thresholded answer."""
+    def decide(self, ev: Evidence, channels: tuple[str, ...] | None = None,
+               scorer: Callable[[list[dict]], list[float]] | None = None) -> Answer:
+        """Fuse the evidence (optionally only some channels' part of it) into a ranked, thresholded answer;
+        ``scorer`` (candidate features -> fused scores) replaces the index's fusion, e.g. one being fitted."""
         if channels is not None:
             ev = ev.restrict(channels)
-        answer = self._rank(ev.path, ev.cands, ev.read, dict(ev.timings))
+        score = scorer or self.score
+        answer = self._rank(ev.path, ev.cands, ev.read, dict(ev.timings), score)
         if ev.logos:
-            answer.logos = self._logos(ev.logos, ev.cands)
+            answer.logos = self._logos(ev.logos, ev.cands, score)
         return answer
-
-    def _rank(self, path, cands: dict[str, dict], read, timings) -> Answer:
+    def _rank(self, path, cands: dict[str, dict], read, timings, score) -> Answer:
         names = {k: n for k in cands if (n := entity_name(self.catalog, k)) is not None}
         keys = list(names)
         raw = [cands[k] for k in keys]
         feats = candidate_features(raw, self.config.shortlist)
-        scores = self.score(feats)
+        scores = score(feats)
         out = []
         for key, c, f, s in zip(keys, raw, feats, scores, strict=True):
             chans = [n for n, ok in (("global", c.get("in_global")), ("local", c.get("inliers", 0) > 0),
@@ -350,16 +355,15 @@ class Identifier:
                 text=c.get("text"), inliers=int(c.get("inliers", 0)),
             ))
         out.sort(key=lambda cand: -cand.score)
-        for cand in out[:5]:
-            etype, eid = cand.entity_key.split(":")
-            cand.meta = self.catalog.entity_meta(etype, int(eid))
+        for cand in out:
+            cand.meta = self._meta(cand.entity_key)
         best = out[0] if out else None
         thr = self.text_only_threshold if (best is not None and best.channels == ["text"]) else self.threshold
         rej = self.rejection_score(out)
         return Answer(path=path, accepted=bool(best is not None and rej >= thr), best=best, candidates=out,
                       threshold=thr, read=read, timings=timings, rejection_score=rej, rule=self.rule)
 
-    def _logos(self, verifs, cands: dict[str, dict]) -> list[Candidate]:
+    def _logos(self, verifs, cands: dict[str, dict], score=None) -> list[Candidate]:
         """Every verified logo in the photo, scored by the same fusion as the main answer, strongest first."""
         scored = []
         for v in verifs:
@@ -370,7 +374,7 @@ class Identifier:
             c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score),
                      inlier_coverage=float(v.coverage))
             f = candidate_features([c], self.config.shortlist)[0]
-            s = self.score([f])[0]
+            s = (score or self.score)([f])[0]
             if s >= self.threshold:
                 scored.append((s, v, key, f))
         scored.sort(key=lambda t: -t[0])  # stable: equal scores keep the order found
@@ -384,8 +388,12 @@ class Identifier:
                 continue  # the same print found again (its other reference, or a second homography on it)
             logos.append(Candidate(entity_key=key, name=entity_name(self.catalog, key) or key, score=s,
                                    features=f, channels=["local"], image_id=v.image_id, inliers=int(v.inliers),
-                                   polygon=poly.astype(np.float64).round(1).tolist()))
+                                   polygon=poly.astype(np.float64).round(1).tolist(), meta=self._meta(key)))
         return logos
+
+    def _meta(self, key: str) -> dict:
+        etype, eid = key.split(":")
+        return self.catalog.entity_meta(etype, int(eid))
 
 
 def entity_name(catalog, key: str) -> str | None:

@@ -1,0 +1,45 @@
+"""The threadless-dev home several subjects' benches query (accuracy, mosaic, text): built once, shared.
+
+Every enrolled design of the manifest becomes a band ``threadless <id>`` with that design as its image; the index is
+(re)built with the given model. Subjects import this module, never each other.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bench._common import WORK, read_manifest
+
+
+def home_path(model: str) -> Path:
+    """The logoid home the threadless-dev benches build for ``model`` (under bench/work/)."""
+    return WORK / f"threadless-home-{model.replace('/', '_')}"
+
+
+def setup_home(data: Path, home_dir: Path, model: str, *, progress=None) -> tuple:
+    """Enrol threadless-dev's designs in ``home_dir`` and build its index.
+
+    Returns ``(home, catalog, embedder, manifest rows, design id -> entity key, build report, build seconds)``.
+    """
+    from logoid.build.steps import build_index
+    from logoid.catalog import Catalog
+    from logoid.core.paths import Home
+    from logoid.engine import create_embedder
+
+    home = Home(home_dir).ensure()
+    cat = Catalog.open(home)
+    rows = read_manifest(data)
+    key_of = {}
+    with cat.transaction():
+        for r in rows:
+            if r["role"] != "enrolled":
+                continue
+            band = cat.add_band(f"threadless {r['id']}", external_ids={"threadless": r["id"]})
+            if not cat.images("band", band.id):
+                cat.add_image("band", band.id, data / r["design"])
+            key_of[r["id"]] = f"band:{band.id}"
+    embedder = create_embedder(model)
+    t = time.perf_counter()
+    report = build_index(home, cat, embedder, progress=progress)
+    return home, cat, embedder, rows, key_of, report, time.perf_counter() - t
