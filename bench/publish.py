@@ -2,8 +2,9 @@
 
     python -m bench publish
 
-BENCHMARKS.md: the current numbers first (for every bench, the latest run on each machine, with its date, machine
-and command), then each subject's method notes (its package docstring, e.g. ``bench/local/__init__.py``). Anchors
+BENCHMARKS.md: the current numbers first (for every bench, the latest run on each machine, with its date, machine,
+commit and command; a run imported from the old log is marked so and shows today's command that reruns it,
+:func:`bench.legacy.rerun_command`), then each subject's method notes (its package docstring, e.g. ``bench/local/__init__.py``). Anchors
 are stable: ``#<subject>`` and ``#<subject>-<record name>`` (e.g. ``#local-e2e``), ``#<subject>-method``.
 docs/benchmarks-history.md: every run's full tables, grouped by subject, newest first.
 """
@@ -120,12 +121,12 @@ def render_main(records: list[dict]) -> str:
            "How each subject is measured: [method notes](#method-notes).", "",
            " · ".join(f"[{_subject_title(s)}](#{anchor(s)})" for s in subjects), "", "## Current numbers", ""]
     for s in subjects:
-        out += [f'### <a id="{anchor(s)}"></a>{_subject_title(s)}', ""]
-        for name in _names(s, records):
+        out.append(f'### <a id="{anchor(s)}"></a>{_subject_title(s)}')
+        for name in _names(s, records):  # a heading ends the list above it: no blank lines needed (short page)
             title = _record_title(s, name, [r for r in records if r["subject"] == s and r["name"] == name])
-            out.append(f'<a id="{anchor(s, name)}"></a>**{title}**')
+            out.append(f'#### <a id="{anchor(s, name)}"></a>{title}')
             out += [_entry(rec) for rec in latest_per_machine(records, s, name)]
-            out.append("")
+        out.append("")
     out += ['## <a id="method-notes"></a>Method notes', ""]
     for s in subjects:
         notes = method_notes(s)
@@ -140,14 +141,15 @@ def render_history(records: list[dict]) -> str:
     current = {id(r) for s in subjects for n in _names(s, records) for r in latest_per_machine(records, s, n)}
     out = ["# logoid benchmarks: every run", "", GENERATED, "",
            "Every recorded run with its full tables, grouped by subject, newest first. The current numbers are on "
-           "[BENCHMARKS.md](../BENCHMARKS.md); runs marked *legacy* were imported from the dated log BENCHMARKS.md "
-           "was before the harness (their text verbatim).", "",
+           "[BENCHMARKS.md](../BENCHMARKS.md); runs marked *from the old log* were imported from the dated log "
+           "BENCHMARKS.md was before the harness (their text and command verbatim, with today's command that reruns "
+           "them).", "",
            " · ".join(f"[{_subject_title(s)}](#{anchor(s)})" for s in subjects), ""]
     for s in subjects:
         out += [f'## <a id="{anchor(s)}"></a>{_subject_title(s)}', ""]
         for rec in sorted((r for r in records if r["subject"] == s), key=lambda r: r["date"], reverse=True):
             m = rec["machine"]
-            tags = [t for t, on in (("current", id(rec) in current), ("legacy", rec.get("legacy"))) if on]
+            tags = [t for t, on in (("current", id(rec) in current), ("from the old log", rec.get("legacy"))) if on]
             out += [f'### <a id="{record_anchor(rec)}"></a>{rec["title"]} — {when(rec)} — {machine_label(m)}'
                     + (f" ({', '.join(tags)})" if tags else ""), ""]
             out.append(f"- machine: {m.get('text') or _machine_text(m)}")

@@ -31,9 +31,9 @@ from logoid.core.atomic import write_json_atomic
 from logoid.core.errors import IndexMismatchError, IndexMissingError
 from logoid.core.faults import fault_point
 from logoid.core.locks import PINS, pin, try_exclusive
+from logoid.index.backend import FAISS, MILVUS, backend_kind
 from logoid.index.milvus import MilvusConfig, MilvusVectorIndex
 
-from logoid.index.backend import FAISS, MILVUS, backend_kind
 from .vectors import IndexConfig, VectorIndex, decode_ids
 
 SCHEMA_VERSION = 1
