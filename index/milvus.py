@@ -24,7 +24,7 @@ error once its collection is dropped.
 Milvus Lite serves one process at a time: a second process opening the same file waits or fails.
 
 The token of a server (``user:password`` or an API key) is read from ``LOGOID_MILVUS_TOKEN`` (or
-``--token``) and never written to the sidecar.
+passed to :func:`connect`) and never written to the sidecar.
 """
 
 from __future__ import annotations

@@ -94,3 +94,37 @@ def test_error_json_matches_the_schema():
     jsonschema.validate(logoid.error_json("x.jpg", "not an image"), SCHEMA)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**logoid.error_json("x.jpg", "bad"), "status": "maybe"}, SCHEMA)
+
+
+def test_batch_names_every_path_it_passes_over_in_both_outputs(built, tmp_path):
+    """SVGs, symlink loops, dangling links, folders named like images and empty files each get their own row with the
+    reason, in the .jsonl (full answers) and the .csv (flat rows); the readable photo is answered."""
+    folder = tmp_path / "merch"
+    folder.mkdir()
+    photo_of(text_logo("KORN", seed=3)).save(folder / "korn.jpg")
+    (folder / "logo.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    (folder / "gone.png").symlink_to(folder / "nowhere.png")
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "album.jpg").mkdir()
+    photo_of(text_logo("MAYHEM", seed=1)).save(folder / "album.jpg" / "inside.jpg")  # a folder is still scanned
+
+    jsonl, table = tmp_path / "out.jsonl", tmp_path / "out.csv"
+    res = run("batch", folder, *CH, "-o", jsonl)
+    run("batch", folder, *CH, "-o", table)
+    answers = {Path(a["path"]).name: a for a in map(json.loads, jsonl.read_text().splitlines())}
+    for a in answers.values():
+        jsonschema.validate(a, SCHEMA)
+    assert {n: a["status"] for n, a in answers.items()} == {
+        "korn.jpg": "ok", "inside.jpg": "ok", "logo.svg": "error", "loop.jpg": "error", "gone.png": "error",
+        "empty.jpg": "error", "album.jpg": "error"}
+    assert answers["korn.jpg"]["answer"] == "Korn" and answers["inside.jpg"]["answer"] == "Mayhem"
+    assert "symlink loop" in answers["loop.jpg"]["error"] and "SVG" in answers["logo.svg"]["error"]
+    assert "folder" in answers["album.jpg"]["error"]
+    for name in ("logo.svg", "loop.jpg", "gone.png", "empty.jpg", "album.jpg"):
+        assert f"skipping {folder / name}" in res.stderr
+    with open(table, newline="") as f:
+        rows = {Path(r["path"]).name: r for r in csv.DictReader(f)}
+    assert set(rows) == set(answers)
+    assert rows["loop.jpg"]["status"] == "error" and rows["loop.jpg"]["answer"] == "" and rows["loop.jpg"]["score"] == ""
+    assert rows["loop.jpg"]["error"] == answers["loop.jpg"]["error"]

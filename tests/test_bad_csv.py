@@ -249,3 +249,17 @@ def test_album_manifest_bad_json_encoding_and_duplicates(tmp_path):
         (22, "title is 2,000 characters, over the limit of 1,000"),
         (26, "not an object"),
     ]
+
+
+def test_a_quote_closed_rows_later_costs_only_its_own_line(tmp_path):
+    """A quote opened on line 2 and closed on line 5 would make one band of lines 2-5 (A2-A4 swallowed into its
+    genre): the line that opened it is set aside, the rows it took in are read as rows, the closing line is refused."""
+    p = tmp_path / "roster.csv"
+    p.write_text(HEADER + '1,A1,UK,"Heavy\n2,A2,UK,Doom\n3,A3,UK,Doom\n4,A4,UK,Doom"\n5,A5,UK,Doom\n')
+    report = imported(p)
+    assert names() == ["A2", "A3", "A5"]
+    assert (report["added"], report["rows"], report["lines"]) == (3, 3, 6)
+    assert skipped(report) == [
+        (2, "unbalanced quote: the quoted field opened on this line runs on to line 5, swallowing line 3"),
+        (5, 'unbalanced quote: an odd number of " on this line'),
+    ]

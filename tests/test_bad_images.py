@@ -328,5 +328,5 @@ def test_a_folder_lists_every_path_it_passes_over(photo, tmp_path):
         (d / "notes.txt", "not an image (.txt)"),
         (d / "sub" / "up", "symlink loop"),
         (d / "sub-link", "a folder already scanned under another name"),
-        (d / "x.jpg", "a folder, not an image"),
+        (d / "x.jpg", "a folder named like an image: not read as one (its files are scanned)"),
     ]

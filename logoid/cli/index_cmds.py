@@ -266,7 +266,8 @@ def query_cmd(state, photo, k, find_all, model, threshold, channels, explain, dr
 @click.command("batch")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write one row per photo (one per logo with --all) to a .csv or .jsonl file.")
+              help="Write every input to a .csv file (one row each, one per logo with --all) or a .jsonl file "
+                   "(each input's answer JSON, as `query --json` prints it).")
 @_query_options
 @json_option
 @pass_state
@@ -299,12 +300,13 @@ def batch_cmd(state, folder, output, k, find_all, model, threshold, channels, as
         "skipped_files": [{"path": r["path"], "reason": r["error"]} for r in results if r["status"] == "error"],
     }
     if output:
-        _write_rows(output, [row for r in results for row in batch_rows(r, find_all)])
+        _write_output(output, results, find_all)
     if as_json:
         emit_json({"summary": summary, "results": results})
     else:
         for r in results:
-            cells = [r["path"], r["answer"], f"{r['score']:.3f}", r["status"]] + ([r["error"]] if r["error"] else [])
+            cells = ([r["path"], "-", "-", "error", r["error"]] if r["status"] == "error"
+                     else [r["path"], r["answer"], f"{r['score']:.3f}", r["status"]])
             click.echo("\t".join(map(shown, cells)))
         click.echo(f"{summary['photos']} files: {summary['identified']} identified, {summary['unknown']} unknown, "
                    f"{summary['skipped']} skipped" + (f"; wrote {output}" if output else ""))
@@ -327,6 +329,9 @@ def batch_rows(result: dict, find_all: bool = False) -> list[dict]:
         "topk": json.dumps([[c["name"], c["score"]] for c in result["candidates"]]),
     }
 
+    if result["status"] == "error":  # not an answer: no name, no score, the reason in `error`
+        return [{**common, "answer": "", "entity": "", "score": "", "accepted": False, "channels": "", "polygon": ""}]
+
     def row(c: dict | None, accepted: bool) -> dict:
         return {**common, "answer": c["name"] if (c and accepted) else "unknown",
                 "entity": c["entity"] if (c and accepted) else "", "score": c["score"] if c else 0.0,
@@ -339,11 +344,13 @@ def batch_rows(result: dict, find_all: bool = False) -> list[dict]:
     return [row(best, result["accepted"])]
 
 
-def _write_rows(output: Path, rows: list[dict]) -> None:
+def _write_output(output: Path, results: list[dict], find_all: bool) -> None:
+    """``.jsonl``: each input's answer JSON on its own line (docs/answer.schema.json); ``.csv``: the flat rows."""
     with atomic_path(output, suffix=output.suffix) as tmp:
         if output.suffix.lower() == ".jsonl":
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in results))
         else:
+            rows = [row for r in results for row in batch_rows(r, find_all)]
             with open(tmp, "w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=BATCH_FIELDS)
                 w.writeheader()

@@ -339,7 +339,7 @@ def scan_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[Path,
     the reason: ``(files, [(path, reason), ...])``.
 
     Links to folders are followed once (a link back into a folder being scanned is a "symlink loop"). A folder
-    named like an image is scanned like any folder and also listed ("a folder, not an image"). Names that start
+    named like an image is scanned like any folder and also listed ("a folder named like an image..."). Names that start
     with "." are hidden, as in ``ls``: neither read nor listed. Files are judged by their name and kind only;
     :func:`load_image` finds what is wrong inside one.
     """
@@ -376,7 +376,7 @@ def scan_images(folder: str | os.PathLike) -> tuple[list[Path], list[tuple[Path,
                 skipped.append((p, "a folder already scanned under another name"))
             else:
                 if is_image_path(p) or p.suffix.lower() in UNSUPPORTED_SUFFIXES:
-                    skipped.append((p, "a folder, not an image"))
+                    skipped.append((p, "a folder named like an image: not read as one (its files are scanned)"))
                 scanned.add(key)
                 walk(p, inside | {key})
 
