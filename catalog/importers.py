@@ -111,14 +111,21 @@ def _image_lookup(images_dir: Path) -> dict[str, list[Path]]:
 
 
 def _add_images(cat: Catalog, entity_type: str, entity_id: int, paths: list[Path], report: ImportReport,
-                used: set[Path], line: int | None, allow_small: bool) -> None:
+                used: set[Path], line: int | None, allow_small: bool, first: dict[int, Path]) -> None:
+    """Store each file; ``first`` (image id → the file this import first stored or found it as) names a file
+    whose content another file of this import already gave the same band or album."""
     for p in paths:
         used.add(p)
         try:
-            _, created = cat.upsert_image(entity_type, entity_id, p, allow_small=allow_small)
-            report.images_added += created
+            ref, created = cat.upsert_image(entity_type, entity_id, p, allow_small=allow_small)
         except LogoidError as e:
-            report.skip(str(p), getattr(e, "reason", str(e)), line)
+            reason = getattr(e, "reason", None)  # an ImageError names the file in ``where`` already
+            report.skip(str(p), str(e) if reason is None else f"{reason} ({e.hint})" if e.hint else reason, line)
+            continue
+        report.images_added += created
+        if ref.id in first and first[ref.id] != p:
+            report.skip(str(p), f"same image as {first[ref.id]}: stored once", line)
+        first.setdefault(ref.id, p)
 
 
 Row = tuple[int, dict]  # (first line in the file, or -position of a JSON entry with no line; canonical fields)
@@ -212,6 +219,7 @@ def import_bands_csv(cat: Catalog, csv_path: str | os.PathLike, images_dir: str 
     rows = _one_per_key(rows, _band_key, _band_label, _band_facts, lambda ln: f"{csv_path.name}:{ln}", report)
     lookup = _image_lookup(base) if images_dir else {}
     used: set[Path] = set()
+    first: dict[int, Path] = {}
     for n, (line, row) in enumerate(rows, 1):
         try:
             with cat.transaction():
@@ -224,7 +232,7 @@ def import_bands_csv(cat: Catalog, csv_path: str | os.PathLike, images_dir: str 
                 report.added += created
                 report.updated += not created
                 _add_images(cat, "band", band.id, _row_images(row, band.name, lookup, base, report, line), report,
-                            used, line, allow_small)
+                            used, line, allow_small, first)
         except LogoidError as e:
             report.skip(f"{csv_path.name}:{line}", str(e), line)
         if progress:
@@ -335,6 +343,7 @@ def import_album_manifest(cat: Catalog, json_path: str | os.PathLike, images_dir
             report.skip(where(ln), "needs a title and an artist", _line(ln))
         else:
             rows.append((ln, fields))
+    first: dict[int, Path] = {}
     rows = _one_per_key(rows, lambda r: (normalise_name(r["artist"]), normalise_name(r["title"])),
                         lambda k: f"album {k[1]!r} by {k[0]!r}", lambda r: (r["year"], r["genre"]), where, report)
     for n, (ln, fields) in enumerate(rows, 1):
@@ -351,7 +360,7 @@ def import_album_manifest(cat: Catalog, json_path: str | os.PathLike, images_dir
                     if not img.is_file():
                         report.skip(str(img), "image file not found", line)
                     else:
-                        _add_images(cat, "album", album.id, [img], report, set(), line, allow_small)
+                        _add_images(cat, "album", album.id, [img], report, set(), line, allow_small, first)
         except LogoidError as e:
             report.skip(where(ln), str(e), line)
         if progress:

@@ -1,9 +1,10 @@
 """Reading user-supplied text files (rosters, manifests) so that bad bytes and broken quoting are named, not imported.
 
 :func:`read_text` decodes a file or refuses it in one line: a binary file is "not a CSV"; bytes that are not
-the encoding name the line and byte offset and the ``--encoding`` that fixes it. :func:`read_csv` splits the
-text into records carrying their line numbers and sets aside every line it cannot trust (an unbalanced quote,
-a field longer than any name, more fields than the header), so the good rows can still be imported.
+the encoding name their line, column and byte offset in the file, and the ``--encoding`` that fixes it.
+:func:`read_csv` splits the text into records carrying their line numbers and sets aside every line it cannot
+trust (an unbalanced quote, a field longer than any name, more fields than the header), so the good rows can
+still be imported.
 """
 
 from __future__ import annotations
@@ -93,10 +94,12 @@ def read_text(path: str | Path, encoding: str | None = None, kind: str = "CSV") 
         text = data[skip:].decode(codec)
     except UnicodeDecodeError as e:
         at = skip + e.start
-        line = data[:at].decode(codec, errors="replace").count("\n") + 1
+        before = data[skip:at].decode(codec, errors="replace")  # all good up to the first bad byte
+        line, column = before.count("\n") + 1, len(before) - before.rfind("\n")  # column: 1-based, in characters
         hint = (_utf8_hint(data, at) if codec == "utf-8" and not encoding else
                 "pass the file's real encoding with --encoding")
-        raise CatalogError(f"{path}: line {line}, byte {at}: not valid {codec} (0x{data[at]:02x})", hint) from e
+        raise CatalogError(f"{path}: line {line}, column {column} (byte offset {at} in the file): not valid {codec} "
+                           f"(0x{data[at]:02x})", hint) from e
     text = text.removeprefix("\ufeff")  # a BOM left by utf-16/32 or by an explicit --encoding utf-8
     controls = sum(1 for c in text[:65536] if unicodedata.category(c) == "Cc" and c not in _TEXT_CONTROLS)
     if "\0" in text or controls > 0.01 * min(len(text), 65536):

@@ -55,12 +55,20 @@ def test_latin1_is_refused_naming_line_byte_and_encoding_then_imported_with_it(t
     p.write_bytes(LATIN.encode("latin-1"))
     byte = LATIN.encode("latin-1").index("ö".encode("latin-1"))
     line = refused(p)
-    assert line == (f"error: {p}: line 3, byte {byte}: not valid utf-8 (0xf6) (pass the file's encoding with "
+    assert byte == 60 and LATIN.splitlines()[2].index("ö") == 5  # byte 60 of the file is column 6 of line 3
+    assert line == (f"error: {p}: line 3, column 6 (byte offset 60 in the file): not valid utf-8 (0xf6) (pass the "
+                    f"file's encoding with "
                     f"--encoding, e.g. --encoding cp1252 (Windows / Latin-1, Western Europe) reads it as "
                     f"'2,Motörhead,United Kingdo')")
     report = imported(p, "--encoding", "latin-1")
     assert (report["added"], report["skipped"], report["encoding"]) == (3, [], "iso8859-1")
     assert names() == ["Mayhem", "Motörhead", "Mötley Crüe"]
+
+
+def test_the_column_of_a_bad_byte_counts_the_characters_before_it_on_its_line(tmp_path):
+    p = tmp_path / "roster.csv"
+    p.write_bytes(codecs.BOM_UTF8 + (HEADER + "1,Mötley Crüe,USA,Gl").encode("utf-8") + b"\xe4m\n")  # ä in latin-1
+    assert refused(p).startswith(f"error: {p}: line 2, column 21 (byte offset 52 in the file): not valid utf-8 (0xe4)")
 
 
 @pytest.mark.parametrize("encode,delimiter", [
@@ -216,12 +224,33 @@ def test_tiny_and_blank_images_are_skipped_with_the_row_line_unless_allowed(tmp_
     p.write_text(HEADER + "1,Tiny,Norway,\n2,Clear,Norway,\n")
     report = imported(p, "--images", images)
     assert (report["added"], report["images_added"]) == (2, 0)
+    fix = " (use another image, or keep it anyway with --allow-small)"
     assert [(s["where"], s["line"], s["reason"]) for s in report["skipped"]] == [
-        (str(images / "1.png"), 2, "too small: 1x1 px, at least 16 px on each side"),
-        (str(images / "2.png"), 3, "blank: one colour (#ffffff) everywhere, transparent or plain"),
+        (str(images / "1.png"), 2, "too small: 1x1 px, at least 16 px on each side" + fix),
+        (str(images / "2.png"), 3, "blank: one colour (#ffffff) everywhere, transparent or plain" + fix),
     ]
+    assert run("catalog", "import", p, "--images", images).stderr.splitlines()[0] == (
+        f"warning: skipping {images / '1.png'} (line 2): too small: 1x1 px, at least 16 px on each side{fix}")
     again = imported(p, "--images", images, "--allow-small")
     assert (again["images_added"], again["skipped"]) == (2, [])
+
+
+def test_identical_image_files_for_one_band_are_named_as_skipped(tmp_path):
+    images = tmp_path / "logos"
+    (images / "1").mkdir(parents=True)
+    text = tmp_path / "a.png"
+    Image.effect_mandelbrot((64, 64), (-2, -1.5, 1, 1.5), 50).convert("RGB").save(text)
+    for name in ("a.png", "b.png"):  # byte-identical: one image, two files
+        (images / "1" / name).write_bytes(text.read_bytes())
+    (images / "2.png").write_bytes(text.read_bytes())  # the same picture for another band is that band's own
+    p = tmp_path / "roster.csv"
+    p.write_text(HEADER + "1,Mayhem,Norway,\n2,Emperor,Norway,\n")
+    for stored in (2, 0):  # a re-import names it again
+        report = imported(p, "--images", images)
+        assert report["images_added"] == stored
+        assert [(s["where"], s["line"], s["reason"]) for s in report["skipped"]] == [
+            (str(images / "1" / "b.png"), 2, f"same image as {images / '1' / 'a.png'}: stored once")]
+    assert [len(json.loads(run("catalog", "show", b, "--json").stdout)["images"]) for b in ("1", "2")] == [1, 1]
 
 
 # ---- album manifests ------------------------------------------------------------------------------------
@@ -231,7 +260,8 @@ def test_album_manifest_bad_json_encoding_and_duplicates(tmp_path):
     assert refused(m) == (f"error: {m}: line 1, column 42: not valid JSON (Expecting property name enclosed in "
                           "double quotes) (fix the JSON (a list of albums), or pass a CSV)")
     m.write_bytes('[{"title": "Motörhead", "artist": "Motörhead"}]'.encode("latin-1"))
-    assert refused(m).startswith(f"error: {m}: line 1, byte 15: not valid utf-8 (0xf6) (pass the file's encoding")
+    assert refused(m).startswith(f"error: {m}: line 1, column 16 (byte offset 15 in the file): not valid utf-8 (0xf6) "
+                                 "(pass the file's encoding")
     m.write_text(json.dumps([
         {"title": "Chimera", "artist": "Mayhem", "year": 2004},
         {"title": "Chimera", "artist": "Mayhem", "year": 2005},

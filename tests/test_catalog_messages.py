@@ -43,7 +43,7 @@ def test_add_band_counts_what_it_stored_and_names_the_duplicate(tmp_path, _isola
     text_logo("SLAYER", seed=10).save(c)
     res = run("add-band", "--name", "Slayer", "--image", a, "--image", b, "--image", c)
     assert res.stdout.strip() == "added band Slayer (id 2) with 2 image(s) (1 skipped); 6 vectors added to the index"
-    assert res.stderr.strip() == f"warning: skipping {b}: same image as {a}"
+    assert res.stderr.strip() == f"warning: skipping {b}: same image as {a}: stored once"
     assert index_vectors(_isolated_home) == before + 6  # 2 images x 3 variants, what the message said
     shown = json.loads(run("catalog", "show", "Slayer", "--json").stdout)
     assert len(shown["images"]) == 2
@@ -51,6 +51,14 @@ def test_add_band_counts_what_it_stored_and_names_the_duplicate(tmp_path, _isola
     assert (again["created"], again["images"], again["vectors_added"]) == (False, [], 0)
     assert again["skipped"] == [{"path": str(a), "reason": "already in the catalog for this band"}]
     assert index_vectors(_isolated_home) == before + 6
+
+
+def test_a_path_given_twice_is_named_as_given_twice(tmp_path):
+    logo = tmp_path / "korn.png"
+    text_logo("KORN", seed=3).save(logo)
+    res = run("add-band", "--name", "Korn", "--image", logo, "--image", tmp_path / "." / "korn.png")
+    assert res.stdout.strip() == "added band Korn (id 1) with 1 image(s) (1 skipped); run `logoid build-index` next"
+    assert res.stderr.strip() == f"warning: skipping {tmp_path / '.' / 'korn.png'}: given twice: stored once"
 
 
 # ---- tiny and blank logos -----------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""Every flag an error or hint names is a real flag: on the command it names (`logoid CMD ... --flag`), or on at
-least one command when it names none. Read with ``ast`` from every error the package constructs (LogoidError and
-its subclasses), every ``hint=`` argument and every ``hint = ...`` assignment."""
+"""Every flag a message names is a real flag: on the command it names (`logoid CMD ... --flag`), or on at least one
+command when it names none. Read with ``ast`` from every string literal of the package (f-strings with their
+formatted values as ``{}``, ``+`` concatenations joined, docstrings included), so errors and hints, ``warn()`` texts,
+hints kept in module constants and hints built by helper functions are all read."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from logoid.catalog.imagecheck import ALLOW_HINT
 from logoid.cli import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,38 +49,39 @@ def texts(node: ast.expr) -> list[str]:
     return []
 
 
-def _name(func: ast.expr) -> str:
-    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+def _is_text(node: ast.expr) -> bool:
+    """A string literal, an f-string, or a ``+`` of which one side is text."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _is_text(node.left) or _is_text(node.right)
+    return isinstance(node, ast.JoinedStr)
 
 
-def error_classes(trees: list[ast.Module]) -> set[str]:
-    """LogoidError and every class of the package derived from it, however deep."""
-    found = {"LogoidError"}
-    classes = [n for t in trees for n in ast.walk(t) if isinstance(n, ast.ClassDef)]
-    grew = True
-    while grew:
-        new = {c.name for c in classes if any(_name(b) in found for b in c.bases)} - found
-        found |= new
-        grew = bool(new)
-    return found
+def literal_texts(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, text) of every string the source spells out, each read whole: an f-string or a ``+`` of strings as one
+    text (its formatted values as ``{}``), and whatever its formatted values hold read on their own."""
+    out: list[tuple[int, str]] = []
 
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.expr) and _is_text(node):
+            out.extend((node.lineno, t) for t in texts(node))
+            holes(node)
+        else:
+            for child in ast.iter_child_nodes(node):
+                visit(child)
 
-def hint_texts(tree: ast.Module, errors: set[str]) -> list[tuple[int, str]]:
-    """(line, text) of every string given to an error constructor, to a ``hint=`` argument or to a ``hint`` name."""
-    out = []
-    for node in ast.walk(tree):
-        exprs: list[ast.expr] = []
-        if isinstance(node, ast.Call):
-            if _name(node.func) in errors:
-                exprs += [*node.args, *(k.value for k in node.keywords)]
-            else:
-                exprs += [k.value for k in node.keywords if k.arg == "hint"]
-        elif isinstance(node, ast.Assign | ast.AnnAssign):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            if node.value is not None and any(isinstance(t, ast.Name) and t.id == "hint" for t in targets):
-                exprs.append(node.value)
-        out += [(node.lineno, t) for e in exprs for t in texts(e)]
-    return out
+    def holes(node: ast.expr) -> None:  # the non-text parts of a text: expressions that may hold strings
+        if isinstance(node, ast.JoinedStr):
+            for v in node.values:
+                if isinstance(v, ast.FormattedValue):
+                    visit(v.value)
+        elif isinstance(node, ast.BinOp):
+            for side in (node.left, node.right):
+                holes(side) if _is_text(side) else visit(side)
+
+    visit(tree)
+    return sorted(set(out))
 
 
 def problems_in(text: str, commands: dict[str, set[str]]) -> list[str]:
@@ -107,13 +110,10 @@ def problems_in(text: str, commands: dict[str, set[str]]) -> list[str]:
     return problems
 
 
-def check_sources(sources: dict[str, str], commands: dict[str, set[str]],
-                  known: dict[str, str] | None = None) -> list[str]:
-    """Problems in ``sources``, whose error classes may derive from those of ``known`` (the package)."""
-    trees = {name: ast.parse(src) for name, src in sources.items()}
-    errors = error_classes([*trees.values(), *(ast.parse(src) for src in (known or {}).values())])
-    return [f"{name}:{line}: {p} (in {text!r})" for name, tree in trees.items()
-            for line, text in sorted(hint_texts(tree, errors)) for p in problems_in(text, commands)]
+def check_sources(sources: dict[str, str], commands: dict[str, set[str]]) -> list[str]:
+    """Problems in ``sources`` (file name → Python source)."""
+    return [f"{name}:{line}: {p} (in {text!r})" for name, src in sources.items()
+            for line, text in literal_texts(ast.parse(src)) for p in problems_in(text, commands)]
 
 
 def package_sources() -> dict[str, str]:
@@ -121,22 +121,27 @@ def package_sources() -> dict[str, str]:
             for p in sorted((ROOT / folder).rglob("*.py"))}
 
 
-def test_every_flag_a_hint_names_exists():
+def test_every_flag_a_string_of_the_package_names_exists():
     sources = package_sources()
     assert len(sources) > 50  # the walk found the package
-    trees = [ast.parse(src) for src in sources.values()]
-    errors = error_classes(trees)
-    assert {"ImageError", "CatalogError", "ConfigError"} <= errors
-    found = [t for tree in trees for _, t in hint_texts(tree, errors)]
-    assert sum(1 for t in found if FLAG.search(t)) >= 10  # it reads hints that name flags
+    found = {t for src in sources.values() for _, t in literal_texts(ast.parse(src))}
+    assert sum(1 for t in found if FLAG.search(t)) >= 50  # it reads the texts that name flags
+    for where in (ALLOW_HINT, "--encoding cp1252", "`logoid build-index`"):  # a constant, a helper's f-string, warn()
+        assert any(where in t for t in found), where
     assert check_sources(sources, command_flags()) == []
 
 
-def test_the_check_catches_a_bad_hint():
+def test_the_check_catches_a_bad_flag_wherever_the_text_is():
     flags = command_flags()
-    fake = '''
-class QuotaError(ImageError):
-    pass
+    fake = '''"""Module docstring: the server token comes from --token."""
+ALLOW_HINT = "use another image, or keep it anyway with --allow-tiny"
+
+
+def _utf8_hint(data, start):
+    snippet = data[start:start + 20]
+    return (f"pass the file's encoding with --charset, e.g. --charset cp1252 "
+            f"reads it as {snippet!r}")
+
 
 def f(p):
     if p:
@@ -144,15 +149,27 @@ def f(p):
     if not p:
         raise QuotaError(p, "full", f"run `logoid query {p} --map a=b`")
     hint = "map one with --column-map 'YourHeader=Name'"
-    warn(hint=f"or `logoid rebuild-index` then `logoid build-index --variants 3`")
+    warn(f"{p}: or `logoid rebuild-index` then `logoid build-index --variants 3`")
+    warn("skipped " + str(p) + "; keep it with --keep-all")
+    echo(f"{'--bad-choice' if p else ''}")
     raise LogoidError("ok", "pass --encoding cp1252, or `logoid catalog import x.csv --map 'a=b' --allow-small`")
 '''
-    assert check_sources({"fake.py": fake}, flags, known=package_sources()) == [
-        "fake.py:7: --max-pixels is an option of no logoid command (in 'raise it with --max-pixels if the file is "
+    assert check_sources({"fake.py": fake}, flags) == [
+        "fake.py:1: --token is an option of no logoid command (in 'Module docstring: the server token comes from "
+        "--token.')",
+        "fake.py:2: --allow-tiny is an option of no logoid command (in 'use another image, or keep it anyway with "
+        "--allow-tiny')",
+        "fake.py:7: --charset is an option of no logoid command (in \"pass the file's encoding with --charset, e.g. "
+        "--charset cp1252 reads it as {}\")",
+        "fake.py:7: --charset is an option of no logoid command (in \"pass the file's encoding with --charset, e.g. "
+        "--charset cp1252 reads it as {}\")",
+        "fake.py:13: --max-pixels is an option of no logoid command (in 'raise it with --max-pixels if the file is "
         "trusted')",
-        "fake.py:9: --map is not an option of `logoid query` (in 'run `logoid query {} --map a=b`')",
-        "fake.py:10: --column-map is an option of no logoid command (in \"map one with --column-map "
+        "fake.py:15: --map is not an option of `logoid query` (in 'run `logoid query {} --map a=b`')",
+        "fake.py:16: --column-map is an option of no logoid command (in \"map one with --column-map "
         "'YourHeader=Name'\")",
-        "fake.py:11: `logoid rebuild-index`: no such command (in 'or `logoid rebuild-index` then `logoid build-index "
-        "--variants 3`')",
+        "fake.py:17: `logoid rebuild-index`: no such command (in '{}: or `logoid rebuild-index` then `logoid "
+        "build-index --variants 3`')",
+        "fake.py:18: --keep-all is an option of no logoid command (in 'skipped {}; keep it with --keep-all')",
+        "fake.py:19: --bad-choice is an option of no logoid command (in '--bad-choice')",
     ]

@@ -86,9 +86,18 @@ def run_kill(parallel: int) -> tuple[dict, list]:
 
 
 def kill_summary(n: dict) -> str:
-    return (f"{n['kill_points']} kill points over add-band, add-album, remove-band, catalog import, build-index: "
-            f"**{n['consistent']} consistent, {n['query_right']} queries right, {n['repaired']} repaired by the next "
-            f"write**")
+    """The kill-point table in one line per write command: its named steps, then consistent / query right /
+    repaired by the next write, of the kill points."""
+    by_cmd: dict[str, list[dict]] = {}
+    for r in n["rows"]:
+        by_cmd.setdefault(r["command"], []).append(r)
+    parts = []
+    for cmd, rows in by_cmd.items():
+        steps = ", ".join(r["step"].split("@")[0] for r in rows)
+        ok = [sum(bool(r[k]) for r in rows) for k in ("consistent", "query_right", "repaired")]
+        parts.append(f"{cmd} ({steps}): {ok[0]}/{ok[1]}/{ok[2]} of {len(rows)}")
+    return (f"{n['kill_points']} kill points, consistent / query right / repaired by the next write: "
+            f"**{n['consistent']} / {n['query_right']} / {n['repaired']}**; " + "; ".join(parts))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -38,9 +38,16 @@ def _store_images(cat, entity_type: str, entity_id: int, paths, allow_small: boo
             new.append(ref)
             first[ref.id] = p
         else:
-            skipped.append((str(p), f"same image as {first[ref.id]}" if ref.id in first
-                            else f"already in the catalog for this {entity_type}"))
+            skipped.append((str(p), _why_not_stored(p, first.get(ref.id), entity_type)))
     return new, skipped
+
+
+def _why_not_stored(path: Path, first: Path | None, entity_type: str) -> str:
+    if first is None:
+        return f"already in the catalog for this {entity_type}"
+    if Path(path).resolve() == Path(first).resolve():
+        return "given twice: stored once"
+    return f"same image as {first}: stored once"
 
 
 def _stored_message(what: str, refs, skipped, has_index: bool, indexed: int) -> str:

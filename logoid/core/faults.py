@@ -2,8 +2,11 @@
 
 ``LOGOID_FAULT=STEP`` kills the process the first time it reaches ``fault_point(STEP)``; ``STEP@N`` the N-th time
 (an import commits once per row). ``LOGOID_FAULT_TRACE=FILE`` appends every step reached, as ``STEP@N``, to FILE:
-a crash test first traces a command, then kills it at each step it traced (tests/test_crash.py). Unset, a fault
-point costs one environment lookup.
+a crash test first traces a command, then kills it at each step it traced (tests/test_crash.py).
+``LOGOID_FAULT_PAUSE=FILE`` makes the step named by ``LOGOID_FAULT`` a pause instead of a death: the process creates
+FILE and waits there, holding whatever the write holds at that step, until FILE is deleted (tests/test_concurrency.py
+runs readers and a second writer beside a write stopped at a known step). Unset, a fault point costs one environment
+lookup.
 
 The steps, in the order a write meets them (``STEPS``), are the moments where a crash leaves a different state
 on disk: a change staged in memory, the catalog committed, the index's new files written, the index switched.
@@ -13,9 +16,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 ENV_FAULT = "LOGOID_FAULT"
 ENV_TRACE = "LOGOID_FAULT_TRACE"
+ENV_PAUSE = "LOGOID_FAULT_PAUSE"
 
 #: Every named step, with what is on disk when a process dies there.
 STEPS = {
@@ -45,7 +51,20 @@ def fault_point(step: str) -> None:
     if spec:
         name, _, at = spec.partition("@")
         if name == step and n == int(at or 1):
-            _die()
+            pause = os.environ.get(ENV_PAUSE)
+            if pause:
+                _wait_for_release(Path(pause), f"{step}@{n}")
+            else:
+                _die()
+
+
+def _wait_for_release(flag: Path, where: str) -> None:
+    """Create ``flag`` (saying where we stopped) and return once someone deletes it."""
+    tmp = flag.with_name(flag.name + ".tmp")
+    tmp.write_text(where + "\n")
+    tmp.replace(flag)  # whoever waits for the flag sees it whole
+    while flag.exists():
+        time.sleep(0.02)
 
 
 def _die() -> None:
