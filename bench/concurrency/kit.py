@@ -5,8 +5,7 @@ Every process here runs the real CLI (``logoid.cli.cli``). They are forked by a 
 has imported logoid, torch, FAISS and OpenCV once, so a process starts in milliseconds instead of seconds, and no
 process is forked from one that already ran torch. Nothing here knows logoid's internals beyond the public catalog
 and index readers used to check a home. The crash tests (tests/test_crash.py, tests/test_concurrency.py) run the same
-workload, shorter, from their own kit (tests/crashkit.py): tests and benches never import each other, so a change to
-the workload is made in both.
+workload, shorter, through tests/crashkit.py, which imports it from here.
 """
 
 from __future__ import annotations

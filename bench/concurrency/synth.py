@@ -1,6 +1,7 @@
 """Synthetic text logos and photos of them (a logo pasted in perspective into clutter), for the concurrency bench.
 
-The same drawings as the tests' (tests/synth.py), so the bench and the crash tests run one workload."""
+The tests draw theirs with these too (tests/synth.py re-exports them), so the bench and the crash tests run one
+workload."""
 
 from __future__ import annotations
 
