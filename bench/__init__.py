@@ -7,7 +7,7 @@
 Every bench that measures something records its run by default with :func:`bench.record.save_record` (one flag in
 every bench skips that: ``--no-write``, :func:`bench.record.add_no_write`): one JSON file under
 ``bench/results/<subject>/`` (machine, commit, command, date, numbers, rendered tables), committed with the code.
-Subjects never import each other; what several share is in ``bench/_common.py`` and ``bench/_threadless.py``.
+Subjects never import each other; what several share is in ``bench/_common.py`` and ``bench/_designs.py``.
 BENCHMARKS.md is generated from those records (:mod:`bench.publish`), never edited by hand. Caches and work files
 (homes, features, OCR, evidence) go to ``bench/work/`` (not committed). Run everything from the repository root.
 
@@ -33,7 +33,7 @@ SUBJECTS: dict[str, Subject] = {
     "speed": Subject("Speed", {"demo": "Speed on the demo catalog",
                                "photo-size": "Photo size: 800×600 to 8000×6000 through `logoid query`"}),
     "accuracy": Subject("Accuracy on threadless-dev", {
-        "threadless": "Every channel alone and fused, before and after calibration",
+        "designs": "Every channel alone and fused, before and after calibration",
         "fusion-cv": "Fusion: regularisation by grouped cross-validation",
         "roc-points": "Fusion: ROC points at the low end",
         "finetune": "Fine-tuning the global channel",
@@ -45,7 +45,7 @@ SUBJECTS: dict[str, Subject] = {
         "distractors": "Local channel with distractor references",
         "index": "Descriptor index at scale",
     }),
-    "mosaic": Subject("Multi-logo mosaics", {"threadless": "Multi-logo mosaics of threadless-dev photos"}),
+    "mosaic": Subject("Multi-logo mosaics", {"designs": "Multi-logo mosaics of threadless-dev photos"}),
     "text": Subject("Text channel", {"band-logos": "Text channel on band-logos: clean, simulated prints, 200k roster",
                                      "fused": "threadless-dev fused with and without the text channel"}),
     "albums": Subject("Albums", {"protocols": "The three albums-dev protocols",
@@ -75,7 +75,7 @@ COMMANDS: dict[str, Command] = {
     "speed": Command("bench.speed.demo", "speed", "embedding throughput, build-index, warm/cold query on the demo"),
     "photo-size": Command("bench.speed.photo_size", "speed",
                           "one scene at 800×600, 4000×3000, 8000×6000: `logoid query` time and peak memory"),
-    "accuracy": Command("bench.accuracy.threadless", "accuracy",
+    "accuracy": Command("bench.accuracy.designs", "accuracy",
                         "threadless-dev: every channel alone and fused, before/after calibration"),
     "fusion-cv": Command("bench.accuracy.fusion_cv", "accuracy", "fusion settings on saved threadless-dev evidence"),
     "roc-points": Command("bench.accuracy.roc_points", "accuracy", "ROC points at the low end, saved evidence"),

@@ -29,7 +29,7 @@ MACHINE = re.compile(r"^(?P<cpu>.+?), (?P<cores>\d+) cores, (?P<ram>\d+) GiB RAM
 #: Title of a section (its start) -> (subject, record name).
 SUBJECT_OF = [
     ("Speed (demo catalog)", ("speed", "demo")),
-    ("Accuracy on threadless-dev", ("accuracy", "threadless")),
+    ("Accuracy on threadless-dev", ("accuracy", "designs")),
     ("Fusion: regularisation by grouped cross-validation", ("accuracy", "fusion-cv")),
     ("Fusion: ROC points at the low end", ("accuracy", "roc-points")),
     ("Fine-tuning the global channel", ("accuracy", "finetune")),
@@ -37,7 +37,7 @@ SUBJECT_OF = [
     ("Local channel: recall methods", ("local", "sweep")),
     ("Local channel with distractor references", ("local", "distractors")),
     ("Descriptor index at scale", ("local", "index")),
-    ("Multi-logo mosaics", ("mosaic", "threadless")),
+    ("Multi-logo mosaics", ("mosaic", "designs")),
     ("Text channel on band-logos", ("text", "band-logos")),
     ("Albums (albums-dev)", ("albums", "protocols")),
     ("Scale: FAISS structures", ("scale", "faiss")),
@@ -50,11 +50,11 @@ SUMMARIES = {
         "model load 4.43 s; embedding 28.0 img/s end to end (raw forward pass 29.1); build-index of the demo catalog "
         "(24 images → 480 vectors) 16.1 s cold, 0.1 s cached; query warm **0.377 s** (global / local / text 0.089 / "
         "0.066 / 0.222 s), cold `logoid query` 11.56 s; peak RSS 1571 MB",
-    ("accuracy", "threadless", "2026-12-04 21:34"):
+    ("accuracy", "designs", "2026-12-04 21:34"):
         "global+local+text, calibrated (max_score), test: top-1 **0.957**, AUROC **0.970**, FPR@95TPR 0.073, "
         "open-set **0.951**; local alone calibrated 0.957 / 0.968 / 0.937; global alone top-1 0.028; median per photo "
         "global 0.137 s, local 1.584 s, text 0.709 s",
-    ("accuracy", "threadless", "2026-12-05 08:25"):
+    ("accuracy", "designs", "2026-12-05 08:25"):
         "global+local+text, calibrated (max_score), test: top-1 **0.957**, AUROC **0.970**, FPR@95TPR 0.073, "
         "open-set **0.946**; local alone calibrated 0.957 / 0.970 / 0.937; global alone top-1 0.028; median per photo "
         "global 0.061 s, local 0.596 s, text 0.183 s",
@@ -88,10 +88,10 @@ SUMMARIES = {
         "10k references (4566910 descriptors), median search per photo: IVF16384_HNSW32,PQ64x4fs 0.064 s (nprobe 8, "
         "recall@1 0.460) / 0.146 s (nprobe 16, 0.510); IVF8192,Flat nprobe 16 0.559 s (0.833, 2265 MB); exact at 1k "
         "3.239 s",
-    ("mosaic", "threadless", "2026-12-04 18:22"):
+    ("mosaic", "designs", "2026-12-04 18:22"):
         "seed 1: 2×2 recall **0.811**, 0.050 wrong ids / mosaic; 3×3 recall 0.780, 0.150 wrong ids / mosaic (the "
         "section's notes, seed 0 / 1: 2×2 0.807 / 0.811, 3×3 0.824 / 0.780)",
-    ("mosaic", "threadless", "2026-12-05 05:42"):
+    ("mosaic", "designs", "2026-12-05 05:42"):
         "seed 0: 2×2 recall **0.807**, 0.050 wrong ids / mosaic; 3×3 recall 0.824, 0.100 wrong ids / mosaic; median "
         "14.530 / 29.390 s per mosaic",
     ("text", "band-logos", "2026-11-23 14:45"):

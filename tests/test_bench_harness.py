@@ -97,7 +97,7 @@ def test_page_has_stable_anchors_and_links_every_run_to_its_tables(tmp_path):
 
 def test_history_keeps_every_run_grouped_by_subject_newest_first(tmp_path):
     for day in (1, 3, 2):
-        record(tmp_path, "mosaic", "threadless", AMD, at(day), f"mosaic day {day}")
+        record(tmp_path, "mosaic", "designs", AMD, at(day), f"mosaic day {day}")
     record(tmp_path, "speed", "demo", AMD, at(4), "speed")
     history = render_history(load_records(tmp_path))
     assert history.count("| mosaic day") == 3
@@ -195,7 +195,7 @@ def test_legacy_sections_are_kept_verbatim(tmp_path):
                                                        ("Multi-logo mosaics (threadless-dev photos)", "2026-12-05 05:42")]
     assert all(rebuild(s).rstrip() == s["text"].rstrip() for s in secs)
     assert secs[0]["body"] == "| what | median |\n|---|---|\n| query, warm | 0.377 s |\n\nNotes typed under the table."
-    assert [subject_of(s["title"]) for s in secs] == [("speed", "demo"), ("mosaic", "threadless")]
+    assert [subject_of(s["title"]) for s in secs] == [("speed", "demo"), ("mosaic", "designs")]
     m = parse_machine(secs[1]["machine"])
     assert (m["cpu"], m["cores"], m["ram_gib"], m["torch"]) == ("Intel(R) Xeon(R) Processor", 2, 24, "2.14.1+cu130")
 
@@ -207,7 +207,7 @@ def test_legacy_import_writes_records_once(tmp_path):
     log.write_text(LOG)
     written = import_legacy(log, tmp_path / "results", find_commits=False)
     assert [p.relative_to(tmp_path / "results").as_posix() for p in written] == [
-        "speed/2026-11-23T113900Z-demo-amd-epyc-2c.json", "mosaic/2026-12-05T054200Z-threadless-intel-xeon-processor-2c.json"]
+        "speed/2026-11-23T113900Z-demo-amd-epyc-2c.json", "mosaic/2026-12-05T054200Z-designs-intel-xeon-processor-2c.json"]
     rec = json.loads(written[0].read_text())
     assert rec["legacy"] is True and rec["command"] == "python bench/run.py --only speed"
     assert rec["summary"].startswith("model load 4.43 s")  # the hand-written key numbers of that run

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from bench._common import DATA, fmt, table
-from bench._threadless import home_path, setup_home
+from bench._designs import home_path, setup_home
 from bench.mosaic.settings import apply_local_set
 from bench.record import add_no_write, save_record
 from logoid import DEFAULT_MODEL
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{n}x{n} lost in the mosaic (mosaic, id, entity): {d['lost'][:10]}", file=sys.stderr)
     if not a.no_write:
         numbers = {**res, "sizes": {n: {k: v for k, v in d.items() if k != "reports"} for n, d in res["sizes"].items()}}
-        save_record("mosaic", "threadless", numbers, md, summary=summary(res))
+        save_record("mosaic", "designs", numbers, md, summary=summary(res))
     return 0
 
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from bench._common import DATA, WORK
-from bench._threadless import home_path, setup_home
+from bench._designs import home_path, setup_home
 from bench.record import add_no_write, save_record
 from bench.text.report import fused_markdown, fused_summary
 from logoid import DEFAULT_MODEL

@@ -61,7 +61,7 @@ class ExtractConfig:
     # this many keypoints of each beside the grey ones. A print whose colours differ from the shirt in hue more than
     # in lightness (yellow on orange, pale blue on light blue) is nearly invisible in grey. References get them in
     # the normal variant only (a colour print keeps its colours); grey logos have flat chroma and get none. 0 = off.
-    # threadless-dev local channel, chosen on calib (BENCHMARKS.md#accuracy-threadless, run of 2026-12-04 11:53):
+    # threadless-dev local channel, chosen on calib (BENCHMARKS.md#accuracy-designs, run of 2026-12-04 11:53):
     # calib top-1 0.926 -> 0.956, AUROC 0.968 -> 0.982 (test 0.922 -> 0.957, 0.957 -> 0.972) for +10 % reference
     # descriptors; 150 per channel scored the same on calib for +17 %.
     ref_chroma_keypoints: int = 75
@@ -96,7 +96,7 @@ class ExtractConfig:
     tile_max_upscale: float = 2.5  # no level enlarges the original photo more than this
     # A level capped by tile_max_upscale is kept when at least this much finer than the last: an 800 px photo is
     # read at 1×, 2× and 2.5× (1.4 kept 1× and 2×), for prints shrunk to 60 % in a 2×2 mosaic; that last level
-    # about doubles the keypoints and time of such a photo (BENCHMARKS.md#mosaic-threadless)
+    # about doubles the keypoints and time of such a photo (BENCHMARKS.md#mosaic-designs)
     tile_min_step: float = 1.25
     tile_size: int = 800  # tile side in working px of its level (tiles overlap by half)
     tile_max_keypoints: int = 1500  # strongest keypoints kept per tile

@@ -41,7 +41,7 @@ class IdentifyConfig:
     # With find_all, logos after the strongest also need at least this fused score (None: the threshold alone).
     # The threshold is calibrated on whole photos, one answer each; a photo read in many tile windows gives chance
     # more tries. Chosen on 2×2 and 3×3 mosaics of threadless-dev calib photos: the lowest value with at most 0.1
-    # wrong ids per mosaic on both (3×3: 0.20 -> 0.10, recall 0.832 -> 0.815; BENCHMARKS.md#mosaic-threadless, run of 2026-11-23 18:37).
+    # wrong ids per mosaic on both (3×3: 0.20 -> 0.10, recall 0.832 -> 0.815; BENCHMARKS.md#mosaic-designs, run of 2026-11-23 18:37).
     all_min_score: float | None = 0.7
     text_min_sim: float = 0.55  # name matches below this similarity are not candidates
     # Album extras on every answer (logoid.albums.AlbumStep): the artist of an album not in the catalog, the

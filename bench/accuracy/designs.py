@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench._common import DATA, WORK, fmt, table
-from bench._threadless import home_path, setup_home
+from bench._designs import home_path, setup_home
 from bench.record import add_no_write, save_record
 from logoid import DEFAULT_MODEL
 
@@ -152,7 +152,7 @@ def report(res: dict, model: str, write: bool = True) -> None:
     md = markdown(res)
     print(md)
     if write:
-        save_record("accuracy", "threadless", res, md, summary=summary(res),
+        save_record("accuracy", "designs", res, md, summary=summary(res),
                     title=f"Accuracy on threadless-dev ({model})")
 
 
