@@ -11,7 +11,8 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install demo test test-fast lint bench clean
+.PHONY: help install browser demo serve screenshots test test-fast lint bench clean
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -22,13 +23,23 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ".[ocr,milvus,dev]"
+	$(BIN)/pip install -q -e ".[ocr,milvus,server,dev]"
 	touch $@
 
-install: $(VENV)/.installed ## Create .venv and install logoid with its offline models (torch pinned)
+install: $(VENV)/.installed browser ## Create .venv and install logoid with its offline models (torch pinned)
+
+browser: ## Debian's Chromium + ChromeDriver (browser tests, screenshots), installed when missing
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium chromium-driver; }
 
 demo: install ## Build the built-in demo catalog's index and identify a demo photo
 	LOGOID_HOME=$(DEMO_HOME) $(BIN)/logoid demo
+
+serve: demo ## Serve the demo catalog: web page and HTTP API at http://127.0.0.1:8000/
+	LOGOID_HOME=$(DEMO_HOME) $(BIN)/logoid serve
+
+screenshots: demo ## Screenshots of the web page answering a demo photo (docs/img/, shown in the README)
+	LOGOID_HOME=$(DEMO_HOME) $(BIN)/python -m tests.browser screenshots docs/img
 
 test: install ## Run the tests (fast unit tests + real-weight tests)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -67,6 +67,11 @@ def _inserted_id(cur: sqlite3.Cursor) -> int:
     return rowid
 
 
+def _like_escape(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern (``%`` and ``_`` match themselves; escape char ``\\``)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _split_ext_id(ref: str) -> tuple[str, str] | None:
     source, sep, value = ref.partition(":")
     if sep and source and value and source.isidentifier():
@@ -245,6 +250,18 @@ class Catalog:
         """Every band, by id."""
         return [self._band_from_row(r) for r in self._conn.execute("SELECT * FROM bands ORDER BY id")]
 
+    def search_bands(self, query: str = "", *, limit: int = 50, offset: int = 0) -> tuple[int, list[Band]]:
+        """(how many bands match, one page of them by name): ``query`` is a substring of the name or an alias,
+        case- and accent-insensitive; empty matches every band."""
+        like = "%" + _like_escape(normalise_name(query)) + "%"
+        where = ("WHERE norm_name LIKE ? ESCAPE '\\' OR id IN (SELECT band_id FROM band_aliases "
+                 "WHERE norm_alias LIKE ? ESCAPE '\\')")
+        c = self._conn
+        total = int(c.execute(f"SELECT COUNT(*) FROM bands {where}", (like, like)).fetchone()[0])
+        rows = c.execute(f"SELECT * FROM bands {where} ORDER BY norm_name, id LIMIT ? OFFSET ?",
+                         (like, like, int(limit), int(offset)))
+        return total, [self._band_from_row(r) for r in rows]
+
     def _band_ids_by_ext(self, external_ids: dict[str, str]) -> list[int]:
         ids: list[int] = []
         for source, value in external_ids.items():
@@ -375,6 +392,18 @@ class Catalog:
     def list_albums(self) -> list[Album]:
         """Every album, by id."""
         return [self._album_from_row(r) for r in self._conn.execute(f"{self._ALBUM_SQL} ORDER BY a.id")]
+
+    def search_albums(self, query: str = "", *, limit: int = 50, offset: int = 0) -> tuple[int, list[Album]]:
+        """(how many albums match, one page of them by artist and title): ``query`` is a substring of the title
+        or the artist's name, case- and accent-insensitive."""
+        like = "%" + _like_escape(normalise_name(query)) + "%"
+        where = "WHERE a.norm_title LIKE ? ESCAPE '\\' OR b.norm_name LIKE ? ESCAPE '\\'"
+        c = self._conn
+        total = int(c.execute(f"SELECT COUNT(*) FROM albums a JOIN bands b ON b.id = a.artist_id {where}",
+                              (like, like)).fetchone()[0])
+        rows = c.execute(f"{self._ALBUM_SQL} {where} ORDER BY b.norm_name, a.norm_title, a.id LIMIT ? OFFSET ?",
+                         (like, like, int(limit), int(offset)))
+        return total, [self._album_from_row(r) for r in rows]
 
     def upsert_album(self, title: str, artist: str | int | Band, *, year: int | None = None,
                      genre: str | None = None) -> tuple[Album, bool]:

@@ -26,10 +26,13 @@ def command_flags() -> dict[str, set[str]]:
     root = {o for p in cli.params for o in (*p.opts, *p.secondary_opts) if o.startswith("-")} | {"--help", "-h"}
     out: dict[str, set[str]] = {}
 
+    ctx = click.Context(cli)
+
     def walk(cmd: click.Command, path: str) -> None:
         out[path] = root | {o for p in cmd.params if isinstance(p, click.Option) for o in (*p.opts, *p.secondary_opts)}
-        for name, sub in getattr(cmd, "commands", {}).items():
-            walk(sub, f"{path} {name}".strip())
+        if isinstance(cmd, click.Group):  # list_commands/get_command: the root group loads its commands lazily
+            for name in cmd.list_commands(ctx):
+                walk(cmd.get_command(ctx, name), f"{path} {name}".strip())
 
     walk(cli, "")
     return out
@@ -133,7 +136,7 @@ def test_every_flag_a_string_of_the_package_names_exists():
 
 def test_the_check_catches_a_bad_flag_wherever_the_text_is():
     flags = command_flags()
-    fake = '''"""Module docstring: the server token comes from --token."""
+    fake = '''"""Module docstring: the server token comes from --api-key."""
 ALLOW_HINT = "use another image, or keep it anyway with --allow-tiny"
 
 
@@ -145,7 +148,7 @@ def _utf8_hint(data, start):
 
 def f(p):
     if p:
-        raise ImageError(p, "too big", "raise it with --max-pixels if the file is trusted")
+        raise ImageError(p, "too big", "raise it with --max-megapixels if the file is trusted")
     if not p:
         raise QuotaError(p, "full", f"run `logoid query {p} --map a=b`")
     hint = "map one with --column-map 'YourHeader=Name'"
@@ -155,15 +158,15 @@ def f(p):
     raise LogoidError("ok", "pass --encoding cp1252, or `logoid catalog import x.csv --map 'a=b' --allow-small`")
 '''
     assert check_sources({"fake.py": fake}, flags) == [
-        "fake.py:1: --token is an option of no logoid command (in 'Module docstring: the server token comes from "
-        "--token.')",
+        "fake.py:1: --api-key is an option of no logoid command (in 'Module docstring: the server token comes from "
+        "--api-key.')",
         "fake.py:2: --allow-tiny is an option of no logoid command (in 'use another image, or keep it anyway with "
         "--allow-tiny')",
         "fake.py:7: --charset is an option of no logoid command (in \"pass the file's encoding with --charset, e.g. "
         "--charset cp1252 reads it as {}\")",
         "fake.py:7: --charset is an option of no logoid command (in \"pass the file's encoding with --charset, e.g. "
         "--charset cp1252 reads it as {}\")",
-        "fake.py:13: --max-pixels is an option of no logoid command (in 'raise it with --max-pixels if the file is "
+        "fake.py:13: --max-megapixels is an option of no logoid command (in 'raise it with --max-megapixels if the file is "
         "trusted')",
         "fake.py:15: --map is not an option of `logoid query` (in 'run `logoid query {} --map a=b`')",
         "fake.py:16: --column-map is an option of no logoid command (in \"map one with --column-map "

@@ -26,7 +26,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("logoid.build",),
     ("logoid.demo",),
     ("logoid",),  # the public API: logoid/__init__.py
-    ("logoid.cli", "logoid.serve"),
+    ("logoid.serve",),  # the HTTP server and its client (the CLI's `serve` and `--server`)
+    ("logoid.cli",),
     ("logoid.__main__",),
 ]
 

@@ -15,9 +15,6 @@ from pathlib import Path
 import click
 
 from logoid import Home, LogoidError
-from logoid.build.sync import reserve_index_ids
-from logoid.core.faults import fault_point
-from logoid.core.locks import write_lock
 from logoid.core.paths import ENV_HOME
 
 EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
@@ -41,12 +38,10 @@ class State:
     def writing(self):
         """Hold the home's write lock for a whole change, catalog and index (``logoid.core.locks``): writers
         queue, and one that waits too long says so in one line. Readers take no lock."""
-        self.home.ensure()
-        with write_lock(self.home.root):
-            fault_point("write-locked")
-            reserve_index_ids(self.home, self.catalog)
+        from logoid.build.edit import writing
+
+        with writing(self.home, self.catalog):
             yield
-            fault_point("write-done")
 
 
 pass_state = click.make_pass_decorator(State)

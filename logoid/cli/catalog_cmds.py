@@ -1,4 +1,4 @@
-"""catalog list/show/import, add-band, remove-band."""
+"""catalog list/show/import, add-band, add-album, remove-band, remove-album (the changes: logoid.build.edit)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,8 @@ from pathlib import Path
 
 import click
 
-from logoid import LogoidError, create_embedder
-from logoid.build.sync import sync_index
-from logoid.catalog.imagecheck import check_reference
+from logoid.build import edit
 from logoid.catalog.importers import import_album_manifest, import_bands_csv
-from logoid.core.imageio import load_image
-from logoid.index.store import IndexStore
 
 from ._common import emit_json, json_option, key_value_pairs, pass_state, progress, reads, shown, warn, writes
 
@@ -21,72 +17,16 @@ def _allow_small_option(f):
                         help="Keep images under 16 px or of one colour (refused by default: nothing to recognise).")(f)
 
 
-def _check_images(paths, allow_small: bool) -> None:
-    """Validate every file before anything changes: unreadable, tiny or blank files fail in one line."""
-    for p in paths:
-        img = load_image(p)
-        if not allow_small:
-            check_reference(img, p)
+def _show_change(change) -> dict:
+    for w in change.warnings:
+        warn(w)
+    return change.result
 
 
-def _store_images(cat, entity_type: str, entity_id: int, paths, allow_small: bool):
-    """Store each distinct file once: (the new image rows, [(path, why it was not stored)])."""
-    new, skipped, first = [], [], {}
-    for p in paths:
-        ref, created = cat.upsert_image(entity_type, entity_id, p, allow_small=allow_small)
-        if created:
-            new.append(ref)
-            first[ref.id] = p
-        else:
-            skipped.append((str(p), _why_not_stored(p, first.get(ref.id), entity_type)))
-    return new, skipped
-
-
-def _why_not_stored(path: Path, first: Path | None, entity_type: str) -> str:
-    if first is None:
-        return f"already in the catalog for this {entity_type}"
-    if Path(path).resolve() == Path(first).resolve():
-        return "given twice: stored once"
-    return f"same image as {first}: stored once"
-
-
-def _stored_message(what: str, refs, skipped, has_index: bool, indexed: int) -> str:
-    for path, why in skipped:
-        warn(f"skipping {path}: {why}")
-    return (f" with {len(refs)} {what}(s)" + (f" ({len(skipped)} skipped)" if skipped else "")
-            + (f"; {indexed} vectors added to the index" if has_index else "; run `logoid build-index` next"))
-
-
-def _index_exists(state) -> bool:
-    return IndexStore.exists(state.home.index_dir)
-
-
-def _embedder_for_index(state):
-    return create_embedder(IndexStore.load_meta_only(state.home.index_dir)["model"]["model"])
-
-
-def _sync_index(state):
-    """The index brought to the catalog's images, inside the catalog transaction (commit it after that one)."""
-    return sync_index(state.home, state.catalog, load_embedder=lambda: _embedder_for_index(state))
-
-
-def _commit_index(store, report, added: int = 0, removed: int = 0) -> None:
-    """Commit the index after the catalog (logoid/build/sync.py): if that fails, the catalog change stands and the
-    next write (or build-index) indexes it. ``added``, ``removed``: the images this command itself changed; the
-    rest of the report is what an interrupted write or an import had left, repaired now."""
-    try:
-        store.commit()
-    except OSError as e:
-        raise LogoidError(f"the catalog was changed but writing the index failed ({e})",
-                          "run `logoid build-index`") from e
-    if report.images > added:
-        warn(f"also indexed {report.images - added} catalog image(s) the index lacked (left by an interrupted "
-             "write or an import)")
-    if report.removed > removed:
-        warn(f"dropped {report.removed - removed} image(s) from the index that the catalog no longer has "
-             "(left by an interrupted write)")
-    if report.unindexed:
-        warn(f"{report.unindexed} catalog image(s) could not be indexed; run `logoid build-index`")
+def _stored_message(what: str, r: dict) -> str:
+    skipped = r["skipped"]
+    return (f" with {len(r['images'])} {what}(s)" + (f" ({len(skipped)} skipped)" if skipped else "")
+            + (f"; {r['vectors_added']} vectors added to the index" if r["indexed"] else "; run `logoid build-index` next"))
 
 
 @click.command("add-band")
@@ -107,36 +47,15 @@ def _commit_index(store, report, added: int = 0, removed: int = 0) -> None:
 def add_band_cmd(state, name, genre, country, location, status, formed_year, themes, label, ext_ids, aliases, images,
                  allow_small, as_json):
     """Add a band (and its logo images) to the catalog and, if built, to the index without a rebuild."""
-    _check_images(images, allow_small)
-    external = {}
-    for e in ext_ids:
-        if ":" not in e:
-            raise LogoidError(f"--id {e!r} is not source:value", "write it like --id ma:3540")
-        src, val = e.split(":", 1)
-        external[src] = val
-    cat = state.catalog
-    with state.writing():
-        has_index = _index_exists(state)
-        store = None
-        with cat.transaction():  # an embedding failure rolls the catalog back too
-            band, created = cat.upsert_band(name, genre=genre, country=country, location=location, status=status,
-                                            formed_year=formed_year, themes=themes, label=label,
-                                            external_ids=external or None, aliases=list(aliases) or None)
-            refs, skipped = _store_images(cat, "band", band.id, images, allow_small)
-            if has_index:
-                store, report = _sync_index(state)
-        indexed = 0
-        if store is not None:  # after the catalog commit: an id in an index is never handed out again
-            _commit_index(store, report, added=len(refs))
-            indexed = report.vectors
-    out = {"band": band.id, "name": band.name, "created": created, "images": [r.id for r in refs],
-           "skipped": [{"path": p, "reason": why} for p, why in skipped], "vectors_added": indexed,
-           "indexed": has_index}
+    out = _show_change(edit.add_band(
+        state.home, state.catalog, name, images=images, allow_small=allow_small,
+        external_ids=edit.parse_external_ids(ext_ids), aliases=aliases, genre=genre, country=country,
+        location=location, status=status, formed_year=formed_year, themes=themes, label=label))
     if as_json:
         emit_json(out)
     else:
-        click.echo(f"{'added' if created else 'updated'} band {shown(band.name)} (id {band.id})"
-                   + _stored_message("image", refs, skipped, has_index, indexed))
+        click.echo(f"{'added' if out['created'] else 'updated'} band {shown(out['name'])} (id {out['band']})"
+                   + _stored_message("image", out))
 
 
 @click.command("add-album")
@@ -150,28 +69,13 @@ def add_band_cmd(state, name, genre, country, location, status, formed_year, the
 @pass_state
 def add_album_cmd(state, title, artist, year, genre, images, allow_small, as_json):
     """Add an album (and its cover images) to the catalog and, if built, to the index without a rebuild."""
-    _check_images(images, allow_small)
-    cat = state.catalog
-    with state.writing():
-        has_index = _index_exists(state)
-        store = None
-        with cat.transaction():
-            album, created = cat.upsert_album(title, artist, year=year, genre=genre)
-            refs, skipped = _store_images(cat, "album", album.id, images, allow_small)
-            if has_index:
-                store, report = _sync_index(state)
-        indexed = 0
-        if store is not None:
-            _commit_index(store, report, added=len(refs))
-            indexed = report.vectors
-    out = {"album": album.id, "title": album.title, "artist": album.artist_name, "created": created,
-           "images": [r.id for r in refs], "skipped": [{"path": p, "reason": why} for p, why in skipped],
-           "vectors_added": indexed, "indexed": has_index}
+    out = _show_change(edit.add_album(state.home, state.catalog, title, artist, images=images,
+                                      allow_small=allow_small, year=year, genre=genre))
     if as_json:
         emit_json(out)
     else:
-        click.echo(f"{'added' if created else 'updated'} album {shown(album.title)} by {shown(album.artist_name)} "
-                   f"(id {album.id})" + _stored_message("cover", refs, skipped, has_index, indexed))
+        click.echo(f"{'added' if out['created'] else 'updated'} album {shown(out['title'])} by "
+                   f"{shown(out['artist'])} (id {out['album']})" + _stored_message("cover", out))
 
 
 @click.command("remove-band")
@@ -180,23 +84,25 @@ def add_album_cmd(state, title, artist, year, genre, images, allow_small, as_jso
 @pass_state
 def remove_band_cmd(state, band, as_json):
     """Remove BAND (id, external id like ma:3540, or name) from the catalog and the index."""
-    cat = state.catalog
-    with state.writing():
-        b = cat.find_band(band)
-        image_ids = [r.id for r in cat.images("band", b.id)]
-        for alb in [a for a in cat.list_albums() if a.artist_id == b.id]:
-            image_ids += [r.id for r in cat.images("album", alb.id)]
-        store = None
-        with cat.transaction():
-            cat.remove_band(b.id)
-            if _index_exists(state):
-                store, report = _sync_index(state)  # the band's images are orphans now: they go
-        if store is not None:
-            _commit_index(store, report, removed=len(image_ids))
+    out = _show_change(edit.remove_band(state.home, state.catalog, band))
     if as_json:
-        emit_json({"removed": b.id, "name": b.name, "images": image_ids})
+        emit_json(out)
     else:
-        click.echo(f"removed band {shown(b.name)} (id {b.id}) and {len(image_ids)} image(s)")
+        click.echo(f"removed band {shown(out['name'])} (id {out['removed']}) and {len(out['images'])} image(s)")
+
+
+@click.command("remove-album")
+@click.argument("album")
+@json_option
+@pass_state
+def remove_album_cmd(state, album, as_json):
+    """Remove ALBUM (id or title) and its covers from the catalog and the index."""
+    out = _show_change(edit.remove_album(state.home, state.catalog, album))
+    if as_json:
+        emit_json(out)
+    else:
+        click.echo(f"removed album {shown(out['title'])} by {shown(out['artist'])} (id {out['removed']}) and "
+                   f"{len(out['images'])} image(s)")
 
 
 @click.group("catalog")
@@ -295,4 +201,4 @@ def catalog_import(state, source, images_dir, mapping, encoding, allow_small, as
         raise click.exceptions.Exit(1)  # nothing imported: the warnings above say why, line by line
 
 
-COMMANDS = [add_band_cmd, add_album_cmd, remove_band_cmd, catalog_group]
+COMMANDS = [add_band_cmd, add_album_cmd, remove_band_cmd, remove_album_cmd, catalog_group]

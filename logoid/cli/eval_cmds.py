@@ -16,7 +16,7 @@ from logoid.index.store import IndexStore
 
 from ._common import emit_json, json_option, pass_state, progress, reads, warn
 from .album_eval import album_eval_options, eval_album_task
-from .index_cmds import identifier
+from .query_cmds import identifier
 
 
 def _load(state, queries: Path, split: str | None, channels: str, embedder=None):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from logoid import DEFAULT_MODEL, Identifier, build_index, create_embedder, list_models
-from logoid.cli.index_cmds import _fmt_answer, draw_answer
+from logoid import DEFAULT_MODEL, Identifier, answer_json, build_index, create_embedder, list_models
+from logoid.cli.query_cmds import _fmt_answer, draw_answer
 
 from ._common import emit_json, json_option, pass_state, progress, writes
 from .eval_cmds import _calibrate_photos
@@ -70,13 +70,13 @@ def demo_cmd(state, workdir, as_json):
     click.echo(f"calibrated on {cal['queries']} simulated photos (known and unknown icons): rule {c['rule']}, "
                f"threshold {c['threshold']:.3f}", err=True)
     ident = Identifier(state.home, cat, embedder=embedder)
-    answers = [ident.identify(p, find_all=True) for p in (assets["known_photo"], assets["unknown_photo"])]
+    answers = [answer_json(ident.identify(p, find_all=True), 3) for p in (assets["known_photo"], assets["unknown_photo"])]
 
     drawn = workdir / "found.png"
     draw_answer(assets["known_photo"], answers[0], drawn)
     truth = {"known": assets["known_name"], "unknown": assets["unknown_name"]}
     if as_json:
-        emit_json({"truth": truth, "answers": [a.to_dict(3) for a in answers], "drawn": str(drawn)})
+        emit_json({"truth": truth, "answers": answers, "drawn": str(drawn)})
         return
 
     click.echo(f"two simulated photos: a printed {truth['known']} logo (in the catalog), and the {truth['unknown']} "

@@ -18,9 +18,15 @@ class LogoidError(Exception):
 class ImageError(LogoidError):
     """An image file that cannot be used: missing, empty, corrupt, unsupported or too large."""
 
-    def __init__(self, path, reason: str, hint: str | None = None):
+    #: What went wrong, for callers that map it (the HTTP API's status codes): ``unreadable`` (no such file, no
+    #: permission, corrupt or truncated), ``not_image`` (another kind of file, an unsupported format), ``too_large``
+    #: (over the pixel or byte limit).
+    KINDS = ("unreadable", "not_image", "too_large")
+
+    def __init__(self, path, reason: str, hint: str | None = None, *, kind: str = "unreadable"):
         self.path = str(path)
         self.reason = reason
+        self.kind = kind
         super().__init__(f"{path}: {reason}", hint)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import io
 import os
 import stat
 from dataclasses import dataclass
@@ -171,10 +172,13 @@ def _unreadable(path: Path) -> tuple[str, str | None] | None:
     return None
 
 
-def _sniff(path: Path) -> tuple[str, str | None]:
-    """Why a file Pillow cannot identify is not an image, from its first bytes (and its suffix)."""
+def _head(path: Path) -> bytes:
     with open(path, "rb") as f:
-        head = f.read(2048)
+        return f.read(2048)
+
+
+def _sniff_head(head: bytes, suffix: str) -> tuple[str, str | None]:
+    """Why a file Pillow cannot identify is not an image, from its first bytes (and its suffix)."""
     low = head.lstrip().lower()
     if low.startswith(b"<svg") or (low.startswith(b"<?xml") and b"<svg" in low):
         return UNSUPPORTED_SUFFIXES[".svg"], None
@@ -184,8 +188,8 @@ def _sniff(path: Path) -> tuple[str, str | None]:
         return UNSUPPORTED_SUFFIXES[".pdf"], None
     if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftyphevc", b"ftypmsf1"):
         return UNSUPPORTED_SUFFIXES[".heic"], None
-    if path.suffix.lower() in UNSUPPORTED_SUFFIXES:
-        return UNSUPPORTED_SUFFIXES[path.suffix.lower()], None
+    if suffix.lower() in UNSUPPORTED_SUFFIXES:
+        return UNSUPPORTED_SUFFIXES[suffix.lower()], None
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError:
@@ -273,37 +277,47 @@ def load_image(path: str | os.PathLike, *, max_pixels_: int | None = None,
     ``geometry(img)`` maps the result's pixels to the photo's. None decodes at full size.
     """
     path = Path(path)
-    limit = max_pixels_ if max_pixels_ is not None else max_pixels()
     why = _unreadable(path)
     if why is not None:
         raise ImageError(path, *why)
     if path.stat().st_size == 0:
         raise ImageError(path, "empty file (0 bytes)", "re-download or re-export the image")
+    return _load(path, path, max_pixels_, min_size, lambda: _sniff_head(_head(path), path.suffix))
+
+
+def load_image_bytes(data: bytes, name: str = "<upload>", *, max_pixels_: int | None = None,
+                     min_size: tuple[int, int] | None = None) -> Image.Image:
+    """:func:`load_image` for an image held in memory (an upload): nothing is written to disk; ``name`` (the
+    uploaded file's name) is what errors say."""
+    if not data:
+        raise ImageError(name, "empty file (0 bytes)", "re-download or re-export the image")
+    return _load(io.BytesIO(data), name, max_pixels_, min_size,
+                 lambda: _sniff_head(data[:2048], Path(name).suffix))
+
+
+def _load(source, name, max_pixels_: int | None, min_size, sniff) -> Image.Image:
+    limit = max_pixels_ if max_pixels_ is not None else max_pixels()
     old_limit = Image.MAX_IMAGE_PIXELS
     try:
         # Our own check below reads the header size first and names the setting; PIL's guard is off meanwhile.
         Image.MAX_IMAGE_PIXELS = None
-        with Image.open(path) as img:
+        with Image.open(source) as img:
             w, h = img.size
             if w * h > limit:
-                raise ImageError(
-                    path,
-                    f"{w}x{h} is over the pixel limit of {limit:,}",
-                    _LIMIT_HINT,
-                )
+                raise ImageError(name, f"{w}x{h} is over the pixel limit of {limit:,}", _LIMIT_HINT, kind="too_large")
             out, geo = _decode(img, min_size)
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(path, f"decompression bomb guard: {e}", _LIMIT_HINT) from e
+        raise ImageError(name, f"decompression bomb guard: {e}", _LIMIT_HINT, kind="too_large") from e
     except UnidentifiedImageError as e:
-        raise ImageError(path, *_sniff(path)) from e
+        raise ImageError(name, *sniff(), kind="not_image") from e
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageError(path, f"corrupt or truncated image ({e})", "re-download or re-export the image") from e
+        raise ImageError(name, f"corrupt or truncated image ({e})", "re-download or re-export the image") from e
     finally:
         Image.MAX_IMAGE_PIXELS = old_limit
     if out.width < 1 or out.height < 1:
-        raise ImageError(path, "image has no pixels", "use another image")
+        raise ImageError(name, "image has no pixels", "use another image")
     if geo is not None:
         out.info[_GEOMETRY_KEY] = geo
     return out

@@ -56,6 +56,7 @@ class Answer:
     artist_guess: dict | None = None
     genre: dict | None = None
     notes: list[str] = field(default_factory=list)  # why a model was not used (e.g. OCR unavailable)
+    size: tuple[int, int] | None = None  # the photo's own (width, height), upright: the space of every polygon
 
     @property
     def status(self) -> str:
@@ -75,10 +76,11 @@ class Answer:
         return answer_json(self, k)
 
 
-def answer_json(answer: Answer, k: int = 5) -> dict:
-    """The JSON of one answer (``docs/answer.schema.json``), with the ``k`` best candidates."""
+def answer_json(answer: Answer, k: int = 5, *, explain: bool = False) -> dict:
+    """The JSON of one answer (``docs/answer.schema.json``), with the ``k`` best candidates; ``explain`` adds
+    ``"explain"``: the lines of :func:`explain_lines` (what ``logoid query --explain`` prints)."""
     best = answer.best
-    return {
+    out = {
         "schema": SCHEMA, "path": answer.path, "status": answer.status, "error": None,
         "accepted": answer.accepted, "answer": best.name if (answer.accepted and best) else "unknown",
         "entity": answer.label, "score": round(best.score, 4) if best else 0.0,
@@ -88,7 +90,26 @@ def answer_json(answer: Answer, k: int = 5) -> dict:
         "candidates": [c.to_dict() for c in answer.candidates[:k]],
         "logos": [c.to_dict() for c in answer.logos], "read": answer.read,
         "timings": {name: round(v, 4) for name, v in answer.timings.items()}, "notes": list(answer.notes),
+        "width": answer.size[0] if answer.size else None, "height": answer.size[1] if answer.size else None,
     }
+    if explain:
+        out["explain"] = explain_lines(answer)
+    return out
+
+
+def explain_lines(answer: Answer, n: int = 5) -> list[str]:
+    """What each channel said about the ``n`` best candidates, what was read, and each step's time."""
+    out = ["channels:"]
+    for c in answer.candidates[:n]:
+        f = c.features
+        out.append(f"  {c.name}: global cos {f['cos']:.3f} (rank {int(f['rank_global'])}, margin {f['cos_margin']:+.3f});"
+                   f" local log-inliers {f['log_inliers']:.2f} (ratio {f['inlier_ratio']:.2f});"
+                   f" text {f['text_sim']:.2f}" + (f" '{c.text}'" if c.text else ""))
+        if c.polygon:
+            out.append(f"    outline in photo: {c.polygon}")
+    out.append("read: " + (", ".join(f"'{r['text']}' ({r['conf']:.2f})" for r in answer.read) or "nothing"))
+    out.append("timings: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in answer.timings.items()))
+    return out
 
 
 def error_json(path: str, reason: str) -> dict:
@@ -97,5 +118,14 @@ def error_json(path: str, reason: str) -> dict:
         "schema": SCHEMA, "path": str(path), "status": "error", "error": reason,
         "accepted": False, "answer": "unknown", "entity": None, "score": 0.0, "threshold": None, "rule": None,
         "rejection_score": None, "artist": None, "artist_guess": None, "genre": None,
-        "candidates": [], "logos": [], "read": [], "timings": {}, "notes": [],
+        "candidates": [], "logos": [], "read": [], "timings": {}, "notes": [], "width": None, "height": None,
+    }
+
+
+def batch_summary(results: list[dict]) -> dict:
+    """What ``logoid batch --json`` and ``POST /v1/identify/batch`` say of a batch's answers (and errors)."""
+    counts = {st: sum(1 for r in results if r["status"] == st) for st in STATUSES}
+    return {
+        "photos": len(results), "identified": counts["ok"], "unknown": counts["unknown"], "skipped": counts["error"],
+        "skipped_files": [{"path": r["path"], "reason": r["error"]} for r in results if r["status"] == "error"],
     }

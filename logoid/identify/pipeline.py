@@ -14,7 +14,7 @@ from PIL import Image
 from logoid.albums.answer import AlbumStep
 from logoid.albums.features import CoverFeatureConfig
 from logoid.core.errors import CatalogError, ConfigError
-from logoid.core.imageio import load_image
+from logoid.core.imageio import geometry, load_image, load_image_bytes
 from logoid.core.paths import Home
 from logoid.engine.local import extract, finest_side
 from logoid.identify.match import LocalConfig, match_local
@@ -96,16 +96,18 @@ class Identifier:
     """Holds the index, catalog and models of one home; each is loaded on first use."""
 
     def __init__(self, home: Home, catalog, *, config: IdentifyConfig | None = None, embedder=None,
-                 threshold: float | None = None):
+                 threshold: float | None = None, store: IndexStore | None = None, reader=None):
+        """``embedder``, ``store`` (the loaded index) and ``reader`` (OCR) may be shared with other Identifiers,
+        e.g. one per server thread over one set of models: each is loaded here on first use otherwise."""
         self.home = home
         self.catalog = catalog
         self.config = config or IdentifyConfig()
         self._embedder = embedder
         self._embedder_checked = False
         self._threshold_override = threshold
-        self._store: IndexStore | None = None
+        self._store: IndexStore | None = store
         self._entity_of_image: dict[int, str] | None = None
-        self._reader = None
+        self._reader = reader
         self._scorer: Callable[[list[dict]], list[float]] | None = None
         self._album_step: AlbumStep | None = None
 
@@ -244,19 +246,18 @@ class Identifier:
         return [m for m in matches if m.similarity >= self.config.text_min_sim], read
 
     # ---- the answer ----------------------------------------------------------------------
-    def identify(self, photo: str | Path | Image.Image, *, find_all: bool = False, path: str | None = None) -> Answer:
-        """The whole answer for one photo (a file, or a decoded image named by ``path``): the band or album or
-        unknown, every logo (``find_all``), the album extras, the text read and each step's time. The photo is
-        decoded once."""
+    def identify(self, photo: str | Path | bytes | Image.Image, *, find_all: bool = False,
+                 path: str | None = None) -> Answer:
+        """The whole answer for one photo (a file, the bytes of one — an upload, never written to disk — or a
+        decoded image), named ``path`` in the answer: the band or album or unknown, every logo (``find_all``), the
+        album extras, the text read and each step's time. The photo is decoded once."""
         t0 = time.perf_counter()
-        size = None if isinstance(photo, Image.Image) else self.decode_size(find_all)  # (reads the index sidecar)
-        t = time.perf_counter()
-        img = photo if isinstance(photo, Image.Image) else load_image(photo, min_size=size)
-        decode = time.perf_counter() - t
-        name = path if path is not None else ("<image>" if isinstance(photo, Image.Image) else str(photo))
+        img, name = self._decode(photo, find_all, path)
+        decode = time.perf_counter() - t0
         ev = self.collect(img, find_all=find_all, path=name)
         ev.timings = {"decode": decode, **ev.timings}
         answer = self.decide(ev)
+        answer.size = geometry(img).original_size
         if self.config.albums:
             t = time.perf_counter()
             best = answer.best
@@ -270,6 +271,16 @@ class Identifier:
         answer.timings["total"] = time.perf_counter() - t0
         return answer
 
+    def _decode(self, photo, find_all: bool, path: str | None) -> tuple[Image.Image, str]:
+        """(the photo decoded at the size the asked channels need, its name in the answer)."""
+        if isinstance(photo, Image.Image):
+            return photo, path if path is not None else "<image>"
+        size = self.decode_size(find_all)  # (reads the index sidecar)
+        if isinstance(photo, bytes | bytearray):
+            name = path if path is not None else "<upload>"
+            return load_image_bytes(bytes(photo), name, min_size=size), name
+        return load_image(photo, min_size=size), path if path is not None else str(photo)
+
     @property
     def album_step(self) -> AlbumStep:
         """The album models of this home (loaded on first use, kept for the next photo)."""
@@ -277,14 +288,12 @@ class Identifier:
             self._album_step = AlbumStep(self.home, self.catalog, lambda: self.embedder)
         return self._album_step
 
-    def collect(self, photo: str | Path | Image.Image, *, find_all: bool = False, path: str | None = None) -> Evidence:
+    def collect(self, photo: str | Path | bytes | Image.Image, *, find_all: bool = False,
+                path: str | None = None) -> Evidence:
         """Run every enabled channel on the photo and gather raw per-entity evidence (no album extras)."""
         timings: dict[str, float] = {}
-        size = None if isinstance(photo, Image.Image) else self.decode_size(find_all)
         t = time.perf_counter()
-        img = photo if isinstance(photo, Image.Image) else load_image(photo, min_size=size)
-        if path is None:
-            path = "<image>" if isinstance(photo, Image.Image) else str(photo)
+        img, path = self._decode(photo, find_all, path)
         if not isinstance(photo, Image.Image):
             timings["decode"] = time.perf_counter() - t
         ch = self.config.channels
