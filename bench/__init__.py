@@ -57,6 +57,9 @@ SUBJECTS: dict[str, Subject] = {
     "concurrency": Subject("Concurrency and crashes", {
         "processes": "8 readers beside 2 writers; a write killed at every step",
     }),
+    "serve": Subject("Server", {
+        "warm": "logoid serve: ready time, warm latency at 1, 4 and 16 clients, cold query vs --server",
+    }),
 }
 
 
@@ -96,6 +99,8 @@ COMMANDS: dict[str, Command] = {
     "milvus": Command("bench.scale.milvus", "scale", "FAISS vs Milvus Lite on the same vectors"),
     "concurrency": Command("bench.concurrency.run", "concurrency",
                            "8 readers beside 2 writers for a minute; every write killed (SIGKILL) at every step"),
+    "serve": Command("bench.serve.run", "serve",
+                     "logoid serve: ready time, RSS, warm latency at 1/4/16 clients, cores' limit, cold vs --server"),
     "publish": Command("bench.publish", "", "regenerate BENCHMARKS.md and docs/benchmarks-history.md", records=False),
     "import-legacy": Command("bench.legacy", "", "one-off: turn the old dated BENCHMARKS.md log into records",
                              records=False),

@@ -22,6 +22,7 @@ from PIL import Image
 from logoid.core.errors import ImageError, ModelError
 from logoid.core.imageio import load_image
 
+from . import towers
 from .registry import ModelSpec, build, save_checkpoint, weights_sha256
 
 
@@ -46,7 +47,13 @@ class _Loaded(NamedTuple):
 
 
 class Embedder:
-    """One dual encoder. Construction is cheap; weights load on first use (``model``, ``embed_*``, ``info``)."""
+    """One dual encoder. Construction is cheap; weights load on first use (``model``, ``embed_*``, ``info``).
+
+    Images need the image tower only: ``embed_images`` and friends build just that one where
+    :func:`towers.build_image_tower` can (same weights, same vectors as the whole model's), and ``info`` takes the
+    whole model's weights hash from an index that recorded it for these sources (:func:`towers.known_weights`).
+    ``model``, ``tokenizer`` and ``embed_texts`` build the whole model, whose image tower then serves images.
+    """
 
     def __init__(self, spec: ModelSpec, device: str | None = None):
         self.spec = spec
@@ -58,6 +65,7 @@ class Embedder:
         self._transform: Callable[[Image.Image], Any] | None = None
         self._preprocess_cfg: dict | None = None
         self._sha: str | None = None
+        self._visual: Any = None  # the image tower built alone (None once the whole model is loaded)
 
     def __repr__(self) -> str:
         return f"Embedder({self.name!r}, loaded={self.is_loaded})"
@@ -66,7 +74,15 @@ class Embedder:
 
     @property
     def is_loaded(self) -> bool:
+        """True once the whole model (both towers) is built."""
         return self._model is not None
+
+    @property
+    def towers(self) -> frozenset[str]:
+        """The towers built so far: ``{"image", "text"}`` with the whole model, ``{"image"}`` after image work alone."""
+        if self._model is not None:
+            return frozenset({"image", "text"})
+        return frozenset({"image"}) if self._visual is not None else frozenset()
 
     @property
     def device(self) -> str:
@@ -89,21 +105,9 @@ class Embedder:
         with self._lock:
             if self._model is not None:
                 return
-            from open_clip.transform import PreprocessCfg, image_transform_v2
-
             model, pp, tokenizer = build(self.spec, device=self.device)
-            if self.device == "cpu":
-                import torch
-
-                # EfficientNet activations underflow into denormal floats, which x86 CPUs handle ~50x slower:
-                # measured 1.3 s vs 0.02 s for one 224 px image here. Flushing them to zero changes no result
-                # beyond 1e-38.
-                torch.set_flush_denormal(True)
-            # channels_last about doubles CPU conv throughput (depthwise convs); values and hash are unchanged.
-            model.visual.to(memory_format=_channels_last())
-            known = set(PreprocessCfg.__dataclass_fields__)
-            self._transform = image_transform_v2(PreprocessCfg(**{k: v for k, v in pp.items() if k in known}),
-                                                 is_train=False)
+            self._prepare_image_tower(model.visual)
+            self._transform = towers.image_transform(pp)
             self._preprocess_cfg, self._tokenizer = pp, tokenizer
             if self.spec.expected_sha256:
                 sha = weights_sha256(model)
@@ -112,6 +116,42 @@ class Embedder:
                                      "the file is corrupt or was edited; re-run `logoid finetune`")
                 self._sha = sha
             self._model = model
+            self._visual = None  # the whole model's image tower has the same weights; one copy serves
+
+    def _prepare_image_tower(self, visual) -> None:
+        if self.device == "cpu":
+            import torch
+
+            # EfficientNet activations underflow into denormal floats, which x86 CPUs handle ~50x slower:
+            # measured 1.3 s vs 0.02 s for one 224 px image here. Flushing them to zero changes no result
+            # beyond 1e-38.
+            torch.set_flush_denormal(True)
+        # channels_last about doubles CPU conv throughput (depthwise convs); values and hash are unchanged.
+        visual.to(memory_format=_channels_last())
+
+    def _image_tower(self):
+        """The image tower: the whole model's when it is loaded, else one built alone (the whole model where
+        :func:`towers.build_image_tower` cannot)."""
+        if self._model is not None:
+            return self._model.visual
+        with self._lock:
+            if self._model is None and self._visual is None:
+                built = towers.build_image_tower(self.spec, self.device)
+                if built is None:
+                    self._ensure_loaded()
+                else:
+                    visual, sha = built
+                    self._prepare_image_tower(visual)
+                    self._sha = self._sha or sha
+                    self._visual = visual
+            return self._model.visual if self._model is not None else self._visual
+
+    def _image_transform(self):
+        if self._transform is None:
+            with self._lock:
+                if self._transform is None:
+                    self._transform = towers.image_transform(self.preprocess_cfg)
+        return self._transform
 
     def _loaded(self) -> _Loaded:
         """Load on first use; the loaded model, tokenizer, image transform and preprocess config."""
@@ -134,14 +174,26 @@ class Embedder:
 
     @property
     def preprocess_cfg(self) -> dict:
+        if self._preprocess_cfg is None and self.spec.kind != "open_clip" and self.spec.preprocess_cfg is not None:
+            return dict(self.spec.preprocess_cfg)  # what build() uses for these kinds; no weights needed
         return dict(self._loaded().preprocess_cfg)
 
     @property
     def weights_sha256(self) -> str:
         """Hash of every weight; cached. Call :meth:`invalidate_cache` after changing ``model`` in place."""
+        if self._sha is None and self._model is None:
+            if self.spec.kind == "checkpoint":
+                self._image_tower()  # reads the weights file, checks it against its recorded hash, keeps the hash
+            else:
+                self._sha = towers.known_weights(self.source_fingerprint)
         if self._sha is None:
             self._sha = weights_sha256(self.model)
         return self._sha
+
+    @property
+    def source_fingerprint(self) -> str | None:
+        """What this model's weights are made from (:func:`towers.source_fingerprint`); None for other kinds."""
+        return towers.source_fingerprint(self.spec)
 
     def invalidate_cache(self) -> None:
         """Forget the cached weights hash (after fine-tuning ``model`` in place)."""
@@ -156,8 +208,6 @@ class Embedder:
     @property
     def info(self) -> dict:
         """What built the vectors: record it next to anything made from them."""
-        import open_clip
-
         pp = self.preprocess_cfg
         size = pp.get("size", 224)
         return {
@@ -175,14 +225,15 @@ class Embedder:
             "fill_color": pp.get("fill_color"),
             # A built-in without a weights file has projections nobody trained; checkpoints and open_clip tags do.
             "projections": "untrained" if self.spec.kind == "logoid" and not self.spec.pretrained else "trained",
-            "open_clip_version": open_clip.__version__,
+            "open_clip_version": _open_clip_version(),
+            "source_fingerprint": self.source_fingerprint,
         }
 
     # ------------------------------------------------------------------ preprocessing
 
     def preprocess(self, img: Image.Image):
         """PIL image → normalised CHW float tensor, exactly as the model expects it."""
-        transform = self._loaded().transform
+        transform = self._image_transform()
         if img.mode != "RGB":
             img = img.convert("RGB")
         return transform(img)
@@ -199,7 +250,6 @@ class Embedder:
     def _run_images(self, images: Sequence[Image.Image], batch_size: int, fn: Callable, width: int | None):
         if batch_size < 1:
             raise ModelError(f"batch_size must be at least 1, got {batch_size}")
-        self._ensure_loaded()
         out = []
         for i in range(0, len(images), batch_size):
             out.append(self._encode_batches([self.preprocess(im) for im in images[i:i + batch_size]], fn))
@@ -209,7 +259,7 @@ class Embedder:
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Images → ``(n, dim)`` float32, rows L2-normalised."""
-        return self._run_images(images, batch_size, self.model.encode_image, self.dim)
+        return self._run_images(images, batch_size, self._image_tower(), self.dim)
 
     def image_features_raw(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         """Pooled trunk features before the projection (1280-d for EfficientNet-Lite0), L2-normalised.
@@ -219,7 +269,7 @@ class Embedder:
         return self._run_images(images, batch_size, self._raw_fn(), None)
 
     def _raw_fn(self) -> Callable:
-        visual = self.model.visual
+        visual = self._image_tower()
         if hasattr(visual, "trunk") and hasattr(visual, "head"):  # open_clip TimmModel: trunk pools, head projects
             return visual.trunk
         if hasattr(visual, "proj") and hasattr(visual, "transformer"):  # open_clip VisionTransformer
@@ -243,7 +293,7 @@ class Embedder:
         """
         if batch_size < 1:
             raise ModelError(f"batch_size must be at least 1, got {batch_size}")
-        self._ensure_loaded()
+        tower = self._image_tower()
         paths = [Path(p) for p in paths]
 
         def load(i: int):
@@ -267,7 +317,7 @@ class Embedder:
                     if isinstance(t, Exception) and on_error is not None:
                         on_error(paths[i], t)
                 if good:
-                    vectors.append(self._encode_batches([t for _, t in good], self.model.encode_image))
+                    vectors.append(self._encode_batches([t for _, t in good], tower))
                     ok.extend(i for i, _ in good)
         if not vectors:
             return np.zeros((0, self.dim), dtype=np.float32), []
@@ -297,3 +347,15 @@ class Embedder:
         base = self.spec.base_model or self.name
         return save_checkpoint(self.model, folder, base_model=base, model_cfg=self.spec.model_cfg,
                                preprocess_cfg=self.preprocess_cfg, extra=extra)
+
+
+def _open_clip_version() -> str:
+    """open_clip's version, read from the installed package's metadata (importing open_clip takes seconds)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("open_clip_torch")
+    except metadata.PackageNotFoundError:
+        import open_clip
+
+        return open_clip.__version__

@@ -234,7 +234,12 @@ def _orthonormal(rows: int, cols: int, gen):
 
     n, m = max(rows, cols), min(rows, cols)
     signs = torch.randint(0, 2, (n, m), generator=gen, dtype=torch.int64) * 2 - 1
-    q, r = torch.linalg.qr(signs.to(torch.float64))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # this QR on 2 threads of a busy 2-core machine took 1.2 s, on one 0.18 s; same values
+    try:
+        q, r = torch.linalg.qr(signs.to(torch.float64))
+    finally:
+        torch.set_num_threads(threads)
     q = q * torch.sign(torch.diagonal(r))
     q = torch.round(q * 2**16) / 2**16
     return (q if rows >= cols else q.T).to(torch.float32).contiguous()
@@ -344,10 +349,15 @@ def _build_open_clip(spec: ModelSpec):
 
 def weights_sha256(model) -> str:
     """sha256 over every tensor of the state dict (sorted keys, dtype, shape, bytes): stable across processes."""
+    return state_sha256(model.state_dict())
+
+
+def state_sha256(state: dict) -> str:
+    """:func:`weights_sha256` of a state dict (name → tensor), e.g. read from a checkpoint file."""
     import torch
 
     h = hashlib.sha256()
-    for key, t in sorted(model.state_dict().items()):
+    for key, t in sorted(state.items()):
         t = t.detach().to("cpu").contiguous().reshape(-1)
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}\n".encode())
         h.update(t.view(torch.uint8).numpy().tobytes())

@@ -31,6 +31,7 @@ from logoid.core.atomic import write_json_atomic
 from logoid.core.errors import IndexMismatchError, IndexMissingError
 from logoid.core.faults import fault_point
 from logoid.core.locks import PINS, pin, try_exclusive
+from logoid.engine.towers import remember_weights
 from logoid.index.backend import FAISS, MILVUS, backend_kind
 from logoid.index.milvus import MilvusConfig, MilvusVectorIndex
 
@@ -84,6 +85,10 @@ class IndexStore:
             raise IndexMissingError(f"the index in {root} names files that are missing",
                                     "rebuild it with `logoid build-index`")
         store = cls(root=root, meta=meta, _pins=pins)
+        model = meta.get("model") or {}
+        # The weights hash this index recorded for its model's sources: a query embedder with the same sources
+        # then checks against it without building the text tower it does not use (logoid.engine.towers).
+        remember_weights(model.get("source_fingerprint"), model.get("weights_sha256"), model.get("model_id"))
         files = meta.get("files", {})
         if backend_kind(meta) == MILVUS:
             store.vectors = _open_milvus(root, meta["backend"], files.get("milvus_pending"))
@@ -163,10 +168,15 @@ class IndexStore:
         return str(self.meta.get("model", {}).get("model"))
 
     def check_model(self, model_info: dict) -> None:
-        """Refuse to mix vectors of two models: the query embedder must be the one that built the index."""
+        """Refuse to mix vectors of two models: the query embedder must be the one that built the index.
+
+        An embedder that passes and names its sources (``source_fingerprint``) has them noted in the model record,
+        so an index built before fingerprints were recorded gets one at its next commit (a write's)."""
         built = self.meta.get("model", {})
         same = (built.get("weights_sha256") == model_info.get("weights_sha256")
                 and built.get("embed_dim") == model_info.get("embed_dim"))
+        if same and model_info.get("source_fingerprint") and "model" in self.meta:
+            self.meta["model"]["source_fingerprint"] = model_info["source_fingerprint"]
         if not same:
             raise IndexMismatchError(
                 f"the index was built with model {built.get('model')!r} (weights {str(built.get('weights_sha256'))[:12]}),"

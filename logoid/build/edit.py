@@ -134,7 +134,7 @@ def _apply(home: Home, catalog, change, load_embedder) -> Change:
             store, report = sync_index(home, catalog, load_embedder=load_embedder or _index_embedder(home))
     warnings = [f"skipping {p}: {why}" for p, why in skipped]
     indexed = 0
-    if store is not None:  # after the catalog commit: an id in an index is never handed out again
+    if store is not None and report is not None:  # after the catalog commit: an id in an index is never reused
         warnings += _commit_index(store, report, added=len(refs))
         indexed = report.vectors
     result.update(images=[r.id for r in refs], skipped=[{"path": p, "reason": why} for p, why in skipped],

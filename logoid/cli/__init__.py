@@ -10,7 +10,6 @@ from logoid import Home, __version__
 
 from ._common import LogoidGroup, State, home_option
 
-
 #: Each command's module: a command's module is imported only when that command runs (``logoid --help`` imports
 #: them all), so ``logoid query --server`` starts without the pipeline, torch or FAISS.
 _COMMANDS = {

@@ -19,9 +19,9 @@ import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -69,12 +69,12 @@ def api_error(e: LogoidError) -> ApiError:
     return ApiError(400, "bad_request", msg, e.hint)
 
 
-ERRORS = {  # documented in the OpenAPI page
+ERRORS: dict[int | str, dict[str, Any]] = {  # documented in the OpenAPI page
     400: {"description": "unreadable image or bad request"}, 413: {"description": "a file over the size or pixel limit"},
     415: {"description": "not an image"}, 422: {"description": "bad parameters"},
     503: {"description": "not warm yet"},
 }
-WRITE_ERRORS = {401: {"description": "no token sent"}, 403: {"description": "wrong token, or a read-only server"},
+WRITE_ERRORS: dict[int | str, dict[str, Any]] = {401: {"description": "no token sent"}, 403: {"description": "wrong token, or a read-only server"},
                 **ERRORS}
 
 
@@ -84,7 +84,7 @@ Limit = Annotated[int, Query(ge=1, le=500, description="items per page")]
 Offset = Annotated[int, Query(ge=0, description="items to skip")]
 
 
-def create_app(service: Service, *, warm: bool = True, on_ready=None) -> FastAPIOffline:
+def create_app(service: Service, *, warm: bool = True, on_ready=None) -> FastAPI:
     """The ASGI app over ``service``. With ``warm``, starting the app starts warming the service in the
     background (the API answers 503 until it is ready; ``on_ready(service)`` is called then)."""
 
@@ -245,7 +245,7 @@ def create_app(service: Service, *, warm: bool = True, on_ready=None) -> FastAPI
         if len(images) > service.limits.max_batch:
             raise ApiError(413, "too_large", f"{len(images)} photos is over the batch limit of "
                                              f"{service.limits.max_batch}", "send them in smaller batches")
-        uploads = []
+        uploads: list[tuple[str, bytes, str | None]] = []
         for up in images:
             name = up.filename or "upload"
             try:
@@ -401,7 +401,7 @@ def create_app(service: Service, *, warm: bool = True, on_ready=None) -> FastAPI
     return app
 
 
-def from_env() -> FastAPIOffline:
+def from_env() -> FastAPI:
     """An app over the home in ``$LOGOID_HOME`` with the settings ``logoid serve`` passes through the environment:
     the factory each of ``logoid serve --workers N``'s processes (or ``uvicorn --factory``) builds."""
     import os
