@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: help install browser demo serve screenshots test test-fast lint bench clean
+.PHONY: help install browser bench-fonts demo serve screenshots test test-fast lint bench clean
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help: ## List the targets
@@ -31,6 +31,18 @@ install: $(VENV)/.installed browser ## Create .venv and install logoid with its 
 browser: ## Debian's Chromium + ChromeDriver (browser tests, screenshots), installed when missing
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
 		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends chromium chromium-driver; }
+
+# Fonts for the roster logos (bench/_logos.py): heavy, serif, blackletter, script and display faces from Debian.
+BENCH_FONTS := fonts-dejavu-core fonts-liberation fonts-freefont-ttf fonts-urw-base35 fonts-cantarell \
+	fonts-comfortaa fonts-blankenburg fonts-gamaliel fonts-gotico-antiqua fonts-klaudia-berenika \
+	fonts-kaushanscript fonts-leckerli-one fonts-lobster fonts-linuxlibertine fonts-ebgaramond \
+	fonts-league-spartan fonts-bebas-neue fonts-yanone-kaffeesatz fonts-oldstandard fonts-radisnoir \
+	fonts-staypuft fonts-okolaks fonts-adf-oldania fonts-apropal fonts-f500 fonts-dustin fonts-cabin \
+	fonts-play fonts-jura fonts-beteckna fonts-isabella fonts-breip
+
+bench-fonts: ## Debian font packages the roster-logo generator draws with (bench/_logos.py), installed when missing
+	@dpkg -s $(BENCH_FONTS) >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q --no-install-recommends $(BENCH_FONTS); }
 
 demo: install ## Build the built-in demo catalog's index and identify a demo photo
 	LOGOID_HOME=$(DEMO_HOME) $(BIN)/logoid demo

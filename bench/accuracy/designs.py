@@ -31,7 +31,11 @@ def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progre
     from logoid.identify import Identifier
 
     home_dir = home_path(model)
-    home, cat, embedder, rows, key_of, build_report, build_s = setup_home(data, home_dir, model, progress=progress)
+    from tqdm import tqdm
+
+    stage_bar = (lambda desc, total, unit: tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
+                 ) if progress else None  # build_index opens one bar per stage
+    home, cat, embedder, rows, key_of, build_report, build_s = setup_home(data, home_dir, model, progress=stage_bar)
     queries = [LabelledQuery(data / r["photo"], key_of.get(r["id"]) if r["role"] == "enrolled" else None, r["split"])
                for r in rows]
     if limit:

@@ -31,15 +31,33 @@ class FeatureCache:
     def put(self, sha256: str, cfg: ExtractConfig, feats: Features, variant: int = VARIANT_NORMAL) -> None:
         feats.to_npz(self._path(sha256, cfg, variant))
 
-    def get_reference(self, sha256: str, img_loader, cfg: ExtractConfig) -> list[Features]:
-        """Cached :func:`extract_reference`; ``img_loader()`` is called only on a miss."""
+    def lookup_reference(self, sha256: str, cfg: ExtractConfig) -> list[Features] | None:
+        """Every variant of a reference's features from the cache, or None when any is missing."""
         n = 2 if cfg.enrol_inverted else 1
         got = [g for g in (self.get(sha256, cfg, v) for v in range(n)) if g is not None]
-        if len(got) == n:
-            return got
-        feats = extract_reference(img_loader(), cfg)
+        return got if len(got) == n else None
+
+    def put_reference(self, sha256: str, cfg: ExtractConfig, feats: list[Features]) -> None:
+        # One atomic file per variant: a build killed between two leaves a miss, never a torn entry.
         for v, f in enumerate(feats):
             self.put(sha256, cfg, f, v)
+
+    def sweep_partial(self, cfg: ExtractConfig) -> int:
+        """Delete temp files that a killed writer left beside the entries (``logoid.core.atomic`` names them
+        ``.NAME.*.tmp``); call only while no other process writes this cache (under the home's write lock)."""
+        gone = 0
+        for tmp in (self.dir / cfg.ref_hash()).glob("*/.*.tmp"):
+            tmp.unlink(missing_ok=True)
+            gone += 1
+        return gone
+
+    def get_reference(self, sha256: str, img_loader, cfg: ExtractConfig) -> list[Features]:
+        """Cached :func:`extract_reference`; ``img_loader()`` is called only on a miss."""
+        got = self.lookup_reference(sha256, cfg)
+        if got is not None:
+            return got
+        feats = extract_reference(img_loader(), cfg)
+        self.put_reference(sha256, cfg, feats)
         return feats
 
 

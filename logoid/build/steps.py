@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Protocol, cast
 
 import numpy as np
 
@@ -24,7 +24,16 @@ from logoid.index.vectors import IndexConfig, VectorIndex, decode_ids, encode_id
 from logoid.scoring.fusion import DefaultRule
 from logoid.scoring.rules import leave_one_out_impostors
 
-Progress = Callable[[int], None]
+
+#: ``progress(desc, total, unit)`` opens a bar for one stage of a build: an object with ``update(n)`` and ``close()``
+#: (a tqdm bar). The embedding stage counts variants, the local-feature stage images.
+class Bar(Protocol):
+    def update(self, n: int = 1) -> object: ...
+
+    def close(self) -> object: ...
+
+
+Progress = Callable[[str, int, str], Bar]
 
 #: A reference with fewer keypoints than this (normal + inverted) can hardly be verified geometrically.
 MIN_REF_KEYPOINTS = 40
@@ -39,6 +48,8 @@ class BuildReport:
     vectors: int = 0
     embedded: int = 0  # variants actually run through the model (the rest came from the cache)
     cached: int = 0
+    features_extracted: int = 0  # images whose local features were extracted (the rest came from the cache)
+    features_cached: int = 0
     descriptors: int = 0
     names: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
@@ -101,10 +112,81 @@ def embed_reference(ref, embedder, cache: EmbeddingCache, aug_cfg, report: Build
     return mat, encode_ids(np.full(len(keys), ref.id), np.arange(len(keys))), img
 
 
-def reference_features(ref, img, extract_cfg, feature_cache):
+def reference_features(ref, img, extract_cfg, feature_cache, report: BuildReport | None = None):
     """Local features of one reference image (normal and, by default, inverted), cached by content hash."""
-    return feature_cache.get_reference(ref.sha256, lambda: img if img is not None else load_image(ref.path),
-                                       extract_cfg)
+    from logoid.engine.local import extract_reference
+
+    feats = feature_cache.lookup_reference(ref.sha256, extract_cfg)
+    if feats is not None:
+        if report is not None:
+            report.features_cached += 1
+        return feats
+    feats = extract_reference(img if img is not None else load_image(ref.path), extract_cfg)
+    feature_cache.put_reference(ref.sha256, extract_cfg, feats)
+    if report is not None:
+        report.features_extracted += 1
+    return feats
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _skip(report: BuildReport, on_skip, ref, e: ImageError) -> None:
+    report.skipped.append((str(ref.path), e.reason))
+    if on_skip:
+        on_skip(str(ref.path), e.reason)
+
+
+def _embed_stage(refs, embedder, cache: EmbeddingCache, aug_cfg, opts: BuildOptions, report: BuildReport,
+                 progress: Progress | None, on_skip) -> list[tuple]:
+    """(ref, vectors, ids) of every readable reference. Each image's vectors are committed to the cache before the
+    next one starts, so a build killed here loses at most the image in flight; the next one reads the rest back."""
+    bar = progress("embedding", len(refs) * aug_cfg.n_variants, "variant") if progress else _NoBar()
+    done = []
+    try:
+        for ref in refs:
+            try:
+                vecs, ids, _ = embed_reference(ref, embedder, cache, aug_cfg, report, opts.prototypes)
+            except ImageError as e:
+                _skip(report, on_skip, ref, e)
+            else:
+                done.append((ref, vecs, ids))
+            bar.update(aug_cfg.n_variants)
+            fault_point("build-image-embedded")
+    finally:
+        bar.close()
+    return done
+
+
+def _feature_stage(done: list[tuple], extract_cfg, fcache, report: BuildReport, progress: Progress | None,
+                   on_skip) -> tuple[list[tuple], list[tuple[int, list]]]:
+    """Local features of every embedded reference (each image's files written atomically as it finishes, so a kill
+    loses at most the image in flight); the references whose image could not be read drop out."""
+    bar = progress("local features", len(done), "img") if progress else _NoBar()
+    kept, items = [], []
+    try:
+        for ref, vecs, ids in done:
+            try:
+                feats = reference_features(ref, None, extract_cfg, fcache, report)
+            except ImageError as e:
+                _skip(report, on_skip, ref, e)
+            else:
+                n_kp = sum(len(f.xy) for f in feats)
+                if n_kp < MIN_REF_KEYPOINTS:
+                    report.warnings.append(f"{ref.source or ref.path}: only {n_kp} keypoints; "
+                                           "matching will rely on the embedding alone")
+                kept.append((ref, vecs, ids))
+                items.append((ref.id, feats))
+            bar.update(1)
+            fault_point("build-image-features")
+    finally:
+        bar.close()
+    return kept, items
 
 
 def _name_entries(catalog) -> list[tuple[str, str]]:
@@ -127,48 +209,35 @@ def build_index(
     embedder,
     opts: BuildOptions | None = None,
     *,
-    progress: Callable[[Iterable], Iterable] | None = None,
+    progress: Progress | None = None,
     on_skip: Callable[[str, str], None] | None = None,
 ) -> BuildReport:
-    """(Re)build the whole index of ``home`` from ``catalog``. Unchanged images come from the caches."""
+    """(Re)build the whole index of ``home`` from ``catalog``. Unchanged images come from the caches.
+
+    Resumable: every image's vectors, then its local features, reach their cache as soon as they are computed, so a
+    build killed at any point and run again computes only what the killed one had not finished (``report.cached``,
+    ``report.features_cached``) and writes the same index as an uninterrupted build."""
     t0 = time.perf_counter()
     opts = opts or BuildOptions()
     home.ensure()
     aug_cfg = _augment_cfg(opts)
     report = BuildReport()
     cache = EmbeddingCache(home.cache_dir, embedder.model_id)
-    refs = catalog.images()
-    vec_parts, id_parts = [], []
-    dindex, fcache, local_cfg = None, None, _local_cfg(opts)
+    dindex, local_cfg = None, _local_cfg(opts)
+    try:
+        done = _embed_stage(catalog.images(), embedder, cache, aug_cfg, opts, report, progress, on_skip)
+    finally:
+        cache.close()
     feature_items: list[tuple[int, list]] | None = None
     if opts.with_local:
         from logoid.engine.local import FeatureCache
         from logoid.index.descriptors import DescriptorIndex
 
-        feature_items = []
         fcache = FeatureCache(home.cache_dir / "features")
-    iterator = progress(refs) if progress else refs
-    for ref in iterator:
-        try:
-            vecs, ids, img = embed_reference(ref, embedder, cache, aug_cfg, report, opts.prototypes)
-            if feature_items is not None:
-                feats = reference_features(ref, img, local_cfg.extract, fcache)
-                if sum(len(f.xy) for f in feats) < MIN_REF_KEYPOINTS:
-                    report.warnings.append(
-                        f"{ref.source or ref.path}: only {sum(len(f.xy) for f in feats)} keypoints; "
-                        "matching will rely on the embedding alone"
-                    )
-                feature_items.append((ref.id, feats))
-        except ImageError as e:
-            report.skipped.append((str(ref.path), e.reason))
-            if on_skip:
-                on_skip(str(ref.path), e.reason)
-            continue
-        vec_parts.append(vecs)
-        id_parts.append(ids)
-        report.images += 1
-        fault_point("build-image-embedded")
-    cache.close()
+        fcache.sweep_partial(local_cfg.extract)  # a killed build's half-written files (writers hold the home's lock)
+        done, feature_items = _feature_stage(done, local_cfg.extract, fcache, report, progress, on_skip)
+    vec_parts, id_parts = [v for _, v, _ in done], [i for _, _, i in done]
+    report.images = len(done)
     dim = embedder.dim
     vectors = np.concatenate(vec_parts) if vec_parts else np.zeros((0, dim), np.float32)
     ids = np.concatenate(id_parts) if id_parts else np.zeros((0,), np.int64)
@@ -283,11 +352,9 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None,
         try:
             vecs, ids, img = embed_reference(ref, embedder, cache, aug_cfg, report, store.meta.get("prototypes", False))
             if store.descriptors is not None:
-                store.descriptors.add(ref.id, reference_features(ref, img, extract_cfg, fcache))
+                store.descriptors.add(ref.id, reference_features(ref, img, extract_cfg, fcache, report))
         except ImageError as e:
-            report.skipped.append((str(ref.path), e.reason))
-            if on_skip:
-                on_skip(str(ref.path), e.reason)
+            _skip(report, on_skip, ref, e)
             continue
         store.require_vectors().add(vecs, ids)
         report.images += 1

@@ -55,12 +55,8 @@ def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes
                             "ef_search", ef_search), ("memory_budget_mb", memory_budget_mb)) if v is not None}),
                         milvus=_milvus_config(state, backend, uri, milvus_index))
     embedder = create_embedder(model)
-    n = len(cat.images())
-    report = build_index(
-        state.home, cat, embedder, opts,
-        progress=lambda it: progress(it, "indexing", total=n),
-        on_skip=lambda p, r: warn(f"skipping {p}: {r}"),
-    )
+    report = build_index(state.home, cat, embedder, opts, progress=stage_bar,
+                         on_skip=lambda p, r: warn(f"skipping {p}: {r}"))
     if as_json:
         emit_json(report.to_dict())
         return
@@ -68,12 +64,18 @@ def build_index_cmd(state, model, variants, seed, no_local, no_names, prototypes
         warn(w)
     click.echo(
         f"indexed {report.images} images → {report.vectors} vectors "
-        f"({report.embedded} embedded, {report.cached} from cache), {report.descriptors} local descriptors, "
+        f"({report.embedded} embedded, {report.cached} from cache), {report.descriptors} local descriptors "
+        f"({report.features_extracted} images extracted, {report.features_cached} from cache), "
         f"{report.names} names in {report.seconds:.1f}s; skipped {len(report.skipped)}"
     )
     where = report.backend
     click.echo(f"index: {state.home.index_dir}" + (f" (global vectors: Milvus {where.get('uri')}, collection "
                                                    f"{where.get('collection')})" if where.get("kind") == "milvus" else ""))
+
+
+def stage_bar(desc: str, total: int, unit: str):
+    """A tqdm bar on stderr for one stage of a build (rate and ETA: the stage's total is known)."""
+    return progress(None, desc, total=total, unit=unit)
 
 
 def _milvus_config(state, backend: str | None, uri: str | None, index_type: str):

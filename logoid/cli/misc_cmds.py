@@ -61,8 +61,8 @@ def demo_cmd(state, workdir, as_json):
     assets = demo_assets(workdir)
     click.echo(f"demo catalog: {len(cat.list_bands())} logos from simple-icons in {state.home.root}", err=True)
     embedder = create_embedder(DEFAULT_MODEL)
-    n = len(cat.images())
-    report = build_index(state.home, cat, embedder, progress=lambda it: progress(it, "indexing", total=n))
+    report = build_index(state.home, cat, embedder,
+                         progress=lambda desc, total, unit: progress(None, desc, total=total, unit=unit))
     click.echo(f"indexed {report.images} images → {report.vectors} vectors in {report.seconds:.1f}s", err=True)
     manifest = calibration_manifest(workdir)
     cal = _calibrate_photos(state, manifest, None, "open_set_accuracy", 0.05, embedder=embedder)

@@ -28,6 +28,7 @@ STEPS = {
     "write-locked": "the home's write lock taken; nothing changed yet",
     "catalog-image-stored": "a reference image copied into the image store; its catalog row not committed",
     "build-image-embedded": "one more image embedded (vectors in the cache); the index not written",
+    "build-image-features": "one more image's local features extracted (in the feature cache); the index not written",
     "index-staged": "the index update computed in memory; nothing of it written",
     "catalog-before-commit": "a catalog transaction complete, not committed",
     "catalog-committed": "the catalog transaction committed; the index not yet updated",
