@@ -1,8 +1,9 @@
 """What every global-vector backend offers (FAISS in ``vectors.py``, Milvus in ``milvus.py``), and which one a sidecar names.
 
 The index sidecar's ``backend`` entry says where the global vectors live: ``{"kind": "faiss"}`` (the default;
-a sidecar without the key is FAISS) or ``{"kind": "milvus", "uri": ..., "collection": ..., ...}``. Local
-descriptors and names are files beside the sidecar whatever the backend.
+a sidecar without the key is FAISS) or ``{"kind": "milvus", "uri": ..., "collection": ..., ...}``. Names are
+a file beside the sidecar whatever the backend; a Milvus build puts the local descriptors in Milvus too
+(``milvus_descriptors.py``: their own sidecar names the collection, keypoint coordinates stay a local file).
 """
 
 from __future__ import annotations

@@ -80,16 +80,16 @@ class MilvusConfig:
             raise ConfigError(f"unknown Milvus index type {self.index_type!r}", "choose FLAT, HNSW or IVF_FLAT")
         return kind
 
-    def index_params(self) -> dict:
+    def index_params(self, metric: str = "IP") -> dict:
         kind = self.chosen_index()
         params = {"HNSW": {"M": self.hnsw_m, "efConstruction": self.ef_construction},
                   "IVF_FLAT": {"nlist": self.nlist}}.get(kind, {})
-        return {"index_type": kind, "metric_type": "IP", "params": params}
+        return {"index_type": kind, "metric_type": metric, "params": params}
 
-    def search_params(self, k: int) -> dict:
+    def search_params(self, k: int, metric: str = "IP") -> dict:
         kind = self.chosen_index()
         params = {"HNSW": {"ef": max(self.ef_search, k)}, "IVF_FLAT": {"nprobe": self.nprobe}}.get(kind, {})
-        return {"metric_type": "IP", "params": params}
+        return {"metric_type": metric, "params": params}
 
     def collection_for(self, generation: int) -> str:
         if not self.prefix:
@@ -149,12 +149,18 @@ def connect(uri: str, token: str | None = None):
 
 @dataclass
 class MilvusVectorIndex:
-    """One Milvus collection of (id → vector) plus the staged, not yet applied, adds and removes."""
+    """One Milvus collection of (id → vector) plus the staged, not yet applied, adds and removes.
+
+    ``metric``: ``IP`` (cosine on unit vectors, the global vectors: higher is nearer) or ``L2`` (squared
+    Euclidean distance, the local descriptors of ``milvus_descriptors.py``: lower is nearer, as FAISS reports it).
+    """
 
     dim: int
     config: MilvusConfig
     collection: str
     uri: str  # resolved
+    metric: str = "IP"
+    search_batch: int = 1024  # query rows per search call (Milvus takes up to 16384)
     _client: Any = None
     _count: int = 0  # rows in the collection
     _masked: set[int] = field(default_factory=set)  # ids in the collection that are removed or replaced
@@ -163,11 +169,11 @@ class MilvusVectorIndex:
     # ---- building and opening --------------------------------------------------------------------
     @classmethod
     def build(cls, vectors: np.ndarray, ids: np.ndarray, config: MilvusConfig, collection: str,
-              home: Path | None = None) -> MilvusVectorIndex:
+              home: Path | None = None, metric: str = "IP", dim: int | None = None) -> MilvusVectorIndex:
         """Create ``collection`` (replacing a leftover of that name), insert every vector, index and load it."""
         pymilvus = import_pymilvus()
         vectors = _as_f32(vectors)
-        dim = int(vectors.shape[-1])
+        dim = int(vectors.shape[-1]) if dim is None else dim  # ``dim`` names it for an empty build
         uri = config.resolved_uri(home)
         client = connect(uri)
         if client.has_collection(collection):
@@ -176,26 +182,27 @@ class MilvusVectorIndex:
         schema.add_field("id", pymilvus.DataType.INT64, is_primary=True)
         schema.add_field("vector", pymilvus.DataType.FLOAT_VECTOR, dim=dim)
         client.create_collection(collection, schema=schema, consistency_level="Strong")
-        obj = cls(dim=dim, config=config, collection=collection, uri=uri, _client=client)
+        obj = cls(dim=dim, config=config, collection=collection, uri=uri, metric=metric, _client=client)
         obj._insert(vectors, np.asarray(ids, np.int64))
         client.flush(collection)
         index = client.prepare_index_params()
-        index.add_index(field_name="vector", **config.index_params())
+        index.add_index(field_name="vector", **config.index_params(metric))
         client.create_index(collection, index)
         client.load_collection(collection)
         obj._count = len(vectors)
         return obj
 
     @classmethod
-    def open(cls, config: MilvusConfig, collection: str, dim: int, home: Path | None = None) -> MilvusVectorIndex:
+    def open(cls, config: MilvusConfig, collection: str, dim: int, home: Path | None = None, metric: str = "IP",
+             what: str = "the index's global vectors") -> MilvusVectorIndex:
         """The collection a sidecar names; a missing one is an index that must be rebuilt."""
         uri = config.resolved_uri(home)
         client = connect(uri)
         if not client.has_collection(collection):
-            raise IndexMissingError(f"Milvus at {uri} has no collection {collection} (the index's global vectors)",
+            raise IndexMissingError(f"Milvus at {uri} has no collection {collection} ({what})",
                                     "rebuild with `logoid build-index --backend milvus`")
         client.load_collection(collection)
-        obj = cls(dim=dim, config=config, collection=collection, uri=uri, _client=client)
+        obj = cls(dim=dim, config=config, collection=collection, uri=uri, metric=metric, _client=client)
         obj._count = obj._milvus_count()
         return obj
 
@@ -236,30 +243,47 @@ class MilvusVectorIndex:
             removed += len(staged) + len(stored)
         return removed
 
+    def remove_ids(self, ids) -> int:
+        """Remove these rows (staged or stored; ids of neither are ignored); returns how many went."""
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        staged = [int(i) for i in ids if int(i) in self._staged]
+        for i in staged:
+            del self._staged[i]
+        stored = self._present(ids) - self._masked
+        self._masked.update(stored)
+        return len(staged) + len(stored)
+
     def ids(self) -> np.ndarray:
         return self.vectors_and_ids(with_vectors=False)[1]
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Cosine similarities and ids of the ``k`` nearest vectors; missing slots have id -1."""
+    def search(self, queries: np.ndarray, k: int, id_ranges: list[tuple[int, int]] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (cosine, or squared L2 for ``metric="L2"``) and ids of the ``k`` nearest vectors, nearest first;
+        missing slots have id -1. ``id_ranges``: only ids in these ``[lo, hi)`` ranges are searched."""
         queries = _as_f32(queries)
         if queries.ndim == 1:
             queries = queries[None]
         k = max(1, min(k, max(1, self.ntotal), MAX_TOPK))
-        sims = np.full((len(queries), k), _MISSING_SCORE, np.float32)
+        sims = np.full((len(queries), k), np.inf if self.metric == "L2" else _MISSING_SCORE, np.float32)
         out = np.full((len(queries), k), -1, np.int64)
-        if self._count > len(self._masked):
-            expr = f"id not in {sorted(self._masked)}" if self._masked else ""
-            for start in range(0, len(queries), 1024):
-                batch = queries[start:start + 1024]
+        if self._count > len(self._masked) and (id_ranges is None or id_ranges):
+            terms = [f"id not in {sorted(self._masked)}"] if self._masked else []
+            if id_ranges is not None:
+                terms.append(" or ".join(f"(id >= {lo} and id < {hi})" for lo, hi in id_ranges))
+            expr = " and ".join(f"({t})" for t in terms)
+            step = max(1, self.search_batch)
+            for start in range(0, len(queries), step):
+                batch = queries[start:start + step]
                 hits = self._call(self._client.search, self.collection, data=list(batch), limit=k, filter=expr,
-                                  search_params=self.config.search_params(k), anns_field="vector", output_fields=["id"])
+                                  search_params=self.config.search_params(k, self.metric), anns_field="vector",
+                                  output_fields=["id"])
                 for row, found in enumerate(hits, start):
                     n = len(found)
                     # pymilvus' Hits carry ids/distances as lists; reading them skips building a dict per hit
                     out[row, :n] = getattr(found, "ids", None) or [h["id"] for h in found]
                     sims[row, :n] = getattr(found, "distances", None) or [h["distance"] for h in found]
         if self._staged:
-            sims, out = self._merge_staged(queries, sims, out, k)
+            sims, out = self._merge_staged(queries, sims, out, k, id_ranges)
         return sims, out
 
     def reconstruct_image(self, image_id: int) -> np.ndarray:
@@ -331,9 +355,9 @@ class MilvusVectorIndex:
         self._staged.clear()
         self._count = self._milvus_count()
 
-    def drop_other_generations(self) -> list[str]:
-        """Drop this home's collections other than this one (earlier or abandoned builds)."""
-        return drop_collections(self._client, self.config.prefix, keep=self.collection)
+    def drop_other_generations(self, keep: tuple[str, ...] = ()) -> list[str]:
+        """Drop this home's collections other than this one and ``keep`` (earlier or abandoned builds)."""
+        return drop_collections(self._client, self.config.prefix, keep=(self.collection, *keep))
 
     # ---- helpers --------------------------------------------------------------------------------
     def _insert(self, vectors: np.ndarray, ids: np.ndarray) -> None:
@@ -369,20 +393,32 @@ class MilvusVectorIndex:
         res = self._client.query(self.collection, filter="", output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
-    def _merge_staged(self, queries, sims, ids, k):
+    def _merge_staged(self, queries, sims, ids, k, id_ranges=None):
         keys = np.array(list(self._staged), np.int64)
-        mat = np.stack(list(self._staged.values()))
-        all_sims = np.concatenate([sims, queries @ mat.T], axis=1)
+        if id_ranges is not None:
+            keys = keys[np.any([(keys >= lo) & (keys < hi) for lo, hi in id_ranges] or [np.zeros(len(keys), bool)], 0)]
+            if not len(keys):
+                return sims, ids
+        mat = np.stack([self._staged[int(i)] for i in keys])
+        if self.metric == "L2":  # squared distances; negated so that one descending sort serves both metrics
+            near = -(np.sum(queries ** 2, 1)[:, None] + np.sum(mat ** 2, 1)[None] - 2 * queries @ mat.T)
+            sims = -sims
+        else:
+            near = queries @ mat.T
+        all_sims = np.concatenate([sims, near.astype(np.float32)], axis=1)
         all_ids = np.concatenate([ids, np.broadcast_to(keys, (len(queries), len(keys)))], axis=1)
         order = np.argsort(-all_sims, axis=1, kind="stable")[:, :k]
+        if self.metric == "L2":
+            return -np.take_along_axis(all_sims, order, 1), np.take_along_axis(all_ids, order, 1)
         return np.take_along_axis(all_sims, order, 1), np.take_along_axis(all_ids, order, 1)
 
 
-def drop_collections(client, prefix: str, keep: str | None = None) -> list[str]:
-    """Drop every collection named ``<prefix>_g*`` except ``keep``; returns the dropped names."""
+def drop_collections(client, prefix: str, keep: str | tuple[str, ...] | None = None) -> list[str]:
+    """Drop every collection named ``<prefix>_g*`` except ``keep`` (a name or several); returns the dropped names."""
     if not prefix:
         return []
-    gone = [c for c in client.list_collections() if c.startswith(f"{prefix}_g") and c != keep]
+    kept = {keep} if isinstance(keep, str) else set(keep or ())
+    gone = [c for c in client.list_collections() if c.startswith(f"{prefix}_g") and c not in kept]
     for name in gone:
         client.drop_collection(name)
     return gone

@@ -105,11 +105,18 @@ class IndexStore:
     def descriptors(self):
         """The local-feature descriptor index, loaded on first use (None if not built)."""
         if self._descriptors is None:
-            name = self.meta.get("files", {}).get("descriptors")
+            files = self.meta.get("files", {})
+            name = files.get("descriptors")
             if name:
                 from .descriptors import DescriptorIndex
+                from .milvus_descriptors import MilvusDescriptorIndex, is_milvus_descriptors
 
-                self._descriptors = DescriptorIndex.load(self.root / name)
+                if is_milvus_descriptors(self.root / name):
+                    pending = files.get("descriptors_pending")
+                    self._descriptors = MilvusDescriptorIndex.load(
+                        self.root / name, home=self.root.parent, pending=self.root / pending if pending else None)
+                else:
+                    self._descriptors = DescriptorIndex.load(self.root / name)
         return self._descriptors
 
     @descriptors.setter
@@ -206,7 +213,12 @@ class IndexStore:
             self.vectors.save(self.root / files["vectors"])
             self.meta["index_config"] = self.vectors.config.to_dict()
             self.meta["backend"] = {"kind": FAISS}
+        milvus_desc = getattr(self._descriptors, "dirty", None) is not None  # MilvusDescriptorIndex
         if self._descriptors is not None:
+            files.pop("descriptors_pending", None)
+            if milvus_desc and self._descriptors.dirty:  # as the vectors' log: applied after the commit point
+                files["descriptors_pending"] = f"milvus-desc-pending-{gen:05d}.npz"
+                self._descriptors.save_pending(self.root / files["descriptors_pending"])
             files["descriptors"] = f"descriptors-{gen:05d}"
             self._descriptors.save(self.root / files["descriptors"])
         if self._names is not None:
@@ -233,6 +245,10 @@ class IndexStore:
                 self.vectors.apply_pending()
                 files.pop("milvus_pending")
                 write_json_atomic(self.root / SIDECAR, self.meta)  # the same generation, its log applied
+            if milvus_desc and files.get("descriptors_pending"):
+                self._descriptors.apply_pending()
+                files.pop("descriptors_pending")
+                write_json_atomic(self.root / SIDECAR, self.meta)
             self._drop_stale_collections(previous)
         except Exception as e:  # noqa: BLE001 - any failure here leaves a consistent, committed index
             warnings.warn(f"index committed; Milvus clean-up deferred to the next change ({e})", RuntimeWarning,
@@ -246,12 +262,22 @@ class IndexStore:
         """After the commit: drop Milvus collections of this home that the sidecar no longer names."""
         current = self.meta.get("backend") or {}
         if current.get("kind") == MILVUS:
-            self.vectors.drop_other_generations()
+            self.vectors.drop_other_generations(keep=self._descriptor_collections())
         moved = any(previous.get(k) != current.get(k) for k in ("kind", "uri", "prefix"))
         if previous.get("kind") == MILVUS and moved:  # switched to FAISS, another server or another prefix
             from .milvus import drop_backend
 
             drop_backend(previous, self.root.parent, keep=current.get("collection"))
+
+    def _descriptor_collections(self) -> tuple[str, ...]:
+        """The Milvus collection of the descriptors the sidecar names, if they live in Milvus (loaded or not)."""
+        if self._descriptors is not None:
+            return (self._descriptors.collection,) if hasattr(self._descriptors, "collection") else ()
+        name = (self.meta.get("files") or {}).get("descriptors")
+        side = self.root / f"{name}.json"
+        if not name or not side.exists():
+            return ()
+        return tuple(filter(None, [(json.loads(side.read_text()).get("backend") or {}).get("collection")]))
 
     def _sweep(self, keep: set[str]) -> None:
         """Delete the files no sidecar names any more (by stem: a component may span several files), except those

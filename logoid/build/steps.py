@@ -248,7 +248,8 @@ def build_index(
     store.vectors = _build_vectors(home, store.meta, vectors, ids, opts)
     if feature_items is not None:
         # Built in one go so the index structure (exact or IVF) is chosen for the whole catalog's size.
-        dindex = DescriptorIndex.build(feature_items, feature_config=local_cfg.extract)
+        dindex = DescriptorIndex.build(feature_items, feature_config=local_cfg.extract) if opts.milvus is None \
+            else _build_milvus_descriptors(home, store.meta, feature_items, local_cfg, opts)
     store.descriptors = dindex
     if opts.with_names:
         store.names = _new_names_index(catalog)
@@ -287,6 +288,15 @@ def _build_vectors(home: Home, old_meta: dict, vectors: np.ndarray, ids: np.ndar
         cfg.prefix = old.get("prefix", "")  # one prefix per home: its old generations are found and dropped
     collection = cfg.collection_for(int(old_meta.get("generation", 0)) + 1)
     return MilvusVectorIndex.build(vectors, ids, cfg, collection, home=home.root)
+
+
+def _build_milvus_descriptors(home: Home, old_meta: dict, items, local_cfg, opts: BuildOptions):
+    """The descriptors in Milvus beside the global vectors: the same prefix and generation (``_build_vectors`` ran)."""
+    from logoid.index.milvus_descriptors import SUFFIX, MilvusDescriptorIndex
+
+    cfg = cast(MilvusConfig, opts.milvus)
+    collection = cfg.collection_for(int(old_meta.get("generation", 0)) + 1) + SUFFIX
+    return MilvusDescriptorIndex.build(items, cfg, collection, home=home.root, feature_config=local_cfg.extract)
 
 
 def current_backend(home: Home):

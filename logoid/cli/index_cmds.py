@@ -27,7 +27,7 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
 @click.option("--memory-budget-mb", type=float, default=None,
               help="RAM for the vector index; over it the index is compressed (IVF-PQ, re-ranked from disk).")
 @click.option("--backend", type=click.Choice(["faiss", "milvus"]), default=None,
-              help="Where the global vectors live (default: the current index's backend, else faiss).")
+              help="Where the global vectors and local descriptors live (default: the current index's backend, else faiss).")
 @click.option("--uri", default=None,
               help="Milvus: a Milvus Lite file (*.db) or http://host:19530 (default: the current index's, else "
                    "milvus.db in the home). A server token is read from LOGOID_MILVUS_TOKEN.")

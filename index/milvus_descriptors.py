@@ -1,0 +1,245 @@
+"""The descriptor index in Milvus: every reference RootSIFT descriptor a row of one collection (metric ``L2``).
+
+The same contract as the FAISS :class:`~logoid.index.descriptors.DescriptorIndex` as the matcher uses it
+(``search`` / ``match`` / ``image_ids`` / ``ref_xy`` / ``ref_size`` / ``add`` / ``remove``): row ids are the
+FAISS ids ``(image_id << 21) | (variant << 20) | keypoint``, so a hit's owner is read off its id and an image's
+rows are one id range. A photo's descriptors go to Milvus in one batched search (up to 16384 rows a call).
+Only the keypoint geometry (coordinates and image sizes per (image, variant)) stays local, in a small file
+beside the sidecar: it is read for the shortlisted candidates alone.
+
+Storage and consistency are those of the global vectors (``milvus.py``), through the same
+:class:`MilvusVectorIndex`: a collection per generation (``<prefix>_g<generation>_desc``), adds and removes
+staged in memory and written on commit to a pending log (``milvus-desc-pending-<generation>.npz``) that the
+sidecar names and that is applied after the sidecar rename. FLAT on Milvus Lite answers exactly, as FAISS'
+flat index does.
+
+On disk an index at ``path`` is ``path.npz`` (coordinates and sizes) and ``path.json`` (schema, the Milvus
+collection and config, counts), the JSON last.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from logoid.core.atomic import atomic_path, write_json_atomic
+from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
+from logoid.engine.local import DESC_DIM, ExtractConfig, Features
+
+from .descriptors import (
+    KP_BITS,
+    MAX_IMAGE_ID,
+    OWNER_SHIFT,
+    VARIANT_BITS,
+    _fc_dict,
+    decode_ids,
+    encode_ids,
+    group_matches,
+    ratio_matches,
+)
+from .milvus import MAX_TOPK, MilvusConfig, MilvusVectorIndex
+
+SCHEMA_VERSION = 1
+KIND = "logoid-milvus-descriptors"
+SUFFIX = "_desc"  # collection name suffix after the generation's (``<prefix>_g00003_desc``)
+
+
+@dataclass
+class MilvusDescriptorIndex:
+    """Reference descriptors in a Milvus collection (L2) with keypoint coordinates per (image, variant) locally."""
+
+    rows: MilvusVectorIndex
+    feature_config: dict = field(default_factory=dict)  # ExtractConfig.to_dict() of the reference extraction
+    _xy: dict = field(default_factory=dict)  # (image_id, variant) -> (n, 2) float32 original px
+    _size: dict = field(default_factory=dict)  # (image_id, variant) -> (w, h)
+
+    # ---- building --------------------------------------------------------------------------
+    @classmethod
+    def build(cls, items: Iterable[tuple[int, list[Features]]], config: MilvusConfig, collection: str,
+              home: Path | None = None, feature_config: ExtractConfig | dict | None = None) -> MilvusDescriptorIndex:
+        """A fresh collection ``collection`` with every descriptor of ``(image_id, [normal, inverted])`` items."""
+        obj = cls(rows=None, feature_config=_fc_dict(feature_config))  # type: ignore[arg-type]
+        descs, ids = [], []
+        for image_id, feats in items:
+            for desc, fid in obj._register(int(image_id), feats):
+                descs.append(desc)
+                ids.append(fid)
+        vecs = np.concatenate(descs) if descs else np.zeros((0, DESC_DIM), np.float32)
+        obj.rows = MilvusVectorIndex.build(vecs, np.concatenate(ids) if ids else np.zeros(0, np.int64), config,
+                                           collection, home=home, metric="L2", dim=DESC_DIM)
+        obj.rows.search_batch = MAX_TOPK
+        return obj
+
+    def _register(self, image_id: int, feats_list: list[Features]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Check one image's features and keep its coordinates; (descriptors, ids) to insert."""
+        if not 0 <= image_id <= MAX_IMAGE_ID:
+            raise ConfigError(f"image_id must be in [0, {MAX_IMAGE_ID}], got {image_id}")
+        if len(feats_list) > 1 << VARIANT_BITS:
+            raise ConfigError(f"at most {1 << VARIANT_BITS} variants per image, got {len(feats_list)}")
+        for f in feats_list:
+            if len(f) >= 1 << KP_BITS:
+                raise ConfigError(f"image {image_id} has {len(f)} keypoints; the limit is {(1 << KP_BITS) - 1}")
+            if f.desc.shape != (len(f), DESC_DIM):
+                raise ConfigError(f"descriptors must be ({len(f)}, {DESC_DIM}), got {f.desc.shape}")
+        out = []
+        for variant, f in enumerate(feats_list):
+            self._xy[(image_id, variant)] = np.asarray(f.xy, np.float32).reshape(-1, 2)
+            self._size[(image_id, variant)] = (int(f.size[0]), int(f.size[1]))
+            if len(f):
+                out.append((np.asarray(f.desc, np.float32), encode_ids(image_id, variant, len(f))))
+        return out
+
+    # ---- changes (staged until the store commits) -------------------------------------------
+    def add(self, image_id: int, feats_list: list[Features]) -> int:
+        """Add the features of one reference image (list index = variant); replaces any earlier entry."""
+        image_id = int(image_id)
+        if self.contains(image_id):
+            self.remove([image_id])
+        parts = self._register(image_id, feats_list)
+        for desc, fid in parts:
+            self.rows.add(desc, fid)
+        return sum(len(fid) for _, fid in parts)
+
+    def remove(self, image_ids: Iterable[int]) -> int:
+        """Remove every descriptor of these reference images (all variants); returns how many went."""
+        removed = 0
+        for image_id in sorted({int(i) for i in image_ids}):
+            ids = [encode_ids(image_id, v, len(self._xy.pop((image_id, v))))
+                   for v in range(1 << VARIANT_BITS) if (image_id, v) in self._xy]
+            for v in range(1 << VARIANT_BITS):
+                self._size.pop((image_id, v), None)
+            if ids:
+                removed += self.rows.remove_ids(np.concatenate(ids))
+        return removed
+
+    @property
+    def dirty(self) -> bool:
+        return self.rows.dirty
+
+    # ---- reading ---------------------------------------------------------------------------
+    @property
+    def ntotal(self) -> int:
+        return self.rows.ntotal
+
+    def image_ids(self) -> list[int]:
+        """Sorted ids of the indexed reference images."""
+        return sorted({k[0] for k in self._xy})
+
+    def contains(self, image_id: int) -> bool:
+        return (int(image_id), 0) in self._xy
+
+    def ref_xy(self, image_id: int, variant: int = 0) -> np.ndarray:
+        """Keypoint coordinates (original px) of one reference image and variant."""
+        return self._xy[(int(image_id), int(variant))]
+
+    def ref_size(self, image_id: int, variant: int = 0) -> tuple[int, int]:
+        return self._size[(int(image_id), int(variant))]
+
+    def structure(self) -> str:
+        return f"Milvus {self.rows.config.chosen_index()} (L2)"
+
+    def search(self, desc: np.ndarray, k: int = 2, restrict: Iterable[int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Squared L2 distances (nq, k) and owners (nq, k, 3) = (image_id, variant, keypoint); -1 = none.
+
+        ``restrict``: only these reference image ids are searched.
+        """
+        desc = np.ascontiguousarray(np.asarray(desc, np.float32).reshape(-1, DESC_DIM))
+        nq = desc.shape[0]
+        D = np.full((nq, k), np.inf, np.float32)
+        ids = np.full((nq, k), -1, np.int64)
+        if nq and self.ntotal:
+            ranges = None if restrict is None else \
+                [(i << OWNER_SHIFT, (i + 1) << OWNER_SHIFT) for i in sorted({int(r) for r in restrict})]
+            d, found = self.rows.search(desc, k, id_ranges=ranges)
+            # a hit on an image this index has no coordinates for (a newer commit's add, applied by another
+            # process after this one loaded) is no hit: it could not be verified
+            known = np.isin(found >> KP_BITS, np.array([(i << VARIANT_BITS) | v for i, v in self._xy] or [-1]))
+            d = np.where(known & (found >= 0), d, np.inf).astype(np.float32)
+            order = np.argsort(d, axis=1, kind="stable")
+            D[:, :d.shape[1]] = np.take_along_axis(d, order, 1)
+            ids[:, :d.shape[1]] = np.where(np.isfinite(D[:, :d.shape[1]]), np.take_along_axis(found, order, 1), -1)
+        return D, np.stack(decode_ids(ids), axis=-1)
+
+    def match(self, query: Features, ratio: float = 0.9, k: int = 8, restrict: Iterable[int] | None = None
+              ) -> np.ndarray:
+        """Ratio-test matches of the query's keypoints (see :meth:`DescriptorIndex.match`)."""
+        D, owners = self.search(query.desc, k=max(2, k), restrict=restrict)
+        return ratio_matches(D, owners, ratio)
+
+    def votes(self, query: Features, ratio: float = 0.9, k: int = 8, restrict: Iterable[int] | None = None
+              ) -> dict[tuple[int, int], np.ndarray]:
+        return group_matches(self.match(query, ratio, k, restrict))
+
+    def check_features(self, cfg: ExtractConfig) -> None:
+        """Raise if queries extracted with ``cfg`` would not be comparable with the indexed references."""
+        built = ExtractConfig.from_dict(self.feature_config) if self.feature_config else None
+        if built is not None and built.extract_hash() != cfg.extract_hash():
+            raise IndexMismatchError("the descriptor index was built with other local-feature settings",
+                                     "rebuild with `logoid build-index` or use the index's settings")
+
+    # ---- commit (IndexStore): pending log, apply, sweep -------------------------------------
+    def save_pending(self, path: Path) -> None:
+        self.rows.save_pending(path)
+
+    def apply_pending(self) -> None:
+        self.rows.apply_pending()
+
+    @property
+    def collection(self) -> str:
+        return self.rows.collection
+
+    # ---- persistence -----------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        """Write ``path.npz`` (coordinates, sizes) and then the ``path.json`` sidecar naming the collection."""
+        path = Path(path)
+        keys = sorted(self._xy)
+        counts = np.array([len(self._xy[k]) for k in keys], np.int64)
+        xy = np.concatenate([self._xy[k] for k in keys]) if keys else np.zeros((0, 2), np.float32)
+        npz = path.with_name(path.name + ".npz")
+        with atomic_path(npz, suffix=".npz") as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, keys=np.array(keys, np.int64).reshape(-1, 2), offsets=np.concatenate([[0], np.cumsum(counts)]),
+                     xy=xy.astype(np.float32), sizes=np.array([self._size[k] for k in keys], np.int64).reshape(-1, 2))
+        write_json_atomic(path.with_name(path.name + ".json"), {
+            "schema_version": SCHEMA_VERSION, "kind": KIND, "backend": self.rows.backend_meta(),
+            "feature_config": self.feature_config, "ntotal": self.ntotal, "images": len(self.image_ids()),
+            "entries": len(keys), "files": {"npz": npz.name},
+        })
+
+    @classmethod
+    def load(cls, path: str | Path, home: Path | None = None, pending: Path | None = None) -> MilvusDescriptorIndex:
+        """Open the collection a sidecar written by :meth:`save` names, with its coordinates (and a pending log)."""
+        path = Path(path)
+        side = path.with_name(path.name + ".json")
+        if not side.exists():
+            raise IndexMissingError(f"no descriptor index at {path}", "run `logoid build-index` first")
+        meta = json.loads(side.read_text())
+        if meta.get("schema_version") != SCHEMA_VERSION or meta.get("kind") != KIND:
+            raise IndexMismatchError(f"{side} is not a Milvus descriptor index this logoid reads",
+                                     "rebuild with `logoid build-index`")
+        b = meta["backend"]
+        rows = MilvusVectorIndex.open(MilvusConfig.from_dict(b), b["collection"], DESC_DIM, home=home, metric="L2",
+                                      what="the index's local descriptors")
+        rows.search_batch = MAX_TOPK
+        obj = cls(rows=rows, feature_config=meta.get("feature_config", {}))
+        with np.load(path.parent / meta["files"]["npz"]) as z:
+            off, xy, sizes, keys = z["offsets"], z["xy"], z["sizes"], z["keys"]
+        for i, (img, var) in enumerate(keys):
+            obj._xy[(int(img), int(var))] = xy[off[i]:off[i + 1]]
+            obj._size[(int(img), int(var))] = (int(sizes[i][0]), int(sizes[i][1]))
+        if pending is not None:  # a commit that stopped between its rename and applying its log
+            rows.load_pending(pending)
+        return obj
+
+
+def is_milvus_descriptors(path: Path) -> bool:
+    """Whether the descriptor index saved at ``path`` (its ``.json``) lives in Milvus."""
+    side = Path(path).with_name(Path(path).name + ".json")
+    return side.exists() and json.loads(side.read_text()).get("kind") == KIND
+
+
+__all__ = ["MilvusDescriptorIndex", "is_milvus_descriptors", "SUFFIX"]
