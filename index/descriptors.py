@@ -59,8 +59,31 @@ def decode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return img, var, kp
 
 
+class KeypointGeometry:
+    """Each reference's keypoint positions and image size, kept beside its descriptors (in FAISS or Milvus):
+    what geometric verification reads of a shortlisted candidate. ``_xy``: (image_id, variant) -> (n, 2) float32
+    original px; ``_size``: (image_id, variant) -> (w, h)."""
+
+    _xy: dict
+    _size: dict
+
+    def image_ids(self) -> list[int]:
+        """Sorted ids of the indexed reference images."""
+        return sorted({k[0] for k in self._xy})
+
+    def contains(self, image_id: int) -> bool:
+        return (int(image_id), 0) in self._xy
+
+    def ref_xy(self, image_id: int, variant: int = 0) -> np.ndarray:
+        """Keypoint coordinates (original px) of one reference image and variant."""
+        return self._xy[(int(image_id), int(variant))]
+
+    def ref_size(self, image_id: int, variant: int = 0) -> tuple[int, int]:
+        return self._size[(int(image_id), int(variant))]
+
+
 @dataclass
-class DescriptorIndex:
+class DescriptorIndex(KeypointGeometry):
     """FAISS (L2) index of reference RootSIFT descriptors with keypoint coordinates per (image, variant)."""
 
     config: DescriptorConfig = field(default_factory=DescriptorConfig)
@@ -218,20 +241,6 @@ class DescriptorIndex:
     @property
     def ntotal(self) -> int:
         return 0 if self._index is None else int(self._index.ntotal)
-
-    def image_ids(self) -> list[int]:
-        """Sorted ids of the indexed reference images."""
-        return sorted({k[0] for k in self._xy})
-
-    def contains(self, image_id: int) -> bool:
-        return (int(image_id), 0) in self._xy
-
-    def ref_xy(self, image_id: int, variant: int = 0) -> np.ndarray:
-        """Keypoint coordinates (original px) of one reference image and variant."""
-        return self._xy[(int(image_id), int(variant))]
-
-    def ref_size(self, image_id: int, variant: int = 0) -> tuple[int, int]:
-        return self._size[(int(image_id), int(variant))]
 
     def _selector(self, restrict: Iterable[int]) -> tuple[faiss.IDSelectorBatch, np.ndarray]:
         import faiss

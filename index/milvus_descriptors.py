@@ -35,6 +35,7 @@ from .descriptors import (
     MAX_IMAGE_ID,
     OWNER_SHIFT,
     VARIANT_BITS,
+    KeypointGeometry,
     _fc_dict,
     decode_ids,
     encode_ids,
@@ -49,7 +50,7 @@ SUFFIX = "_desc"  # collection name suffix after the generation's (``<prefix>_g0
 
 
 @dataclass
-class MilvusDescriptorIndex:
+class MilvusDescriptorIndex(KeypointGeometry):
     """Reference descriptors in a Milvus collection (L2) with keypoint coordinates per (image, variant) locally."""
 
     rows: MilvusVectorIndex
@@ -124,20 +125,6 @@ class MilvusDescriptorIndex:
     @property
     def ntotal(self) -> int:
         return self.rows.ntotal
-
-    def image_ids(self) -> list[int]:
-        """Sorted ids of the indexed reference images."""
-        return sorted({k[0] for k in self._xy})
-
-    def contains(self, image_id: int) -> bool:
-        return (int(image_id), 0) in self._xy
-
-    def ref_xy(self, image_id: int, variant: int = 0) -> np.ndarray:
-        """Keypoint coordinates (original px) of one reference image and variant."""
-        return self._xy[(int(image_id), int(variant))]
-
-    def ref_size(self, image_id: int, variant: int = 0) -> tuple[int, int]:
-        return self._size[(int(image_id), int(variant))]
 
     def structure(self) -> str:
         return f"Milvus {self.rows.config.chosen_index()} (L2)"
