@@ -86,6 +86,10 @@ class Service:
         blank photo per thread so that every lazily built part is built before the first real request."""
         try:
             self.store()
+            from PIL import Image
+
+            # the model loads its weights on first use: once, here, before the threads share it
+            self.embedder.embed_images([Image.new("RGB", (64, 64), "white")])
             futures = [self.pool.submit(self._warm_thread) for _ in range(self.threads)]
             for f in futures:
                 f.result()
