@@ -59,13 +59,19 @@ def decode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return img, var, kp
 
 
-class KeypointGeometry:
-    """Each reference's keypoint positions and image size, kept beside its descriptors (in FAISS or Milvus):
-    what geometric verification reads of a shortlisted candidate. ``_xy``: (image_id, variant) -> (n, 2) float32
-    original px; ``_size``: (image_id, variant) -> (w, h)."""
+class DescriptorBase:
+    """What the FAISS and Milvus descriptor indexes share: each reference's keypoint positions and image size (read
+    by geometric verification of a shortlisted candidate), the checks an added reference passes, and the ratio-test
+    matching over ``search``. ``_xy``: (image_id, variant) -> (n, 2) float32 original px; ``_size``: (image_id,
+    variant) -> (w, h); ``feature_config``: the reference extraction's ExtractConfig dict."""
 
     _xy: dict
     _size: dict
+    feature_config: dict
+
+    def search(self, desc: np.ndarray, k: int = 2, restrict: Iterable[int] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
 
     def image_ids(self) -> list[int]:
         """Sorted ids of the indexed reference images."""
@@ -81,9 +87,55 @@ class KeypointGeometry:
     def ref_size(self, image_id: int, variant: int = 0) -> tuple[int, int]:
         return self._size[(int(image_id), int(variant))]
 
+    @staticmethod
+    def _validate(image_id: int, feats_list: list[Features]) -> None:
+        """Raise before anything changes if one image's features cannot be indexed under its id."""
+        if not 0 <= image_id <= MAX_IMAGE_ID:
+            raise ConfigError(f"image_id must be in [0, {MAX_IMAGE_ID}], got {image_id}")
+        if len(feats_list) > 1 << VARIANT_BITS:
+            raise ConfigError(f"at most {1 << VARIANT_BITS} variants per image, got {len(feats_list)}")
+        for f in feats_list:
+            if len(f) >= 1 << KP_BITS:
+                raise ConfigError(f"image {image_id} has {len(f)} keypoints; the limit is {(1 << KP_BITS) - 1}")
+            if f.desc.shape != (len(f), DESC_DIM):
+                raise ConfigError(f"descriptors must be ({len(f)}, {DESC_DIM}), got {f.desc.shape}")
+
+    def _keep(self, image_id: int, feats_list: list[Features]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Keep one (validated) image's coordinates and sizes; its (descriptors, ids) to index, per variant."""
+        out = []
+        for variant, f in enumerate(feats_list):
+            self._xy[(image_id, variant)] = np.asarray(f.xy, np.float32).reshape(-1, 2)
+            self._size[(image_id, variant)] = (int(f.size[0]), int(f.size[1]))
+            if len(f):
+                out.append((np.asarray(f.desc, np.float32), encode_ids(image_id, variant, len(f))))
+        return out
+
+    def match(self, query: Features, ratio: float = 0.9, k: int = 8, restrict: Iterable[int] | None = None
+              ) -> np.ndarray:
+        """Ratio-test matches of the query's keypoints: (m, 4) int64 rows (query_kp, image_id, variant, ref_kp).
+
+        The second neighbour of the ratio test is the nearest one owned by a DIFFERENT reference image:
+        repeated strokes within one logo (the two Ms of MAYHEM) must not cancel each other. A keypoint
+        whose k neighbours all belong to one image is kept (its neighbourhood is that image's alone).
+        """
+        D, owners = self.search(query.desc, k=max(2, k), restrict=restrict)
+        return ratio_matches(D, owners, ratio)
+
+    def votes(self, query: Features, ratio: float = 0.9, k: int = 8, restrict: Iterable[int] | None = None
+              ) -> dict[tuple[int, int], np.ndarray]:
+        """Ratio-test matches grouped by owner: ``(image_id, variant) -> (m, 2) int64 (query_kp, ref_kp)``."""
+        return group_matches(self.match(query, ratio, k, restrict))
+
+    def check_features(self, cfg: ExtractConfig) -> None:
+        """Raise if queries extracted with ``cfg`` would not be comparable with the indexed references."""
+        built = ExtractConfig.from_dict(self.feature_config) if self.feature_config else None
+        if built is not None and built.extract_hash() != cfg.extract_hash():
+            raise IndexMismatchError("the descriptor index was built with other local-feature settings",
+                                     "rebuild with `logoid build-index` or use the index's settings")
+
 
 @dataclass
-class DescriptorIndex(KeypointGeometry):
+class DescriptorIndex(DescriptorBase):
     """FAISS (L2) index of reference RootSIFT descriptors with keypoint coordinates per (image, variant)."""
 
     config: DescriptorConfig = field(default_factory=DescriptorConfig)
@@ -198,26 +250,13 @@ class DescriptorIndex(KeypointGeometry):
 
     def _register(self, image_id: int, feats_list: list[Features]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Check one image's features, keep its coordinates (and re-ranking codes); (descriptors, ids) to index."""
-        if not 0 <= image_id <= MAX_IMAGE_ID:
-            raise ConfigError(f"image_id must be in [0, {MAX_IMAGE_ID}], got {image_id}")
-        if len(feats_list) > 1 << VARIANT_BITS:
-            raise ConfigError(f"at most {1 << VARIANT_BITS} variants per image, got {len(feats_list)}")
-        for f in feats_list:
-            if len(f) >= 1 << KP_BITS:
-                raise ConfigError(f"image {image_id} has {len(f)} keypoints; the limit is {(1 << KP_BITS) - 1}")
-            if f.desc.shape != (len(f), DESC_DIM):
-                raise ConfigError(f"descriptors must be ({len(f)}, {DESC_DIM}), got {f.desc.shape}")
+        self._validate(image_id, feats_list)
         if self.contains(image_id):
             self.remove([image_id])
-        out = []
-        for variant, f in enumerate(feats_list):
-            self._xy[(image_id, variant)] = np.asarray(f.xy, np.float32).reshape(-1, 2)
-            self._size[(image_id, variant)] = (int(f.size[0]), int(f.size[1]))
-            if self._codes is not None:
+        if self._codes is not None:
+            for variant, f in enumerate(feats_list):
                 self._codes.put((image_id, variant), f.desc)
-            if len(f):
-                out.append((f.desc, encode_ids(image_id, variant, len(f))))
-        return out
+        return self._keep(image_id, feats_list)
 
     def remove(self, image_ids: Iterable[int]) -> int:
         """Remove every descriptor of these reference images (all variants); returns how many went."""
@@ -292,22 +331,6 @@ class DescriptorIndex(KeypointGeometry):
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         D = np.where(ids < 0, np.inf, D).astype(np.float32)
         return D, owners
-
-    def match(self, query: Features, ratio: float = 0.9, k: int = 8, restrict: Iterable[int] | None = None
-              ) -> np.ndarray:
-        """Ratio-test matches of the query's keypoints: (m, 4) int64 rows (query_kp, image_id, variant, ref_kp).
-
-        The second neighbour of the ratio test is the nearest one owned by a DIFFERENT reference image:
-        repeated strokes within one logo (the two Ms of MAYHEM) must not cancel each other. A keypoint
-        whose k neighbours all belong to one image is kept (its neighbourhood is that image's alone).
-        """
-        D, owners = self.search(query.desc, k=max(2, k), restrict=restrict)
-        return ratio_matches(D, owners, ratio)
-
-    def votes(self, query: Features, ratio: float = 0.9, k: int = 8, restrict: Iterable[int] | None = None
-              ) -> dict[tuple[int, int], np.ndarray]:
-        """Ratio-test matches grouped by owner: ``(image_id, variant) -> (m, 2) int64 (query_kp, ref_kp)``."""
-        return group_matches(self.match(query, ratio, k, restrict))
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -404,13 +427,6 @@ class DescriptorIndex(KeypointGeometry):
             raise IndexMismatchError(f"descriptor index at {path} is inconsistent ({obj.ntotal} descriptors, "
                                      f"{int(off[-1])} keypoints)", "rebuild with `logoid build-index`")
         return obj
-
-    def check_features(self, cfg: ExtractConfig) -> None:
-        """Raise if queries extracted with ``cfg`` would not be comparable with the indexed references."""
-        built = ExtractConfig.from_dict(self.feature_config) if self.feature_config else None
-        if built is not None and built.extract_hash() != cfg.extract_hash():
-            raise IndexMismatchError("the descriptor index was built with other local-feature settings",
-                                     "rebuild with `logoid build-index` or use the index's settings")
 
 
 def _zero_block_tails(index) -> None:

@@ -27,20 +27,17 @@ from pathlib import Path
 import numpy as np
 
 from logoid.core.atomic import atomic_path, write_json_atomic
-from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
+from logoid.core.errors import IndexMismatchError, IndexMissingError
 from logoid.engine.local import DESC_DIM, ExtractConfig, Features
 
 from .descriptors import (
     KP_BITS,
-    MAX_IMAGE_ID,
     OWNER_SHIFT,
     VARIANT_BITS,
-    KeypointGeometry,
+    DescriptorBase,
     _fc_dict,
     decode_ids,
     encode_ids,
-    group_matches,
-    ratio_matches,
 )
 from .milvus import MAX_TOPK, MilvusConfig, MilvusVectorIndex
 
@@ -50,7 +47,7 @@ SUFFIX = "_desc"  # collection name suffix after the generation's (``<prefix>_g0
 
 
 @dataclass
-class MilvusDescriptorIndex(KeypointGeometry):
+class MilvusDescriptorIndex(DescriptorBase):
     """Reference descriptors in a Milvus collection (L2) with keypoint coordinates per (image, variant) locally."""
 
     rows: MilvusVectorIndex
@@ -76,31 +73,17 @@ class MilvusDescriptorIndex(KeypointGeometry):
         return obj
 
     def _register(self, image_id: int, feats_list: list[Features]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Check one image's features and keep its coordinates; (descriptors, ids) to insert."""
-        if not 0 <= image_id <= MAX_IMAGE_ID:
-            raise ConfigError(f"image_id must be in [0, {MAX_IMAGE_ID}], got {image_id}")
-        if len(feats_list) > 1 << VARIANT_BITS:
-            raise ConfigError(f"at most {1 << VARIANT_BITS} variants per image, got {len(feats_list)}")
-        for f in feats_list:
-            if len(f) >= 1 << KP_BITS:
-                raise ConfigError(f"image {image_id} has {len(f)} keypoints; the limit is {(1 << KP_BITS) - 1}")
-            if f.desc.shape != (len(f), DESC_DIM):
-                raise ConfigError(f"descriptors must be ({len(f)}, {DESC_DIM}), got {f.desc.shape}")
-        out = []
-        for variant, f in enumerate(feats_list):
-            self._xy[(image_id, variant)] = np.asarray(f.xy, np.float32).reshape(-1, 2)
-            self._size[(image_id, variant)] = (int(f.size[0]), int(f.size[1]))
-            if len(f):
-                out.append((np.asarray(f.desc, np.float32), encode_ids(image_id, variant, len(f))))
-        return out
+        """Check one image's features (an earlier entry goes only if they pass), keep its coordinates;
+        (descriptors, ids) to insert."""
+        self._validate(image_id, feats_list)
+        if self.contains(image_id):
+            self.remove([image_id])
+        return self._keep(image_id, feats_list)
 
     # ---- changes (staged until the store commits) -------------------------------------------
     def add(self, image_id: int, feats_list: list[Features]) -> int:
         """Add the features of one reference image (list index = variant); replaces any earlier entry."""
-        image_id = int(image_id)
-        if self.contains(image_id):
-            self.remove([image_id])
-        parts = self._register(image_id, feats_list)
+        parts = self._register(int(image_id), feats_list)
         for desc, fid in parts:
             self.rows.add(desc, fid)
         return sum(len(fid) for _, fid in parts)
@@ -151,23 +134,6 @@ class MilvusDescriptorIndex(KeypointGeometry):
             D[:, :d.shape[1]] = np.take_along_axis(d, order, 1)
             ids[:, :d.shape[1]] = np.where(np.isfinite(D[:, :d.shape[1]]), np.take_along_axis(found, order, 1), -1)
         return D, np.stack(decode_ids(ids), axis=-1)
-
-    def match(self, query: Features, ratio: float = 0.9, k: int = 8, restrict: Iterable[int] | None = None
-              ) -> np.ndarray:
-        """Ratio-test matches of the query's keypoints (see :meth:`DescriptorIndex.match`)."""
-        D, owners = self.search(query.desc, k=max(2, k), restrict=restrict)
-        return ratio_matches(D, owners, ratio)
-
-    def votes(self, query: Features, ratio: float = 0.9, k: int = 8, restrict: Iterable[int] | None = None
-              ) -> dict[tuple[int, int], np.ndarray]:
-        return group_matches(self.match(query, ratio, k, restrict))
-
-    def check_features(self, cfg: ExtractConfig) -> None:
-        """Raise if queries extracted with ``cfg`` would not be comparable with the indexed references."""
-        built = ExtractConfig.from_dict(self.feature_config) if self.feature_config else None
-        if built is not None and built.extract_hash() != cfg.extract_hash():
-            raise IndexMismatchError("the descriptor index was built with other local-feature settings",
-                                     "rebuild with `logoid build-index` or use the index's settings")
 
     # ---- commit (IndexStore): pending log, apply, sweep -------------------------------------
     def save_pending(self, path: Path) -> None:
