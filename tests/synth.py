@@ -5,4 +5,15 @@ same workload."""
 
 from bench.concurrency.synth import background, homography, paste, photo, photo_of, text_logo
 
-__all__ = ["background", "homography", "paste", "photo", "photo_of", "text_logo"]
+__all__ = ["background", "homography", "logos_and_photos", "paste", "photo", "photo_of", "text_logo"]
+
+
+def logos_and_photos(folder, names: dict[str, tuple[str, int]]) -> tuple[dict, dict]:
+    """For each ``band -> (text, seed)``: its logo file and a photo of it, written in ``folder``."""
+    logos, photos = {}, {}
+    for band, (text, seed) in names.items():
+        logos[band] = folder / f"{band}.png"
+        text_logo(text, seed=seed).save(logos[band])
+        photos[band] = folder / f"{band}.jpg"
+        photo_of(text_logo(text, seed=seed)).save(photos[band])
+    return logos, photos

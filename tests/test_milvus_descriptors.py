@@ -148,15 +148,10 @@ def _answer(home, photo) -> dict:
 
 
 def test_cli_milvus_descriptors_answer_like_faiss(tmp_path):
-    from synth import photo_of, text_logo
+    from synth import logos_and_photos
 
     names = {"Mayhem": ("MAYHEM", 1), "Deftones": ("DEFTONES", 2), "Korn": ("KORN", 3), "Slayer": ("SLAYER", 9)}
-    logos, photos = {}, {}
-    for band, (text, seed) in names.items():
-        logos[band] = tmp_path / f"{band}.png"
-        text_logo(text, seed=seed).save(logos[band])
-        photos[band] = tmp_path / f"{band}.jpg"
-        photo_of(text_logo(text, seed=seed)).save(photos[band])
+    logos, photos = logos_and_photos(tmp_path, names)
     homes = {"faiss": tmp_path / "home-faiss", "milvus": tmp_path / "home-milvus"}
     for backend, home in homes.items():
         for band in ("Mayhem", "Deftones", "Korn"):
