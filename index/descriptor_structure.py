@@ -4,21 +4,30 @@ re-ranking codes, every descriptor again as 8-bit scalar-quantised bytes (128 B)
 Fast-scan PQ codes (32 B) find candidates quickly but rank them roughly (recall@1 ~0.5 against exact);
 the ``k·refine`` candidates of each query are re-ranked by distances to these finer copies, which are
 nearly exact. Codes are kept per (image, variant), in the same keypoint order as the coordinates, so the
-FAISS id of a hit (image, variant, keypoint) is also where its codes lie. They live in fixed-size chunks
-(one (image, variant) never straddles two), so a hit's codes are gathered without a Python loop per image.
+FAISS id of a hit (image, variant, keypoint) is also where its codes lie; they are gathered without a Python
+loop per image (``descriptor_layout.KeyedRows``: a loaded index's codes memory-mapped, later ones in RAM).
+
+Two FAISS helpers live here too: :func:`faiss_bytes` (the RAM an index holds) and :func:`zero_block_tails`
+(clears what ``remove_ids`` leaves behind in fast-scan lists).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from logoid.core.errors import ConfigError
 
-CHUNK_ROWS = 1 << 20  # rows per chunk; one (image, variant) holds fewer keypoints than this (KP_BITS)
+from .descriptor_layout import CHUNK_ROWS, KeyedRows, entry_key
+
+if TYPE_CHECKING:
+    import faiss
 
 
 @dataclass
@@ -44,7 +53,10 @@ class DescriptorConfig:
     # (128 B), "Flat" (float32, 512 B). Fast-scan codes are not residual: one lookup table per descriptor
     # instead of one per (descriptor, list) was 3x faster at the same recall after re-ranking.
     codes: str = "PQ64x4fs"
-    refine: int = 4  # PQ codes: re-rank k·refine candidates by SQ8 copies (128 B/descriptor); 0 = no re-ranking
+    # PQ codes: re-rank k·refine candidates by SQ8 copies (128 B/descriptor); 0 = no re-ranking. Built with 0, an
+    # index has no copies; built with > 0 it keeps them, and setting 0 after loading skips re-ranking at search
+    # (the copies, memory-mapped, then cost no resident memory) while a later save still writes them.
+    refine: int = 4
     pq_m: int = 0  # legacy (indexes saved before ``codes``): m > 0 meant codes "PQ{m}", 0 meant "Flat"
     train_sample: int = 200_000  # descriptors sampled to train the IVF coarse quantiser and the codes (at least)
     # ... and at least this many per IVF list (FAISS's k-means warns below 39: a 16,384-list index of 8.6M
@@ -110,6 +122,58 @@ def sample_rows(parts: list[np.ndarray], size: int, seed: int) -> np.ndarray:
                                 np.float32)
 
 
+def training_pool(items: Iterable[tuple[int, list]], config: DescriptorConfig) -> tuple[int, list[np.ndarray]]:
+    """One pass over ``(image_id, [features])`` items: how many descriptors they hold and a pool to sample from.
+
+    While the items hold at most 3·``train_size`` descriptors the pool is all of them, in order, so that
+    ``sample_rows(pool, config.train_size(n), seed)`` draws what it draws from the whole list. Beyond that,
+    each descriptor gets a seeded random priority and the pool keeps those below a threshold that falls to
+    keep 2·``train_size`` (of the count so far) whenever the pool passes 3·``train_size``: a uniform subset,
+    in order, of roughly 2·``train_size(n)`` rows, never all descriptors at once.
+    """
+    rng = np.random.default_rng([config.seed, 1])
+    parts: list[np.ndarray] = []
+    prio: list[np.ndarray] = []
+    n = kept = 0
+    cut = 2.0  # keep descriptors whose priority is below this (all of them until the first thinning)
+    for _, feats in items:
+        for f in feats:
+            d = np.asarray(f.desc, np.float32)
+            if not len(d):
+                continue
+            u = rng.random(len(d))
+            n += len(d)
+            if cut <= 1:
+                keep = u < cut
+                d, u = d[keep], u[keep]
+            parts.append(d)
+            prio.append(u)
+            kept += len(d)
+            size = config.train_size(n)
+            if kept > 3 * size:
+                every = np.concatenate(prio)
+                cut = float(np.partition(every, 2 * size)[2 * size])
+                kept = int((every < cut).sum())
+                parts, prio = _thin(parts, prio, cut, kept)
+    return n, parts
+
+
+def _thin(parts: list[np.ndarray], prio: list[np.ndarray], cut: float, kept: int
+          ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The ``kept`` rows of ``parts`` whose priority is below ``cut``, in order, as one block, filled from the last
+    part back while each part is let go (the pool is never copied whole)."""
+    rows = np.empty((kept, parts[0].shape[1]), np.float32)
+    pri = np.empty(kept, np.float64)
+    at = kept
+    while parts:
+        part, u = parts.pop(), prio.pop()
+        keep = u < cut
+        m = int(keep.sum())
+        rows[at - m:at], pri[at - m:at] = part[keep], u[keep]
+        at -= m
+    return [rows], [pri]
+
+
 @dataclass
 class SQ8:
     """Per-dimension 8-bit scalar quantiser: x ≈ vmin + code · step."""
@@ -139,15 +203,21 @@ class SQ8:
         return (c.reshape(-1, c.shape[-1]) @ (self.step * self.step)).reshape(codes.shape[:-1])
 
 
-@dataclass
 class CodeStore:
-    """SQ8 codes of every indexed descriptor, addressed by (image, variant, keypoint)."""
+    """SQ8 codes of every indexed descriptor, addressed by (image, variant, keypoint).
 
-    sq: SQ8
-    _chunks: list = field(default_factory=list)  # (CHUNK_ROWS, d) uint8 arrays; pages are touched only when used
-    _fill: int = 0  # rows used in the last chunk
-    _start: dict = field(default_factory=dict)  # (image_id, variant) -> global row of its keypoint 0
-    _lookup: tuple | None = field(default=None, repr=False)  # _start as arrays (see _table); None = stale
+    Rows of a loaded index lie in its ``codes.npy``, memory-mapped when loaded so (a gather touches only the
+    pages of the candidates' rows); rows put later lie in RAM chunks (or chunks in unnamed files, ``spill``).
+    """
+
+    def __init__(self, sq: SQ8, rows: KeyedRows | None = None, spill: Path | None = None) -> None:
+        self.sq = sq
+        self.rows = rows if rows is not None else KeyedRows(int(sq.vmin.shape[0]), np.uint8, spill=spill)
+
+    @classmethod
+    def from_base(cls, sq: SQ8, keys: np.ndarray, offsets: np.ndarray, base: np.ndarray) -> CodeStore:
+        """Codes ``base[offsets[i]:offsets[i + 1]]`` of entries ``keys[i]`` (:func:`entry_key`), as saved."""
+        return cls(sq, KeyedRows.from_arrays(base, keys, offsets))
 
     @property
     def dim(self) -> int:
@@ -157,71 +227,21 @@ class CodeStore:
         self.put_codes(key, self.sq.encode(desc))
 
     def put_codes(self, key: tuple[int, int], codes: np.ndarray) -> None:
-        n = len(codes)
-        if not self._chunks or self._fill + n > CHUNK_ROWS:
-            self._chunks.append(np.empty((CHUNK_ROWS, self.dim), np.uint8))
-            self._fill = 0
-        self._chunks[-1][self._fill:self._fill + n] = codes
-        self._start[key] = (len(self._chunks) - 1) * CHUNK_ROWS + self._fill
-        self._lookup = None
-        self._fill += n
+        self.rows.put(entry_key(*key), codes)
 
     def nbytes(self) -> int:
-        return sum(c.nbytes for c in self._chunks[:-1]) + self._fill * self.dim if self._chunks else 0
+        return sum(self.rows.memory())
 
     def drop(self, key: tuple[int, int]) -> None:
         """Forget one (image, variant); its rows stay unused until the store is rewritten (save / load)."""
-        self._start.pop(key, None)
-        self._lookup = None
+        self.rows.drop(entry_key(*key))
 
-    def get(self, key: tuple[int, int], n: int) -> np.ndarray:
-        s = self._start[key]
-        return self._chunks[s // CHUNK_ROWS][s % CHUNK_ROWS:s % CHUNK_ROWS + n]
-
-    def _table(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """The start rows of keys (image·2 + variant), rebuilt after a put or drop: ``(table, None)`` with table[key]
-        = start (-1 = none) while keys are small (catalog ids are), else ``(starts, keys)`` sorted by key."""
-        if self._lookup is None:
-            keys = np.fromiter((i * 2 + v for i, v in self._start), np.int64, len(self._start))
-            starts = np.fromiter(self._start.values(), np.int64, len(self._start))
-            top = int(keys.max()) + 1 if len(keys) else 0
-            if top <= max(8 * len(keys), 1 << 23):  # at most 64 MB
-                table = np.full(top, -1, np.int64)
-                table[keys] = starts
-                self._lookup = (table, None)
-            else:
-                order = np.argsort(keys)
-                self._lookup = (starts[order], keys[order])
-        return self._lookup
-
-    def _starts(self, want: np.ndarray) -> np.ndarray:
-        """Start rows of keys ``want``; -1 where not stored. (A binary search over sorted keys took ~10 ms for the
-        130k hits of one photo; the dense table is one gather.)"""
-        starts, keys = self._table()
-        if not len(starts):
-            return np.full(len(want), -1, np.int64)
-        if keys is None:  # dense: starts[key]
-            inside = (want >= 0) & (want < len(starts))
-            return np.where(inside, starts[np.where(inside, want, 0)], -1)
-        pos = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
-        return np.where(keys[pos] == want, starts[pos], -1)
+    def get(self, key: tuple[int, int]) -> np.ndarray:
+        return self.rows.get(entry_key(*key))
 
     def gather(self, img: np.ndarray, var: np.ndarray, kp: np.ndarray) -> np.ndarray:
         """Codes (m, d) of hits given as flat arrays of (image, variant, keypoint); every hit must be stored."""
-        want = np.asarray(img, np.int64) * 2 + np.asarray(var, np.int64)
-        starts = self._starts(want)
-        if (starts < 0).any():
-            bad = int(want[np.flatnonzero(starts < 0)[0]])
-            raise KeyError((bad >> 1, bad & 1))
-        rows = starts + kp
-        if len(self._chunks) == 1:
-            return self._chunks[0][rows]
-        out = np.empty((len(rows), self.dim), np.uint8)
-        chunk = rows // CHUNK_ROWS
-        for c in np.unique(chunk):
-            sel = chunk == c
-            out[sel] = self._chunks[int(c)][rows[sel] % CHUNK_ROWS]
-        return out
+        return self.rows.gather(np.asarray(img, np.int64) * 2 + np.asarray(var, np.int64), kp)
 
     def rerank(self, queries: np.ndarray, owners: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Re-rank candidates ``owners`` (nq, k', 3) of ``queries`` (nq, d) by SQ8 distances; keep the best ``k``.
@@ -240,4 +260,56 @@ class CodeStore:
         return np.take_along_axis(D, order, axis=1), np.take_along_axis(owners, order[..., None], axis=1)
 
 
-__all__ = ["DescriptorConfig", "SQ8", "CodeStore", "CHUNK_ROWS", "sample_rows"]
+def faiss_bytes(index: faiss.Index | None) -> int:
+    """Bytes a FAISS descriptor index holds in RAM, counted without serialising it (a 5 GB copy at 130M)."""
+    import faiss
+
+    if index is None:
+        return 0
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:  # IDMap,Flat: float32 vectors and int64 ids
+        return int(index.ntotal) * (int(index.d) * 4 + 8)
+    if ivf.invlists is None:
+        return 0
+    inv: Any = faiss.downcast_InvertedLists(ivf.invlists)
+    sizes = np.array([inv.list_size(i) for i in range(int(inv.nlist))], np.int64)
+    if type(inv).__name__ == "BlockInvertedLists":  # fast-scan: codes packed in blocks of n_per_block
+        codes = int(((sizes + int(inv.n_per_block) - 1) // int(inv.n_per_block)).sum()) * int(inv.block_size)
+    else:
+        codes = int(sizes.sum()) * int(inv.code_size)
+    return codes + int(sizes.sum()) * 8 + int(faiss.serialize_index(ivf.quantizer).nbytes)
+
+
+def zero_block_tails(index) -> None:
+    """Zero the unused slots of every fast-scan list's last block (no-op for other structures).
+
+    FAISS's fast-scan lists are packed in blocks of 32 codes; ``remove_ids`` shrinks a list but leaves the removed
+    codes' nibbles in its last block, and a later add ORs new codes into slots it assumes are zero
+    (``pq4_fast_scan.h``), so descriptors added after a removal came back corrupted (an image re-added after
+    ``remove`` was top-1 for 0.3 of its own descriptors instead of 1.0).
+    """
+    import faiss
+
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except RuntimeError:
+        return
+    inv: Any = faiss.downcast_InvertedLists(ivf.invlists) if ivf.invlists is not None else None
+    if type(inv).__name__ != "BlockInvertedLists" or inv.packer is None:
+        return
+    packer, bs, per = inv.packer, int(inv.block_size), int(inv.n_per_block)
+    zero = np.zeros(int(packer.code_size), np.uint8)
+    for lst in range(int(inv.nlist)):
+        size = int(inv.list_size(lst))
+        if size % per == 0:
+            continue
+        nblocks = (size + per - 1) // per
+        blocks = faiss.rev_swig_ptr(inv.get_codes(lst), nblocks * bs).reshape(nblocks, bs)
+        last = blocks[-1]
+        for slot in range(size % per, per):
+            packer.pack_1_c(faiss.swig_ptr(zero), slot, faiss.swig_ptr(last))
+
+
+__all__ = ["DescriptorConfig", "SQ8", "CodeStore", "CHUNK_ROWS", "sample_rows", "training_pool", "faiss_bytes",
+           "zero_block_tails"]

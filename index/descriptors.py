@@ -11,32 +11,37 @@ SIMD fast-scan, not residual) whose ``k·refine`` candidates are re-ranked by 8-
 of the descriptors (``descriptor_structure.py``): at 10k reference images (4.6M descriptors) it answers a photo in a
 fraction of IVF-Flat's time and memory with the same recall (BENCHMARKS.md#local-e2e).
 
-On disk an index at ``path`` is three files: ``path.faiss`` (the FAISS index), ``path.npz``
-(keypoint coordinates, concatenated with offsets, and the re-ranking codes in the same order) and
-``path.json`` (sidecar: schema, config, counts), each written atomically, the sidecar last.
+On disk (``descriptor_files.py``): the FAISS index, the keypoint coordinates and re-ranking codes in ``.npy``
+files (memory-mapped on load) and a JSON sidecar naming them, written last.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from logoid.core.atomic import atomic_path, write_json_atomic
 from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
 from logoid.core.pool import thread_map, workers
 from logoid.engine.local import DESC_DIM, ExtractConfig, Features
-from logoid.index.descriptor_structure import SQ8, CodeStore, DescriptorConfig, sample_rows
+from logoid.index.descriptor_files import load_index, save_index
+from logoid.index.descriptor_layout import KeyedRows, entry_key
+from logoid.index.descriptor_structure import (
+    SQ8,
+    CodeStore,
+    DescriptorConfig,
+    faiss_bytes,
+    sample_rows,
+    training_pool,
+    zero_block_tails,
+)
 
 if TYPE_CHECKING:
     import faiss
 
-SCHEMA_VERSION = 1
 KP_BITS = 20  # up to 1,048,576 keypoints per (image, variant)
 VARIANT_BITS = 1  # 0 normal, 1 inverted
 OWNER_SHIFT = KP_BITS + VARIANT_BITS
@@ -59,14 +64,19 @@ def decode_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return img, var, kp
 
 
+def geometry_rows(spill: Path | None = None) -> KeyedRows:
+    """An empty table of keypoint coordinates per (image, variant): (n, 2) float32 original px, aux (w, h)."""
+    return KeyedRows(2, np.float32, aux=2, spill=spill)
+
+
 class DescriptorBase:
     """What the FAISS and Milvus descriptor indexes share: each reference's keypoint positions and image size (read
     by geometric verification of a shortlisted candidate), the checks an added reference passes, and the ratio-test
-    matching over ``search``. ``_xy``: (image_id, variant) -> (n, 2) float32 original px; ``_size``: (image_id,
-    variant) -> (w, h); ``feature_config``: the reference extraction's ExtractConfig dict."""
+    matching over ``search``. ``_geo``: (image_id, variant) -> (n, 2) float32 original px with aux (w, h), in
+    arrays (:class:`~logoid.index.descriptor_layout.KeyedRows`, no Python object per reference);
+    ``feature_config``: the reference extraction's ExtractConfig dict."""
 
-    _xy: dict
-    _size: dict
+    _geo: KeyedRows
     feature_config: dict
 
     def search(self, desc: np.ndarray, k: int = 2, restrict: Iterable[int] | None = None
@@ -75,17 +85,18 @@ class DescriptorBase:
 
     def image_ids(self) -> list[int]:
         """Sorted ids of the indexed reference images."""
-        return sorted({k[0] for k in self._xy})
+        return np.unique(self._geo.live_sorted()[0] >> 1).tolist()
 
     def contains(self, image_id: int) -> bool:
-        return (int(image_id), 0) in self._xy
+        return self._geo.slot(entry_key(image_id, 0)) >= 0
 
     def ref_xy(self, image_id: int, variant: int = 0) -> np.ndarray:
-        """Keypoint coordinates (original px) of one reference image and variant."""
-        return self._xy[(int(image_id), int(variant))]
+        """Keypoint coordinates (original px) of one reference image and variant (read-only when memory-mapped)."""
+        return self._geo.get(entry_key(image_id, variant))
 
     def ref_size(self, image_id: int, variant: int = 0) -> tuple[int, int]:
-        return self._size[(int(image_id), int(variant))]
+        w, h = self._geo.aux(entry_key(image_id, variant))
+        return w, h
 
     @staticmethod
     def _validate(image_id: int, feats_list: list[Features]) -> None:
@@ -104,8 +115,8 @@ class DescriptorBase:
         """Keep one (validated) image's coordinates and sizes; its (descriptors, ids) to index, per variant."""
         out = []
         for variant, f in enumerate(feats_list):
-            self._xy[(image_id, variant)] = np.asarray(f.xy, np.float32).reshape(-1, 2)
-            self._size[(image_id, variant)] = (int(f.size[0]), int(f.size[1]))
+            self._geo.put(entry_key(image_id, variant), np.asarray(f.xy, np.float32).reshape(-1, 2),
+                          (int(f.size[0]), int(f.size[1])))
             if len(f):
                 out.append((np.asarray(f.desc, np.float32), encode_ids(image_id, variant, len(f))))
         return out
@@ -143,11 +154,15 @@ class DescriptorIndex(DescriptorBase):
     # stage hold the flat dict of every local setting; ExtractConfig.from_dict reads both)
     feature_config: dict = field(default_factory=dict)
     _index: faiss.Index | None = None
-    _xy: dict = field(default_factory=dict)  # (image_id, variant) -> (n, 2) float32 original px
-    _size: dict = field(default_factory=dict)  # (image_id, variant) -> (w, h)
+    _geo: KeyedRows = field(default_factory=geometry_rows)  # (image_id, variant) -> (n, 2) float32 px, aux (w, h)
     _codes: CodeStore | None = None  # re-ranking copies (``config.refines()``), trained with the IVF
+    # Folder for the rows put while building (coordinates and codes, 136 B a descriptor) as unnamed files: a
+    # 180k-reference build's 17 GB of codes are then file-backed pages the kernel writes back, not anonymous memory
+    spill: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.spill is not None:
+            self.spill = self._geo.spill = Path(self.spill)
         if self._index is None and not self.config.ivf:
             import faiss
 
@@ -156,17 +171,28 @@ class DescriptorIndex(DescriptorBase):
     # ---- building --------------------------------------------------------------------------
     @classmethod
     def build(cls, items: Iterable[tuple[int, list[Features]]], config: DescriptorConfig | None = None,
-              feature_config: ExtractConfig | dict | None = None) -> DescriptorIndex:
-        """Index ``(image_id, [normal, inverted])`` items; IVF (trained on a sample) when large or asked."""
+              feature_config: ExtractConfig | dict | None = None, spill: Path | None = None) -> DescriptorIndex:
+        """Index ``(image_id, [normal, inverted])`` items; IVF (trained on a sample) when large or asked.
+
+        ``items``: a list, or any re-iterable (each ``iter()`` yields the same sequence, e.g. features loaded
+        from disk one reference at a time), read twice: once to count the descriptors and draw the training
+        sample (:func:`training_pool`), once to add them in batches; what is held at once is the index being
+        built, one batch and the sample. An iterator (a generator) is read into a list first. Deterministic:
+        the same items give the same index; up to 3·``train_size`` descriptors the sample is the one a single
+        ``sample_rows`` over all of them draws. ``spill``: see the field.
+        """
         config = config or DescriptorConfig()
-        items = list(items)
-        n = sum(len(f) for _, feats in items for f in feats)
-        use_ivf = config.ivf if config.ivf is not None else n >= config.exact_below
+        if iter(items) is items:  # an iterator can be read once only
+            items = list(items)
+        use_ivf, pool, n = False, [], 0
+        if config.ivf is not False:
+            n, pool = training_pool(items, config)
+            use_ivf = config.ivf if config.ivf is not None else n >= config.exact_below
         cfg = DescriptorConfig.from_dict({**config.to_dict(), "ivf": bool(use_ivf)})
-        idx = cls(config=cfg, feature_config=_fc_dict(feature_config))
+        idx = cls(config=cfg, feature_config=_fc_dict(feature_config), spill=spill)
         if use_ivf:
-            idx.train(sample_rows([f.desc for _, feats in items for f in feats], cfg.train_size(n), cfg.seed),
-                      n_expected=n)
+            idx.train(sample_rows(pool, cfg.train_size(n), cfg.seed), n_expected=n)
+        del pool
         idx.add_many(items)
         return idx
 
@@ -198,7 +224,7 @@ class DescriptorIndex(DescriptorBase):
         index.train(sample)
         self._index = index
         self.set_search_params()
-        self._codes = CodeStore(SQ8.train(sample)) if self.config.refines() else None
+        self._codes = CodeStore(SQ8.train(sample), spill=self.spill) if self.config.refines() else None
 
     def set_search_params(self) -> None:
         """Apply ``config.nprobe`` and ``config.ef_search`` to the built index (again after changing them)."""
@@ -268,12 +294,11 @@ class DescriptorIndex(DescriptorBase):
             lo = image_id << OWNER_SHIFT
             removed += int(index.remove_ids(faiss.IDSelectorRange(lo, lo + (1 << OWNER_SHIFT))))
             for v in range(1 << VARIANT_BITS):
-                self._xy.pop((image_id, v), None)
-                self._size.pop((image_id, v), None)
+                self._geo.drop(entry_key(image_id, v))
                 if self._codes is not None:
                     self._codes.drop((image_id, v))
         if removed:
-            _zero_block_tails(index)
+            zero_block_tails(index)
         return removed
 
     # ---- reading ---------------------------------------------------------------------------
@@ -284,7 +309,12 @@ class DescriptorIndex(DescriptorBase):
     def _selector(self, restrict: Iterable[int]) -> tuple[faiss.IDSelectorBatch, np.ndarray]:
         import faiss
 
-        parts = [encode_ids(i, v, len(xy)) for (i, v), xy in self._xy.items() if i in restrict]
+        parts = []
+        for i in sorted(restrict):
+            for v in range(1 << VARIANT_BITS):
+                n = self._geo.count(entry_key(i, v)) if 0 <= i <= MAX_IMAGE_ID else None
+                if n is not None:
+                    parts.append(encode_ids(i, v, n))
         ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         return faiss.IDSelectorBatch(ids), ids
 
@@ -301,7 +331,8 @@ class DescriptorIndex(DescriptorBase):
         if nq == 0 or self.ntotal == 0:
             return np.full((nq, k), np.inf, np.float32), np.full((nq, k, 3), -1, np.int64)
         index = self._require_index()
-        kk = k * self.config.refine if self._codes is not None else k  # candidates to re-rank
+        codes = self._codes if self.config.refine > 0 else None  # refine = 0: FAISS's distances, codes untouched
+        kk = k * self.config.refine if codes is not None else k  # candidates to re-rank
         if restrict is None:
             D, ids = index.search(desc, kk)
         else:
@@ -318,8 +349,8 @@ class DescriptorIndex(DescriptorBase):
                 params.sel = sel
             D, ids = index.search(desc, kk, params=params)
         owners = np.stack(decode_ids(ids), axis=-1)
-        codes = self._codes
         if codes is not None:
+            codes.rows.prepare()
             # numpy releases the GIL in the gather and the distance pass: a photo's rows are re-ranked in slices
             # side by side when OpenCV / logoid may use several threads
             n = min(workers(), max(1, nq // 512))
@@ -334,45 +365,15 @@ class DescriptorIndex(DescriptorBase):
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write ``path.<token>.faiss``, ``path.<token>.npz`` and (last) the ``path.json`` sidecar naming them.
+        """Write this save's files (``path.<token>.faiss``, ``.refs.npy``, ``.xy.npy``, with re-ranking ``.codes.npy``
+        and ``.sq.npy``) and (last) the ``path.json`` sidecar naming them.
 
         The sidecar is the commit point: a crash before it leaves the previous save readable (its files are
         only removed after the new sidecar is in place), never a FAISS file of one save beside the keypoints
-        of another.
+        of another. Rows are written in blocks from wherever they lie (memory map, RAM, spill); removed
+        references' rows are left out.
         """
-        import faiss
-
-        path = Path(path)
-        index = self._require_index()
-        token = uuid.uuid4().hex[:8]
-        faiss_file, npz_file = _file(path, f".{token}.faiss"), _file(path, f".{token}.npz")
-        with atomic_path(faiss_file) as tmp:
-            faiss.write_index(index, str(tmp))
-        keys = sorted(self._xy)
-        counts = np.array([len(self._xy[k]) for k in keys], np.int64)
-        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        xy = np.concatenate([self._xy[k] for k in keys]) if keys else np.zeros((0, 2), np.float32)
-        extra = {}
-        if self._codes is not None:  # re-ranking codes in the coordinates' order (holes of removed images dropped)
-            extra = {"codes": np.concatenate([self._codes.get(k, len(self._xy[k])) for k in keys]) if keys
-                     else np.zeros((0, DESC_DIM), np.uint8), "sq_vmin": self._codes.sq.vmin, "sq_step": self._codes.sq.step}
-        with atomic_path(npz_file, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, keys=np.array(keys, np.int64).reshape(-1, 2), offsets=offsets, xy=xy.astype(np.float32),
-                     sizes=np.array([self._size[k] for k in keys], np.int64).reshape(-1, 2), **extra)
-        write_json_atomic(_file(path, ".json"), {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "logoid-descriptors",
-            "config": self.config.to_dict(),
-            "structure": self.structure(),
-            "feature_config": self.feature_config,
-            "ntotal": self.ntotal,
-            "images": len(self.image_ids()),
-            "entries": len(keys),
-            "files": {"faiss": faiss_file.name, "npz": npz_file.name},
-        })
-        for p in path.parent.glob(f"{path.name}.*"):  # earlier saves' files (and the unversioned ones of old logoid)
-            if p.suffix in (".faiss", ".npz") and p.name not in (faiss_file.name, npz_file.name):
-                p.unlink(missing_ok=True)
+        save_index(self, path)
 
     def structure(self) -> str:
         """What this index is, e.g. ``Flat`` or ``IVF2048_HNSW32,PQ64x4fs,Refine(SQ8)``."""
@@ -382,81 +383,37 @@ class DescriptorIndex(DescriptorBase):
             return "Flat"
         ivf = faiss.extract_index_ivf(self._index)
         q = "_HNSW32" if isinstance(faiss.downcast_index(ivf.quantizer), faiss.IndexHNSW) else ""
-        return f"IVF{ivf.nlist}{q},{self.config.codes}{',Refine(SQ8)' if self._codes is not None else ''}"
+        reranks = self._codes is not None and self.config.refine > 0
+        return f"IVF{ivf.nlist}{q},{self.config.codes}{',Refine(SQ8)' if reranks else ''}"
+
+    def memory_breakdown(self) -> dict[str, int]:
+        """Bytes by part: ``faiss`` (the FAISS index, in RAM), ``xy_ram`` / ``xy_mapped`` (keypoint coordinates and
+        the per-reference tables / coordinates memory-mapped), ``codes_ram`` / ``codes_mapped`` (re-ranking codes),
+        and their sums ``anonymous`` (what must be resident) and ``file_backed`` (mapped files: only the pages a
+        query touched are resident, and the kernel may drop them; :func:`~logoid.index.descriptor_layout.
+        process_memory` says how many are)."""
+        xa, xf = self._geo.memory()
+        ca, cf = self._codes.rows.memory() if self._codes is not None else (0, 0)
+        fb = faiss_bytes(self._index)
+        return {"faiss": fb, "xy_ram": xa, "xy_mapped": xf, "codes_ram": ca, "codes_mapped": cf,
+                "anonymous": fb + xa + ca, "file_backed": xf + cf}
 
     def memory_bytes(self) -> int:
-        """Bytes of the FAISS index (as serialised), re-ranking codes and keypoint coordinates."""
-        import faiss
-
-        n = 0 if self._index is None else int(faiss.serialize_index(self._index).nbytes)
-        n += sum(xy.nbytes for xy in self._xy.values())
-        return n + (0 if self._codes is None else self._codes.nbytes())
+        """Bytes of the FAISS index, re-ranking codes and keypoint coordinates, in RAM or mapped (see
+        :meth:`memory_breakdown`)."""
+        b = self.memory_breakdown()
+        return b["anonymous"] + b["file_backed"]
 
     @classmethod
-    def load(cls, path: str | Path) -> DescriptorIndex:
-        """Read an index written by :meth:`save`; checks schema and that the parts agree."""
-        import faiss
+    def load(cls, path: str | Path, mmap: bool = True, refine: int | None = None) -> DescriptorIndex:
+        """Read an index written by :meth:`save`; checks schema and that the parts agree.
 
-        path = Path(path)
-        side = _file(path, ".json")
-        if not side.exists():
-            raise IndexMissingError(f"no descriptor index at {path}", "run `logoid build-index` first")
-        meta = json.loads(side.read_text())
-        if meta.get("schema_version") != SCHEMA_VERSION or meta.get("kind") != "logoid-descriptors":
-            raise IndexMismatchError(f"{side} has descriptor schema {meta.get('schema_version')}, "
-                                     f"this logoid reads {SCHEMA_VERSION}", "rebuild with `logoid build-index`")
-        config = DescriptorConfig.from_dict(meta.get("config", {}))
-        files = meta.get("files") or {}  # saved before versioned file names: path.faiss / path.npz
-        index = faiss.read_index(str(path.parent / files["faiss"] if files else _file(path, ".faiss")))
-        z = np.load(path.parent / files["npz"] if files else _file(path, ".npz"))
-        _zero_block_tails(index)  # indexes saved before the fix above may carry stale codes in their last blocks
-        obj = cls(config=config, feature_config=meta.get("feature_config", {}), _index=index)
-        obj.set_search_params()
-        off, xy, sizes = z["offsets"], z["xy"], z["sizes"]  # each z[...] reads the whole array again: read once
-        codes = None
-        if "codes" in z.files:
-            codes = z["codes"]
-            obj._codes = CodeStore(SQ8(z["sq_vmin"], z["sq_step"]))
-        for i, (img, var) in enumerate(z["keys"]):
-            key = (int(img), int(var))
-            obj._xy[key] = xy[off[i]:off[i + 1]]
-            obj._size[key] = (int(sizes[i][0]), int(sizes[i][1]))
-            if obj._codes is not None and codes is not None:
-                obj._codes.put_codes(key, codes[off[i]:off[i + 1]])
-        if int(off[-1]) != obj.ntotal or obj.ntotal != meta.get("ntotal"):
-            raise IndexMismatchError(f"descriptor index at {path} is inconsistent ({obj.ntotal} descriptors, "
-                                     f"{int(off[-1])} keypoints)", "rebuild with `logoid build-index`")
-        return obj
-
-
-def _zero_block_tails(index) -> None:
-    """Zero the unused slots of every fast-scan list's last block (no-op for other structures).
-
-    FAISS's fast-scan lists are packed in blocks of 32 codes; ``remove_ids`` shrinks a list but leaves the removed
-    codes' nibbles in its last block, and a later add ORs new codes into slots it assumes are zero
-    (``pq4_fast_scan.h``), so descriptors added after a removal came back corrupted (an image re-added after
-    ``remove`` was top-1 for 0.3 of its own descriptors instead of 1.0).
-    """
-    import faiss
-
-    try:
-        ivf = faiss.extract_index_ivf(index)
-    except RuntimeError:
-        return
-    inv: Any = faiss.downcast_InvertedLists(ivf.invlists) if ivf.invlists is not None else None
-    if type(inv).__name__ != "BlockInvertedLists" or inv.packer is None:
-        return
-    packer, bs, per = inv.packer, int(inv.block_size), int(inv.n_per_block)
-    zero = np.zeros(int(packer.code_size), np.uint8)
-    for lst in range(int(inv.nlist)):
-        size = int(inv.list_size(lst))
-        if size % per == 0:
-            continue
-        nblocks = (size + per - 1) // per
-        blocks = faiss.rev_swig_ptr(inv.get_codes(lst), nblocks * bs).reshape(nblocks, bs)
-        last = blocks[-1]
-        for slot in range(size % per, per):
-            packer.pack_1_c(faiss.swig_ptr(zero), slot, faiss.swig_ptr(last))
+        ``mmap``: keypoint coordinates and re-ranking codes stay in their files, memory-mapped read-only (pages are
+        read when a query touches them; the codes' mapping without readahead); False reads them into RAM (indexes
+        saved as one ``.npz`` always are). ``refine``: overrides ``config.refine`` (0: no re-ranking at search;
+        the codes are then mapped, never read, and a later save still writes them and the overridden value).
+        """
+        return load_index(cls, path, mmap, refine)
 
 
 def ratio_matches(D: np.ndarray, owners: np.ndarray, ratio: float) -> np.ndarray:
@@ -498,11 +455,6 @@ def group_matches(matches: np.ndarray, top: int | None = None) -> dict[tuple[int
         rows = matches[order[bounds[i]:bounds[i + 1]]]
         out[(int(keys[i] // nvar), int(keys[i] % nvar))] = rows[:, [0, 3]]
     return out
-
-
-def _file(path: Path, suffix: str) -> Path:
-    # Suffixes are appended (not replaced): store.py names components like "descriptors-00003".
-    return path.with_name(path.name + suffix)
 
 
 def _fc_dict(fc: ExtractConfig | dict | None) -> dict:

@@ -30,6 +30,8 @@ from logoid.core.atomic import atomic_path, write_json_atomic
 from logoid.core.errors import IndexMismatchError, IndexMissingError
 from logoid.engine.local import DESC_DIM, ExtractConfig, Features
 
+from .descriptor_files import geometry_arrays, geometry_from_arrays
+from .descriptor_layout import KeyedRows, entry_key
 from .descriptors import (
     KP_BITS,
     OWNER_SHIFT,
@@ -38,6 +40,7 @@ from .descriptors import (
     _fc_dict,
     decode_ids,
     encode_ids,
+    geometry_rows,
 )
 from .milvus import MAX_TOPK, MilvusConfig, MilvusVectorIndex
 
@@ -52,8 +55,7 @@ class MilvusDescriptorIndex(DescriptorBase):
 
     rows: MilvusVectorIndex
     feature_config: dict = field(default_factory=dict)  # ExtractConfig.to_dict() of the reference extraction
-    _xy: dict = field(default_factory=dict)  # (image_id, variant) -> (n, 2) float32 original px
-    _size: dict = field(default_factory=dict)  # (image_id, variant) -> (w, h)
+    _geo: KeyedRows = field(default_factory=geometry_rows)  # (image_id, variant) -> (n, 2) float32 px, aux (w, h)
 
     # ---- building --------------------------------------------------------------------------
     @classmethod
@@ -92,10 +94,11 @@ class MilvusDescriptorIndex(DescriptorBase):
         """Remove every descriptor of these reference images (all variants); returns how many went."""
         removed = 0
         for image_id in sorted({int(i) for i in image_ids}):
-            ids = [encode_ids(image_id, v, len(self._xy.pop((image_id, v))))
-                   for v in range(1 << VARIANT_BITS) if (image_id, v) in self._xy]
+            ids = []
             for v in range(1 << VARIANT_BITS):
-                self._size.pop((image_id, v), None)
+                n = self._geo.drop(entry_key(image_id, v))
+                if n is not None:
+                    ids.append(encode_ids(image_id, v, n))
             if ids:
                 removed += self.rows.remove_ids(np.concatenate(ids))
         return removed
@@ -128,7 +131,8 @@ class MilvusDescriptorIndex(DescriptorBase):
             d, found = self.rows.search(desc, k, id_ranges=ranges)
             # a hit on an image this index has no coordinates for (a newer commit's add, applied by another
             # process after this one loaded) is no hit: it could not be verified
-            known = np.isin(found >> KP_BITS, np.array([(i << VARIANT_BITS) | v for i, v in self._xy] or [-1]))
+            keys = self._geo.live_sorted()[0]  # (image << VARIANT_BITS) | variant
+            known = np.isin(found >> KP_BITS, keys if len(keys) else np.array([-1]))
             d = np.where(known & (found >= 0), d, np.inf).astype(np.float32)
             order = np.argsort(d, axis=1, kind="stable")
             D[:, :d.shape[1]] = np.take_along_axis(d, order, 1)
@@ -150,17 +154,15 @@ class MilvusDescriptorIndex(DescriptorBase):
     def save(self, path: str | Path) -> None:
         """Write ``path.npz`` (coordinates, sizes) and then the ``path.json`` sidecar naming the collection."""
         path = Path(path)
-        keys = sorted(self._xy)
-        counts = np.array([len(self._xy[k]) for k in keys], np.int64)
-        xy = np.concatenate([self._xy[k] for k in keys]) if keys else np.zeros((0, 2), np.float32)
+        refs, offsets, blocks = geometry_arrays(self._geo)
+        xy = np.concatenate(list(blocks)) if len(refs) else np.zeros((0, 2), np.float32)
         npz = path.with_name(path.name + ".npz")
         with atomic_path(npz, suffix=".npz") as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, keys=np.array(keys, np.int64).reshape(-1, 2), offsets=np.concatenate([[0], np.cumsum(counts)]),
-                     xy=xy.astype(np.float32), sizes=np.array([self._size[k] for k in keys], np.int64).reshape(-1, 2))
+            np.savez(fh, keys=refs[:, :2], offsets=offsets, xy=xy.astype(np.float32), sizes=refs[:, 2:4])
         write_json_atomic(path.with_name(path.name + ".json"), {
             "schema_version": SCHEMA_VERSION, "kind": KIND, "backend": self.rows.backend_meta(),
             "feature_config": self.feature_config, "ntotal": self.ntotal, "images": len(self.image_ids()),
-            "entries": len(keys), "files": {"npz": npz.name},
+            "entries": len(refs), "files": {"npz": npz.name},
         })
 
     @classmethod
@@ -181,9 +183,7 @@ class MilvusDescriptorIndex(DescriptorBase):
         obj = cls(rows=rows, feature_config=meta.get("feature_config", {}))
         with np.load(path.parent / meta["files"]["npz"]) as z:
             off, xy, sizes, keys = z["offsets"], z["xy"], z["sizes"], z["keys"]
-        for i, (img, var) in enumerate(keys):
-            obj._xy[(int(img), int(var))] = xy[off[i]:off[i + 1]]
-            obj._size[(int(img), int(var))] = (int(sizes[i][0]), int(sizes[i][1]))
+        obj._geo = geometry_from_arrays(keys, sizes, off, xy)
         if pending is not None:  # a commit that stopped between its rename and applying its log
             rows.load_pending(pending)
         return obj

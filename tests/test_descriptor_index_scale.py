@@ -122,8 +122,8 @@ def test_save_load_roundtrip_and_removal_after_load(tmp_path, items, queries, bu
     assert set(np.unique(owners)) <= {2, 8, -1} and (owners[:, 0] == 8).sum() >= 30
     assert back.remove([8]) == 500
     back.save(tmp_path / "e")  # the removed image's codes are not written
-    npz = json.loads((tmp_path / "e.json").read_text())["files"]["npz"]
-    assert len(np.load(tmp_path / npz)["codes"]) == back.ntotal
+    codes = json.loads((tmp_path / "e.json").read_text())["files"]["codes"]
+    assert len(np.load(tmp_path / codes)) == back.ntotal
     again = DescriptorIndex.load(tmp_path / "e")
     assert not (again.search(queries, 8)[1][..., 0] == 8).any()
 
@@ -134,9 +134,12 @@ def test_index_saved_before_codes_existed_still_loads(tmp_path, items, queries):
     side = tmp_path / "old.json"
     meta = json.loads(side.read_text())
     meta.pop("structure")
-    files = meta.pop("files")  # the previous release wrote unversioned old.faiss / old.npz
+    files = meta.pop("files")  # the previous release wrote unversioned old.faiss / old.npz (schema 1)
     (tmp_path / files["faiss"]).rename(tmp_path / "old.faiss")
-    (tmp_path / files["npz"]).rename(tmp_path / "old.npz")
+    refs, xy = np.load(tmp_path / files["refs"]), np.load(tmp_path / files["xy"])
+    np.savez(tmp_path / "old.npz", keys=refs[:, :2], offsets=np.concatenate([[0], np.cumsum(refs[:, 4])]), xy=xy,
+             sizes=refs[:, 2:4])
+    meta["schema_version"] = 1
     meta["config"] = {"ivf": True, "exact_below": 50000, "nlist": 16, "nprobe": 8, "pq_m": 0,
                       "train_sample": 200000, "seed": 0}  # the sidecar of the previous release
     side.write_text(json.dumps(meta))

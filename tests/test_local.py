@@ -285,11 +285,11 @@ def test_ratio_uses_other_image_as_second_neighbour():
 def test_save_load_roundtrip(tmp_path, dindex):
     p = tmp_path / "descriptors-00001"
     dindex.save(p)
-    names = sorted(f.name for f in tmp_path.iterdir())  # the sidecar names this save's .faiss and .npz
+    names = sorted(f.name for f in tmp_path.iterdir())  # the sidecar names this save's .faiss and .npy files
     assert "descriptors-00001.json" in names and all(n.startswith("descriptors-00001.") for n in names)
-    assert sorted(n.rsplit(".", 1)[1] for n in names) == ["faiss", "json", "npz"]
+    assert sorted(n.split(".", 2)[-1] for n in names) == ["faiss", "json", "refs.npy", "xy.npy"]
     dindex.save(p)  # a second save replaces the first one's files
-    assert len(list(tmp_path.iterdir())) == 3 and sorted(f.name for f in tmp_path.iterdir()) != names
+    assert len(list(tmp_path.iterdir())) == 4 and sorted(f.name for f in tmp_path.iterdir()) != names
     back = DescriptorIndex.load(p)
     assert back.ntotal == dindex.ntotal and back.image_ids() == dindex.image_ids()
     np.testing.assert_array_equal(back.ref_xy(22, 1), dindex.ref_xy(22, 1))

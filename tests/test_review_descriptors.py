@@ -77,7 +77,7 @@ def test_crash_between_faiss_and_npz_writes_is_detected_or_harmless(tmp_path, it
     idx.add(903, items[3][1])  # generation B: same descriptor count, other owner
     def crash(*a, **k):
         raise OSError("disk full")
-    monkeypatch.setattr(np, "savez", crash)
+    monkeypatch.setattr(np, "save", crash)  # the per-reference table, written after the .faiss and .xy.npy
     with pytest.raises(OSError):
         idx.save(tmp_path / "d")  # .faiss replaced, .npz and .json still generation A
     monkeypatch.undo()

@@ -214,7 +214,7 @@ def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig
     extra_ids = {int(i) for i in extra_candidates} - {k[0] for k in _top(groups, cfg.match)}
     if restrict is not None:
         extra_ids &= {int(i) for i in restrict}
-    extra_ids &= set(dindex.image_ids())
+    extra_ids = {i for i in extra_ids if dindex.contains(i)}  # not a set of every id per photo (10-20 ms at 180k)
     extra = group_matches(dindex.match(query_feats, cfg.match.ratio, cfg.match.neighbours, extra_ids)) \
         if extra_ids else {}
     return _verify_groups(query_feats, dindex, groups, cfg, extra, search=(D, owners))
