@@ -2,6 +2,6 @@
 
 from .config import AugmentConfig
 from .sheet import contact_sheet, preview
-from .variants import make_variants, variant_rng
+from .variants import make_variants, variant_arrays, variant_rng
 
-__all__ = ["AugmentConfig", "contact_sheet", "make_variants", "preview", "variant_rng"]
+__all__ = ["AugmentConfig", "contact_sheet", "make_variants", "preview", "variant_arrays", "variant_rng"]

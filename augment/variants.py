@@ -16,6 +16,7 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import math
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -109,7 +110,9 @@ def recolour_bw(t: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> 
     if light_p.size == 3 and dark_p.size == 3:
         # Flat paints: dark + t * (light - dark) is a 3x2 colour map of the light map, one C pass.
         return cv2.transform(t[..., None], np.stack([light_p.ravel() - dark_p.ravel(), dark_p.ravel()], axis=1))
-    return t[..., None] * (light_p - dark_p) + dark_p
+    # The same products and sums as broadcasting t[..., None], at half the time (numpy's inner loop over 3 is slow).
+    t3 = np.repeat(t, 3).reshape(*t.shape, 3)
+    return t3 * (light_p - dark_p) + dark_p
 
 
 # ---- geometry and colour ---------------------------------------------------------------------------
@@ -171,7 +174,8 @@ def _variant(base: np.ndarray, scheme: str, rng: np.random.Generator, cfg: Augme
         noise = rng.integers(0, 256, arr.shape[:2], dtype=np.uint8).astype(np.float32)
         noise -= np.float32(127.5)
         noise *= np.float32(sigma * math.sqrt(12) / 256)
-        np.add(arr, noise[..., None], out=arr)
+        # The same sums as adding noise[..., None]; numpy's broadcast over 3 channels runs 2x slower.
+        np.add(arr, np.repeat(noise, 3).reshape(arr.shape), out=arr)
     return arr
 
 
@@ -181,17 +185,29 @@ def make_variants(img: Image.Image, scheme: str, cfg: AugmentConfig | None = Non
     ``scheme`` is ``'color'`` or ``'bw'`` (the catalog's image scheme); ``key`` is the image's sha256,
     which with ``cfg.seed`` fixes every variant.
     """
+    return [Image.fromarray(a) for a in variant_arrays(img, scheme, cfg, key)]
+
+
+def variant_arrays(img: Image.Image, scheme: str, cfg: AugmentConfig | None = None, key: str = "",
+                   indices: Sequence[int] | None = None) -> list[np.ndarray]:
+    """The variants of :func:`make_variants` as RGB uint8 arrays (no PIL round trip), only those of ``indices``
+    (default all): each variant's generator is its own, so a subset is the same arrays as in the whole set."""
     cfg = cfg or AugmentConfig()
     if scheme not in ("color", "bw"):
         raise ConfigError(f"unknown colour scheme {scheme!r}", "use 'color' or 'bw'")
+    indices = range(cfg.n_variants) if indices is None else indices
     base8 = resize_long_side(np.asarray(img.convert("RGB")), cfg.size)
-    base = base8.astype(np.float32)
-    if scheme == "bw":
-        base = light_map(base)  # the same for every variant: compute once
-    out = [Image.fromarray(base8)]
-    for i in range(1, cfg.n_variants):
-        arr = _variant(base, scheme, variant_rng(cfg.seed, key, i), cfg)
-        out.append(Image.fromarray(_to_uint8(arr)))
+    base = None
+    out = []
+    for i in indices:
+        if i == 0:
+            out.append(base8)
+            continue
+        if base is None:  # the same for every variant: compute once
+            base = base8.astype(np.float32)
+            if scheme == "bw":
+                base = light_map(base)
+        out.append(_to_uint8(_variant(base, scheme, variant_rng(cfg.seed, key, i), cfg)))
     return out
 
 

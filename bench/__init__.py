@@ -54,6 +54,9 @@ SUBJECTS: dict[str, Subject] = {
         "faiss": "FAISS structures at 100k-3.6M vectors",
         "milvus": "Global vectors: FAISS vs Milvus Lite",
     }),
+    "build": Subject("Building the index", {
+        "stages": "Build stages: embedding and local features, extrapolated to 180k references",
+    }),
     "concurrency": Subject("Concurrency and crashes", {
         "processes": "8 readers beside 2 writers; a write killed at every step",
     }),
@@ -97,6 +100,8 @@ COMMANDS: dict[str, Command] = {
     "albums-product": Command("bench.albums.product", "albums", "albums-dev through `logoid eval --task`"),
     "scale": Command("bench.scale.structures", "scale", "FAISS structures at 100k, 1M, 3.6M synthetic vectors"),
     "milvus": Command("bench.scale.milvus", "scale", "FAISS vs Milvus Lite on the same vectors"),
+    "build": Command("bench.build.stages", "build",
+                     "embedding stage vs raw forward (fp32, bf16), feature stage at 1..N workers, 180k build time"),
     "concurrency": Command("bench.concurrency.run", "concurrency",
                            "8 readers beside 2 writers for a minute; every write killed (SIGKILL) at every step"),
     "serve": Command("bench.serve.run", "serve",

@@ -17,12 +17,15 @@ def home_path(model: str) -> Path:
     return WORK / f"threadless-home-{model.replace('/', '_')}"
 
 
-def setup_home(data: Path, home_dir: Path, model: str, *, progress=None) -> tuple:
-    """Enrol threadless-dev's designs in ``home_dir`` and build its index.
+def setup_home(data: Path, home_dir: Path, model: str, *, progress=None, variants: int | None = None,
+               precision: str = "fp32") -> tuple:
+    """Enrol threadless-dev's designs in ``home_dir`` and build its index (``variants`` per design, default the
+    build's 20; the image tower in ``precision``, as ``build-index --precision``).
 
     Returns ``(home, catalog, embedder, manifest rows, design id -> entity key, build report, build seconds)``.
     """
-    from logoid.build.steps import build_index
+    from logoid.augment import AugmentConfig
+    from logoid.build.steps import BuildOptions, build_index
     from logoid.catalog import Catalog
     from logoid.core.paths import Home
     from logoid.engine import create_embedder
@@ -41,5 +44,6 @@ def setup_home(data: Path, home_dir: Path, model: str, *, progress=None) -> tupl
             key_of[r["id"]] = f"band:{band.id}"
     embedder = create_embedder(model)
     t = time.perf_counter()
-    report = build_index(home, cat, embedder, progress=progress)
+    opts = BuildOptions(augment=AugmentConfig(n_variants=variants) if variants else None, precision=precision)
+    report = build_index(home, cat, embedder, opts, progress=progress)
     return home, cat, embedder, rows, key_of, report, time.perf_counter() - t

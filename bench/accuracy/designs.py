@@ -24,7 +24,8 @@ from logoid import DEFAULT_MODEL
 SUBSETS = [("global",), ("local",), ("text",), ("global", "local"), ("global", "local", "text")]
 
 
-def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progress=None) -> dict:
+def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progress=None, variants: int | None = None,
+        precision: str = "fp32") -> dict:
     from logoid.eval.manifest import LabelledQuery
     from logoid.eval.metrics import evaluate
     from logoid.eval.run import apply_calibration, collect, fit, fusion_scorer, to_results
@@ -35,7 +36,8 @@ def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progre
 
     stage_bar = (lambda desc, total, unit: tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
                  ) if progress else None  # build_index opens one bar per stage
-    home, cat, embedder, rows, key_of, build_report, build_s = setup_home(data, home_dir, model, progress=stage_bar)
+    home, cat, embedder, rows, key_of, build_report, build_s = setup_home(data, home_dir, model, progress=stage_bar,
+                                                                          variants=variants, precision=precision)
     queries = [LabelledQuery(data / r["photo"], key_of.get(r["id"]) if r["role"] == "enrolled" else None, r["split"])
                for r in rows]
     if limit:
@@ -48,6 +50,7 @@ def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progre
     calib = [c for c in collected if c.query.split == "calib"]
     test = [c for c in collected if c.query.split == "test"]
     out = {"build": build_report.to_dict(), "build_seconds": build_s, "queries": len(collected),
+           "variants": variants or 20, "precision": home_index_precision(home),
            "collect_seconds": collect_s, "subsets": {}}
     out["median_query_s"] = {
         ch: statistics.median(c.evidence.timings.get(ch, 0.0) for c in collected) for ch in ("global", "local", "text")
@@ -156,8 +159,17 @@ def report(res: dict, model: str, write: bool = True) -> None:
     md = markdown(res)
     print(md)
     if write:
+        # A run with other than 20 variants says so in its title (the same record name: the lead's comparison runs).
+        variants = f", {res['variants']} variants" if res.get("variants", 20) != 20 else ""
         save_record("accuracy", "designs", res, md, summary=summary(res),
-                    title=f"Accuracy on threadless-dev ({model})")
+                    title=f"Accuracy on threadless-dev ({model}{variants})")
+
+
+def home_index_precision(home) -> str | None:
+    """The precision the home's index vectors were made in (its sidecar)."""
+    from logoid.index.store import IndexStore
+
+    return (IndexStore.load_meta_only(home.index_dir).get("model") or {}).get("precision")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,11 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DATA / "threadless-dev")
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--limit", type=int, default=None, help="query only the first N photos (smoke runs)")
+    ap.add_argument("--variants", type=int, default=None,
+                    help="augmented variants per design, original included (default: the build's, 20)")
+    ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
+                    help="image tower arithmetic while building the index (build-index --precision)")
     add_no_write(ap)
     a = ap.parse_args(argv)
     from tqdm import tqdm
 
-    res = run(a.data, a.model, limit=a.limit, progress=lambda it: tqdm(it, leave=False, file=sys.stderr))
+    res = run(a.data, a.model, limit=a.limit, progress=lambda it: tqdm(it, leave=False, file=sys.stderr),
+              variants=a.variants, precision=a.precision)
     save_json(res)
     report(res, a.model, write=not a.no_write)
     return 0

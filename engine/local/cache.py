@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from .config import ExtractConfig
 from .extract import extract_reference
@@ -36,6 +39,18 @@ class FeatureCache:
         n = 2 if cfg.enrol_inverted else 1
         got = [g for g in (self.get(sha256, cfg, v) for v in range(n)) if g is not None]
         return got if len(got) == n else None
+
+    def keypoint_count(self, sha256: str, cfg: ExtractConfig) -> int | None:
+        """Keypoints of a cached reference over all its variants, reading only their coordinates; None when any
+        variant is missing or unreadable (a build checks a reference without loading its descriptors)."""
+        total = 0
+        for v in range(2 if cfg.enrol_inverted else 1):
+            try:
+                with np.load(self._path(sha256, cfg, v)) as z:
+                    total += int(z["xy"].shape[0])
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                return None
+        return total
 
     def put_reference(self, sha256: str, cfg: ExtractConfig, feats: list[Features]) -> None:
         # One atomic file per variant: a build killed between two leaves a miss, never a torn entry.

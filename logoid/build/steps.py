@@ -14,15 +14,18 @@ from logoid.core.errors import ConfigError, ImageError, IndexMissingError
 from logoid.core.faults import fault_point
 from logoid.core.imageio import load_image
 from logoid.core.paths import Home
+from logoid.engine.embedder import resolve_precision
 from logoid.identify.match import LocalConfig
 from logoid.index.backend import MILVUS, backend_kind
-from logoid.index.cache import EmbeddingCache
 from logoid.index.milvus import MilvusConfig, MilvusVectorIndex
 from logoid.index.names import NameIndex
 from logoid.index.store import IndexStore
-from logoid.index.vectors import IndexConfig, VectorIndex, decode_ids, encode_ids
+from logoid.index.vectors import IndexConfig, VectorIndex, decode_ids
 from logoid.scoring.fusion import DefaultRule
 from logoid.scoring.rules import leave_one_out_impostors
+
+from .embedding import Embedded, embed_stage
+from .features import default_workers, feature_stage
 
 
 #: ``progress(desc, total, unit)`` opens a bar for one stage of a build: an object with ``update(n)`` and ``close()``
@@ -34,9 +37,6 @@ class Bar(Protocol):
 
 
 Progress = Callable[[str, int, str], Bar]
-
-#: A reference with fewer keypoints than this (normal + inverted) can hardly be verified geometrically.
-MIN_REF_KEYPOINTS = 40
 
 #: Below this gallery leave-one-out AUROC the global channel is not trusted to accept on its own.
 MIN_GALLERY_AUROC = 0.8
@@ -74,6 +74,9 @@ class BuildOptions:
     with_names: bool = True  # index catalog names for the text channel
     prototypes: bool = False  # index one mean vector per image instead of every variant
     milvus: object = None  # logoid.index.milvus.MilvusConfig: global vectors in Milvus; None = FAISS (default)
+    precision: str = "fp32"  # image tower arithmetic: auto | fp32 | bf16 (engine.embedder.resolve_precision)
+    workers: int | None = None  # processes extracting local features; None = this machine's cores, 1 = here
+    embed_batch: int | None = None  # images per forward pass; None = 16 on a CPU, 128 on a GPU
 
 
 def _augment_cfg(opts: BuildOptions):
@@ -86,30 +89,16 @@ def _local_cfg(opts: BuildOptions):
     return opts.local or LocalConfig()
 
 
-def embed_reference(ref, embedder, cache: EmbeddingCache, aug_cfg, report: BuildReport, prototypes=False):
-    """Vectors and ids of every augmented variant of one catalog image (cache first, model for the rest)."""
-    from logoid.augment import make_variants
-
-    aug_hash = aug_cfg.config_hash()
-    keys = [EmbeddingCache.key(ref.sha256, aug_hash, v) for v in range(aug_cfg.n_variants)]
-    have = cache.get_many(keys)
-    report.cached += len(have)
-    img = None
-    if len(have) < len(keys):
-        img = load_image(ref.path)
-        variants = make_variants(img, ref.scheme, aug_cfg, key=ref.sha256)
-        missing = [v for v, k in enumerate(keys) if k not in have]
-        vecs = embedder.embed_images([variants[v] for v in missing])
-        fresh = {keys[v]: vecs[i] for i, v in enumerate(missing)}
-        cache.put_many(fresh)
-        have.update(fresh)
-        report.embedded += len(missing)
-    mat = np.stack([have[k] for k in keys]).astype(np.float32)
-    if prototypes:
-        proto = mat.mean(axis=0, keepdims=True)
-        proto /= np.linalg.norm(proto, axis=1, keepdims=True) + 1e-12
-        return proto, encode_ids(np.array([ref.id]), np.array([0])), img
-    return mat, encode_ids(np.full(len(keys), ref.id), np.arange(len(keys))), img
+def embed_reference(ref, embedder, cache_dir, aug_cfg, report: BuildReport, prototypes=False, precision="fp32",
+                    batch_size: int | None = None):
+    """Vectors and ids of every augmented variant of one catalog image (cache first, model for the rest), as the
+    build's embedding stage makes them; raises :class:`ImageError` for an unreadable image."""
+    errors: list[ImageError] = []
+    got = embed_stage([ref], embedder, cache_dir, aug_cfg, report, precision=precision, batch_size=batch_size,
+                      prototypes=prototypes, on_error=lambda _, e: errors.append(e))
+    if errors:
+        raise errors[0]
+    return got.vectors, got.ids
 
 
 def reference_features(ref, img, extract_cfg, feature_cache, report: BuildReport | None = None):
@@ -128,65 +117,50 @@ def reference_features(ref, img, extract_cfg, feature_cache, report: BuildReport
     return feats
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 def _skip(report: BuildReport, on_skip, ref, e: ImageError) -> None:
     report.skipped.append((str(ref.path), e.reason))
     if on_skip:
         on_skip(str(ref.path), e.reason)
 
 
-def _embed_stage(refs, embedder, cache: EmbeddingCache, aug_cfg, opts: BuildOptions, report: BuildReport,
-                 progress: Progress | None, on_skip) -> list[tuple]:
-    """(ref, vectors, ids) of every readable reference. Each image's vectors are committed to the cache before the
-    next one starts, so a build killed here loses at most the image in flight; the next one reads the rest back."""
-    bar = progress("embedding", len(refs) * aug_cfg.n_variants, "variant") if progress else _NoBar()
-    done = []
-    try:
-        for ref in refs:
-            try:
-                vecs, ids, _ = embed_reference(ref, embedder, cache, aug_cfg, report, opts.prototypes)
-            except ImageError as e:
-                _skip(report, on_skip, ref, e)
-            else:
-                done.append((ref, vecs, ids))
-            bar.update(aug_cfg.n_variants)
-            fault_point("build-image-embedded")
-    finally:
-        bar.close()
-    return done
+def _bar(progress: Progress | None, desc: str, total: int, unit: str):
+    return progress(desc, total, unit) if progress else None
 
 
-def _feature_stage(done: list[tuple], extract_cfg, fcache, report: BuildReport, progress: Progress | None,
-                   on_skip) -> tuple[list[tuple], list[tuple[int, list]]]:
-    """Local features of every embedded reference (each image's files written atomically as it finishes, so a kill
-    loses at most the image in flight); the references whose image could not be read drop out."""
-    bar = progress("local features", len(done), "img") if progress else _NoBar()
-    kept, items = [], []
+def _embed_stage(refs, embedder, home: Home, aug_cfg, opts: BuildOptions, precision: str, report: BuildReport,
+                 progress: Progress | None, on_skip) -> Embedded:
+    """Vectors and ids of every readable reference (``logoid.build.embedding``: batches across references, each
+    image's vectors committed to the cache before the next one counts, so a kill loses at most the batch in
+    flight; the next build reads the rest back)."""
+    import cv2
+
+    embedder.vectors_id(precision)  # reads the weights (their hash): the bar's rate and ETA start after that
+    bar = _bar(progress, "embedding", len(refs) * aug_cfg.n_variants, "variant")
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # the model has the cores; the one augmenting thread beside it needs no more
     try:
-        for ref, vecs, ids in done:
-            try:
-                feats = reference_features(ref, None, extract_cfg, fcache, report)
-            except ImageError as e:
-                _skip(report, on_skip, ref, e)
-            else:
-                n_kp = sum(len(f.xy) for f in feats)
-                if n_kp < MIN_REF_KEYPOINTS:
-                    report.warnings.append(f"{ref.source or ref.path}: only {n_kp} keypoints; "
-                                           "matching will rely on the embedding alone")
-                kept.append((ref, vecs, ids))
-                items.append((ref.id, feats))
-            bar.update(1)
-            fault_point("build-image-features")
+        return embed_stage(refs, embedder, home.cache_dir, aug_cfg, report, precision=precision,
+                           batch_size=opts.embed_batch, prototypes=opts.prototypes, bar=bar,
+                           on_error=lambda ref, e: _skip(report, on_skip, ref, e))
     finally:
-        bar.close()
-    return kept, items
+        cv2.setNumThreads(threads)
+        if bar is not None:
+            bar.close()
+
+
+def _feature_stage(done: Embedded, extract_cfg, fcache, opts: BuildOptions, report: BuildReport,
+                   progress: Progress | None, on_skip):
+    """Local features of every embedded reference (``logoid.build.features``: in worker processes, each image's
+    files written atomically as it finishes, none kept in memory); the references whose image could not be read
+    drop out. Returns the kept references' vectors and the features as an iterable that reads the cache."""
+    bar = _bar(progress, "local features", len(done.refs), "img")
+    try:
+        keep, items = feature_stage(done.refs, extract_cfg, fcache, report, bar=bar, on_skip=on_skip,
+                                    workers=opts.workers if opts.workers is not None else default_workers())
+    finally:
+        if bar is not None:
+            bar.close()
+    return done.keep(keep), items
 
 
 def _name_entries(catalog) -> list[tuple[str, str]]:
@@ -222,25 +196,22 @@ def build_index(
     home.ensure()
     aug_cfg = _augment_cfg(opts)
     report = BuildReport()
-    cache = EmbeddingCache(home.cache_dir, embedder.model_id)
+    precision = resolve_precision(opts.precision, embedder.device)
     dindex, local_cfg = None, _local_cfg(opts)
-    try:
-        done = _embed_stage(catalog.images(), embedder, cache, aug_cfg, opts, report, progress, on_skip)
-    finally:
-        cache.close()
-    feature_items: list[tuple[int, list]] | None = None
+    done = _embed_stage(catalog.images(), embedder, home, aug_cfg, opts, precision, report, progress, on_skip)
+    feature_items = None
     if opts.with_local:
         from logoid.engine.local import FeatureCache
         from logoid.index.descriptors import DescriptorIndex
 
         fcache = FeatureCache(home.cache_dir / "features")
         fcache.sweep_partial(local_cfg.extract)  # a killed build's half-written files (writers hold the home's lock)
-        done, feature_items = _feature_stage(done, local_cfg.extract, fcache, report, progress, on_skip)
-    vec_parts, id_parts = [v for _, v, _ in done], [i for _, _, i in done]
-    report.images = len(done)
-    dim = embedder.dim
-    vectors = np.concatenate(vec_parts) if vec_parts else np.zeros((0, dim), np.float32)
-    ids = np.concatenate(id_parts) if id_parts else np.zeros((0,), np.int64)
+        done, feature_items = _feature_stage(done, local_cfg.extract, fcache, opts, report, progress, on_skip)
+    report.images = len(done.refs)
+    vectors, ids = done.vectors, done.ids
+    del done
+    # Before the vector index holds its own copy of the vectors: the calibration's scratch copies come and go first.
+    calibration = gallery_calibration(catalog, vectors, ids) if not opts.prototypes else {}
     store = IndexStore(root=home.index_dir)
     if IndexStore.exists(home.index_dir):
         old = IndexStore.load_meta_only(home.index_dir)
@@ -257,7 +228,7 @@ def build_index(
     report.vectors = store.vectors.ntotal
     report.descriptors = dindex.ntotal if dindex is not None else 0
     store.meta.update(
-        model=dict(embedder.info, model_id=embedder.model_id),
+        model=dict(embedder.info, model_id=embedder.model_id, precision=precision),
         augment=aug_cfg.to_dict(),
         augment_hash=aug_cfg.config_hash(),
         local=local_cfg.to_dict() if opts.with_local else None,
@@ -268,8 +239,7 @@ def build_index(
         counts={"images": report.images, "vectors": report.vectors, "descriptors": report.descriptors,
                 "names": report.names},
     )
-    if not opts.prototypes:
-        store.meta.update(gallery_calibration(catalog, vectors, ids))
+    store.meta.update(calibration)
     fault_point("index-staged")
     store.commit()
     report.backend = {k: v for k, v in store.meta.get("backend", {}).items() if k in ("kind", "uri", "collection")}
@@ -319,11 +289,17 @@ def gallery_calibration(catalog, vectors: np.ndarray, ids: np.ndarray) -> dict:
     """
     owner = {r.id: f"{r.entity_type}:{r.entity_id}" for r in catalog.images()}
     image_ids, _ = decode_ids(ids)
-    groups: dict[str, list[int]] = {}
-    for row, iid in enumerate(image_ids):
-        groups.setdefault(owner.get(int(iid), "?"), []).append(row)
+    # Rows of one image are one run; an entity with one image is a view of ``vectors``, not a copy (1M vectors are
+    # 2 GB at 50k references x 20 variants).
+    cuts = np.flatnonzero(np.diff(image_ids)) + 1
+    groups: dict[str, list[tuple[int, int]]] = {}
+    for start, end in zip(np.r_[0, cuts], np.r_[cuts, len(image_ids)], strict=True):
+        if end > start:
+            groups.setdefault(owner.get(int(image_ids[start]), "?"), []).append((int(start), int(end)))
+    gallery = {k: vectors[runs[0][0]:runs[0][1]] if len(runs) == 1 else np.concatenate([vectors[a:b] for a, b in runs])
+               for k, runs in groups.items()}
     try:
-        cal = leave_one_out_impostors({k: vectors[v] for k, v in groups.items()}, objective="balanced_accuracy")
+        cal = leave_one_out_impostors(gallery, objective="balanced_accuracy")
     except ConfigError:
         return {}
     separable = (cal.per_rule["max_score"].get("auroc") or 0.0) >= MIN_GALLERY_AUROC
@@ -346,7 +322,7 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None,
     store.check_model(embedder.info)
     aug_cfg = AugmentConfig.from_dict(store.meta["augment"])
     report = BuildReport()
-    cache = EmbeddingCache(home.cache_dir, embedder.model_id)
+    precision = _index_precision(store.meta, embedder.device)
     extract_cfg = fcache = None
     if store.descriptors is not None:
         from logoid.engine.local import FeatureCache
@@ -360,18 +336,27 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None,
         if store.descriptors is not None:
             store.descriptors.remove([ref.id])
         try:
-            vecs, ids, img = embed_reference(ref, embedder, cache, aug_cfg, report, store.meta.get("prototypes", False))
+            vecs, ids = embed_reference(ref, embedder, home.cache_dir, aug_cfg, report,
+                                        store.meta.get("prototypes", False), precision)
             if store.descriptors is not None:
-                store.descriptors.add(ref.id, reference_features(ref, img, extract_cfg, fcache, report))
+                store.descriptors.add(ref.id, reference_features(ref, None, extract_cfg, fcache, report))
         except ImageError as e:
             _skip(report, on_skip, ref, e)
             continue
         store.require_vectors().add(vecs, ids)
         report.images += 1
         report.vectors += len(ids)
-    cache.close()
     _refresh_after_change(store, catalog)
     return store, report
+
+
+def _index_precision(meta: dict, device: str) -> str:
+    """The precision an index's vectors were made in, to embed more of them alike (fp32 where it cannot run here,
+    e.g. fp16 of a GPU build on a CPU; and for indexes older than the record)."""
+    try:
+        return resolve_precision((meta.get("model") or {}).get("precision") or "fp32", device)
+    except ConfigError:
+        return "fp32"
 
 
 def remove_images(home: Home, catalog, image_ids: list[int]) -> IndexStore:

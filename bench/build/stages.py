@@ -1,0 +1,228 @@
+"""The build's embedding and local-feature stages on N generated logos, extrapolated to 180k references.
+
+    python -m bench build [--n 200] [--variants 20] [--fewer 10,5] [--workers 1,2] [--no-write]
+
+Measures the raw forward pass (fp32, bf16; batch sizes), the embedding stage at fp32 and bf16 (rate and share of
+the raw pass), the fp32-vs-bf16 cosine of every variant, and the feature stage at each worker count; records the
+run and regenerates BENCHMARKS.md (``--no-write``: prints only). A few hundred logos take a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench._common import WORK, fmt, read_manifest, table
+from bench.record import add_no_write, save_record
+from logoid import DEFAULT_MODEL
+
+ROSTER = 180_000
+PRECISIONS = ("fp32", "bf16")
+
+
+def logos(n: int, folder: Path) -> list[Path]:
+    """The first ``n`` generated logos of ``folder`` (generated there first when it holds fewer)."""
+    manifest = folder / "manifest.csv"
+    rows = read_manifest(manifest) if manifest.exists() else []
+    if len(rows) < n:
+        from bench._logos import generate
+
+        rows = generate(n, folder)
+    return [folder / r["file"] for r in rows[:n]]
+
+
+def catalog_of(paths: list[Path], root: Path):
+    """A fresh home at ``root`` with one band per logo; returns (home, its reference images in catalog order)."""
+    from logoid.catalog import Catalog
+    from logoid.core.paths import Home
+
+    shutil.rmtree(root, ignore_errors=True)
+    home = Home(root).ensure()
+    with Catalog.open(home) as cat:
+        with cat.transaction():
+            for i, p in enumerate(paths):
+                cat.add_image("band", cat.add_band(f"roster {i:06d}").id, p)
+        refs = cat.images()
+    return home, refs
+
+
+class _Report:
+    """The counters the stages fill in (a BuildReport without the rest)."""
+
+    def __init__(self):
+        self.embedded = self.cached = self.features_extracted = self.features_cached = 0
+        self.skipped: list = []
+        self.warnings: list = []
+
+
+def raw_forward(embedder, inputs: np.ndarray, batch_sizes: list[int], images: int) -> dict:
+    """Per precision and batch size: (img/s, img per CPU-second of this process) of ``embed_inputs`` on ready
+    inputs, the better of two passes over ``images`` inputs."""
+    out: dict = {}
+    for precision in PRECISIONS:
+        for b in batch_sizes:
+            batch = np.ascontiguousarray(np.resize(inputs, (b, *inputs.shape[1:])))
+            embedder.embed_inputs(batch, precision)  # warm-up: oneDNN picks its kernels for the shape
+            best = (0.0, 0.0)
+            for _ in range(2):
+                t, c = time.perf_counter(), time.process_time()
+                for _ in range(max(1, images // b)):
+                    embedder.embed_inputs(batch, precision)
+                n = max(1, images // b) * b
+                best = max(best, (n / (time.perf_counter() - t), n / (time.process_time() - c)))
+            out.setdefault(precision, {})[b] = best
+            print(f"raw {precision} batch {b}: {best[0]:.1f} img/s ({best[1]:.1f} per CPU-s)", file=sys.stderr)
+    return out
+
+
+def embedding_stage(embedder, refs, cache_dir: Path, aug_cfg, precision: str, batch: int
+                    ) -> tuple[tuple[float, float], np.ndarray]:
+    """((variants/s, variants per CPU-second), vectors) of the build's embedding stage on ``refs``, from an empty
+    cache."""
+    from logoid.build.embedding import embed_stage
+
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    rep = _Report()
+    t, c = time.perf_counter(), time.process_time()
+    got = embed_stage(refs, embedder, cache_dir, aug_cfg, rep, precision=precision, batch_size=batch)
+    rate = (rep.embedded / (time.perf_counter() - t), rep.embedded / (time.process_time() - c))
+    print(f"embedding stage {precision}: {rate[0]:.1f} variant/s ({rate[1]:.1f} per CPU-s)", file=sys.stderr)
+    return rate, got.vectors
+
+
+def feature_stage(refs, cache_dir: Path, workers: int) -> float:
+    """img/s of the build's local-feature stage on ``refs`` with ``workers`` processes, from an empty cache."""
+    from logoid.build.features import feature_stage as stage
+    from logoid.engine.local import FeatureCache
+    from logoid.identify.match import LocalConfig
+
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    rep = _Report()
+    t = time.perf_counter()
+    stage(refs, LocalConfig().extract, FeatureCache(cache_dir), rep, workers=workers)
+    dt = time.perf_counter() - t
+    print(f"feature stage, {workers} workers: {len(refs) / dt:.2f} img/s", file=sys.stderr)
+    return len(refs) / dt
+
+
+def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes: list[int], folder: Path,
+        model: str = DEFAULT_MODEL) -> dict:
+    from logoid.augment import AugmentConfig, variant_arrays
+    from logoid.core.imageio import load_image
+    from logoid.engine import create_embedder
+    from logoid.engine.embedder import cpu_native_bf16
+
+    work = WORK / "build-bench"
+    home, refs = catalog_of(logos(n, folder), work / "home")
+    embedder = create_embedder(model)
+    aug = AugmentConfig(n_variants=variants)
+    sample = [embedder.image_input(a) for r in refs[:4] for a in variant_arrays(load_image(r.path), r.scheme, aug,
+                                                                                  r.sha256)]
+    inputs = np.stack(sample)
+    embedder.vectors_id("fp32")  # the weights' hash: read once, before anything is timed
+    raw_images = 12 * max(batch_sizes)
+    raw = raw_forward(embedder, inputs, batch_sizes, raw_images)
+    stage, vectors = {}, {}
+    for precision in PRECISIONS:
+        b = max(raw[precision], key=lambda k, p=precision: raw[p][k][0])
+        stage[precision], vectors[precision] = embedding_stage(embedder, refs, work / f"cache-{precision}", aug,
+                                                               precision, b)
+    again = raw_forward(embedder, inputs, batch_sizes, raw_images)  # the raw pass after the stages: the best of both
+    for precision in PRECISIONS:
+        for b, v in again[precision].items():
+            raw[precision][b] = (max(raw[precision][b][0], v[0]), max(raw[precision][b][1], v[1]))
+    cos = np.sum(vectors["fp32"] * vectors["bf16"], axis=1)
+    features = {w: feature_stage(refs, work / f"features-{w}", w) for w in workers}
+    best_raw = {p: max(r[0] for r in raw[p].values()) for p in PRECISIONS}
+    best_raw_cpu = {p: max(r[1] for r in raw[p].values()) for p in PRECISIONS}
+    build_precision = "bf16" if cpu_native_bf16() else "fp32"  # what `build-index --precision auto` picks here
+    feat_rate = max(features.values())
+    extrapolated = {}
+    for v in [variants, *fewer]:
+        embed_h = ROSTER * v / stage[build_precision][0] / 3600
+        extrapolated[v] = {"embedding_h": embed_h, "features_h": ROSTER / feat_rate / 3600,
+                           "total_h": embed_h + ROSTER / feat_rate / 3600}
+    return {
+        "n": len(refs), "variants": variants, "model": model, "torch_threads": _torch_threads(),
+        "cpu_native_bf16": cpu_native_bf16(), "build_precision": build_precision,
+        "raw_img_s": {p: {str(b): r[0] for b, r in raw[p].items()} for p in PRECISIONS},
+        "raw_img_per_cpu_s": {p: {str(b): r[1] for b, r in raw[p].items()} for p in PRECISIONS},
+        "raw_best_img_s": best_raw,
+        "raw_best_batch": {p: max(raw[p], key=lambda k, p=p: raw[p][k][0]) for p in PRECISIONS},
+        "stage_img_s": {p: stage[p][0] for p in PRECISIONS},
+        "stage_img_per_cpu_s": {p: stage[p][1] for p in PRECISIONS},
+        "stage_share_of_raw": {p: stage[p][0] / best_raw[p] for p in PRECISIONS},
+        "stage_cpu_share_of_raw": {p: stage[p][1] / best_raw_cpu[p] for p in PRECISIONS},
+        "stage_bf16_share_of_raw_bf16": stage["bf16"][0] / best_raw["bf16"],
+        "cos_fp32_bf16": {"min": float(cos.min()), "p1": float(np.percentile(cos, 1)), "mean": float(cos.mean())},
+        "features_img_s": {str(w): r for w, r in features.items()},
+        "extrapolated_180k": {str(v): e for v, e in extrapolated.items()},
+    }
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def render(res: dict) -> str:
+    raw = table(["precision", *[f"raw, batch {b}" for b in res["raw_img_s"]["fp32"]], "embedding stage",
+                 "stage / best raw", "same, per CPU-second"],
+                [[p, *res["raw_img_s"][p].values(), res["stage_img_s"][p], res["stage_share_of_raw"][p],
+                  res["stage_cpu_share_of_raw"][p]] for p in PRECISIONS])
+    feats = table(["feature workers", "img/s"], [[w, r] for w, r in res["features_img_s"].items()])
+    ext = table(["variants", "embedding (h)", "local features (h)", "total (h)"],
+                [[v, e["embedding_h"], e["features_h"], e["total_h"]] for v, e in res["extrapolated_180k"].items()])
+    c = res["cos_fp32_bf16"]
+    return (f"{res['n']} generated logos × {res['variants']} variants, {res['model']}, torch {res['torch_threads']} "
+            f"threads, img/s:\n\n{raw}\n\nfp32 vs bf16 vector of each variant: cosine min {fmt(c['min'], 5)}, "
+            f"1st percentile {fmt(c['p1'], 5)}, mean {fmt(c['mean'], 5)}.\n\n{feats}\n\n"
+            f"180,000 references, embedding in {res['build_precision']} (what `--precision auto` picks here), "
+            f"features at the best worker count (index structures not included):\n\n{ext}")
+
+
+def summary(res: dict) -> str:
+    e = res["extrapolated_180k"]
+    v = [k for k in e if k != str(res["variants"])]
+    few = f"; {v[-1]} variants {fmt(e[v[-1]]['total_h'], 1)} h" if v else ""
+    return (f"embedding stage bf16 **{fmt(res['stage_img_s']['bf16'], 1)} img/s** "
+            f"({fmt(100 * res['stage_bf16_share_of_raw_bf16'], 0)} % of raw bf16; fp32 "
+            f"{fmt(res['stage_img_s']['fp32'], 1)}); features {fmt(max(res['features_img_s'].values()), 1)} img/s; "
+            f"180k refs × {res['variants']} variants **{fmt(e[str(res['variants'])]['total_h'], 1)} h**{few}")
+
+
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200, help="generated logos in the catalog")
+    ap.add_argument("--variants", type=int, default=20)
+    ap.add_argument("--fewer", type=_ints, default=[10, 5], help="other variant counts to extrapolate to")
+    ap.add_argument("--workers", type=_ints, default=sorted({1, len(os.sched_getaffinity(0))}),
+                    help="feature-stage worker counts to measure (default: 1 and the cores)")
+    ap.add_argument("--batch-sizes", type=_ints, default=[8, 16, 32])
+    ap.add_argument("--logos", type=Path, default=WORK / "roster-logos", help="folder of generated logos")
+    ap.add_argument("--model", default=DEFAULT_MODEL)
+    add_no_write(ap)
+    a = ap.parse_args(argv)
+    res = run(a.n, a.variants, a.fewer, a.workers, a.batch_sizes, a.logos, a.model)
+    body = render(res)
+    print(body)
+    if not a.no_write:
+        save_record("build", "stages", res, body, summary=summary(res),
+                    notes="Rates on a CPU shared with other work are lower bounds; the stage share compares "
+                          "two measurements of the same run.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,303 @@
+"""Building at scale: the image tower's precision (chosen, recorded, kept apart in the cache), the embedding stage's
+batches across references, and local features extracted by worker processes: the same index as a serial build,
+none of it held in memory, and a parallel build killed (SIGKILL) mid-way resumed with nothing lost or redone."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from synth import text_logo
+
+from logoid.augment import AugmentConfig, make_variants, variant_arrays
+from logoid.build import embedding as embedding_stage
+from logoid.build import features as feature_stage
+from logoid.build.steps import BuildOptions, BuildReport, build_index
+from logoid.catalog import Catalog
+from logoid.cli import cli
+from logoid.core.errors import ConfigError
+from logoid.core.imageio import load_image
+from logoid.core.paths import Home
+from logoid.engine import create_embedder
+from logoid.engine import embedder as embedder_mod
+from logoid.engine.embedder import cpu_native_bf16, resolve_precision
+from logoid.engine.local import FeatureCache
+from logoid.identify.match import LocalConfig
+from logoid.index.store import IndexStore
+
+N_IMAGES, VARIANTS, KILL_AT = 10, 2, 3  # 10 images to extract: enough for the pool (POOL_MIN_IMAGES)
+AUG = AugmentConfig(n_variants=VARIANTS)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    return create_embedder("tiny-test")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A home whose catalog has N_IMAGES text logos (nothing built)."""
+    root = tmp_path_factory.mktemp("parallel")
+    home = Home(root / "template")
+    home.ensure()
+    with Catalog.open(home) as cat:
+        for i in range(N_IMAGES):
+            p = root / f"logo{i}.png"
+            text_logo(f"QX{i}RZ"[: 3 + i % 3], seed=40 + i).save(p)
+            cat.add_image("band", cat.add_band(f"Band {i}").id, p)
+    return home.root
+
+
+def _home(template, dst) -> Home:
+    shutil.copytree(template, dst)
+    return Home(dst)
+
+
+def _build(home: Home, embedder, **opts) -> BuildReport:
+    with Catalog.open(home) as cat:
+        return build_index(home, cat, embedder, BuildOptions(augment=AUG, with_names=False, **opts))
+
+
+def _index_files(home: Home) -> dict[str, bytes]:
+    """Every file of the index by its name (the random token of a save's file names blanked), the sidecars without
+    the build's time; not the readers' pins."""
+    out = {}
+    for p in sorted((home.root / "index").rglob("*")):
+        if p.is_file() and not p.name.startswith("."):
+            data = p.read_bytes()
+            if p.suffix == ".json":
+                meta = json.loads(data)
+                for k in ("built_at", "updated_at"):
+                    meta.pop(k, None)
+                data = _TOKEN.sub(b".TOKEN.", json.dumps(meta, sort_keys=True).encode())
+            out[_TOKEN.sub(b".TOKEN.", str(p.relative_to(home.root)).encode()).decode()] = data
+    return out
+
+
+_TOKEN = re.compile(rb"\.[0-9a-f]{8}\.")
+
+
+# ---- precision ------------------------------------------------------------------------------------------------------
+
+def test_native_bf16_is_read_from_the_cpu_flags():
+    assert cpu_native_bf16("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512_vnni\n") is True
+    assert cpu_native_bf16("flags\t\t: fpu sse2 avx2 amx_bf16 amx_tile\n") is True
+    assert cpu_native_bf16("Features\t: fp asimd bf16 i8mm\n") is True  # Arm
+    assert cpu_native_bf16("flags\t\t: fpu sse2 avx2 avx512f avx512bw\n") is False  # AVX-512 without BF16
+    assert cpu_native_bf16("") is False
+
+
+def test_auto_precision_is_bf16_only_on_a_cpu_that_computes_it(monkeypatch):
+    monkeypatch.setattr(embedder_mod, "cpu_native_bf16", lambda cpuinfo=None: True)
+    assert resolve_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(embedder_mod, "cpu_native_bf16", lambda cpuinfo=None: False)
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16" and resolve_precision("fp32", "cpu") == "fp32"
+    with pytest.raises(ConfigError, match="fp16"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ConfigError, match="auto, fp32, bf16"):
+        resolve_precision("int8", "cpu")
+
+
+def test_bf16_vectors_are_bf16_and_close_to_fp32(embedder, template):
+    imgs = [load_image(p) for p in sorted(template.parent.glob("logo*.png"))[:4]]
+    batch = np.stack([embedder.image_input(im) for im in imgs])
+    fp32, bf16 = embedder.embed_inputs(batch, "fp32"), embedder.embed_inputs(batch, "bf16")
+    assert fp32.dtype == bf16.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(bf16, axis=1), 1.0, rtol=1e-6)
+    assert not np.array_equal(fp32, bf16)  # the tower really ran in bf16
+    assert np.sum(fp32 * bf16, axis=1).min() > 0.99
+
+
+def test_the_build_records_its_precision_and_keeps_each_in_its_own_cache(embedder, template, tmp_path):
+    home = _home(template, tmp_path / "home")
+    first = _build(home, embedder, precision="bf16", with_local=False)
+    assert (first.embedded, first.cached) == (N_IMAGES * VARIANTS, 0)
+    assert IndexStore.load_meta_only(home.index_dir)["model"]["precision"] == "bf16"
+    bf16_vectors = IndexStore.load(home.index_dir).require_vectors().vectors_and_ids()[0]
+    # fp32 finds none of the bf16 vectors in the cache: two precisions never mix
+    again = _build(home, embedder, precision="fp32", with_local=False)
+    assert (again.embedded, again.cached) == (N_IMAGES * VARIANTS, 0)
+    store = IndexStore.load(home.index_dir)
+    assert store.meta["model"]["precision"] == "fp32"
+    assert not np.array_equal(store.require_vectors().vectors_and_ids()[0], bf16_vectors)
+    assert {p.name for p in (home.cache_dir / "embeddings").glob("*.sqlite")} == {
+        f"{embedder.model_id}_bf16.sqlite", f"{embedder.model_id}.sqlite"}  # the cache's file name for "+bf16"
+    third = _build(home, embedder, precision="bf16", with_local=False)
+    assert (third.embedded, third.cached) == (0, N_IMAGES * VARIANTS)
+
+
+# ---- embedding stage ------------------------------------------------------------------------------------------------
+
+def test_model_inputs_are_the_preprocessed_floats(embedder, template):
+    """image_input (numpy, no torch) gives the very floats preprocess gives, for arrays and PIL images alike."""
+    img = load_image(sorted(template.parent.glob("logo*.png"))[0])
+    arrays = variant_arrays(img, "bw", AugmentConfig(n_variants=3), "k")
+    others = [img.convert("L"), img.convert("P"), img.convert("RGBA"), img.resize((20, 50))]
+    for im in [*arrays, *make_variants(img, "bw", AugmentConfig(n_variants=3), "k"), *others]:
+        want = embedder.preprocess(im if isinstance(im, Image.Image) else Image.fromarray(im)).permute(1, 2, 0).numpy()
+        assert np.array_equal(embedder.image_input(im), want)
+
+
+def test_variant_arrays_are_make_variants_and_any_subset_of_them():
+    img = text_logo("RAZOR", seed=3)
+    cfg = AugmentConfig(n_variants=6, size=64)
+    every = variant_arrays(img, "color", cfg, "k")
+    assert [np.asarray(v).tolist() for v in make_variants(img, "color", cfg, "k")] == [a.tolist() for a in every]
+    some = variant_arrays(img, "color", cfg, "k", indices=[4, 0, 2])
+    assert [a.tolist() for a in some] == [every[i].tolist() for i in (4, 0, 2)]
+
+
+def test_an_images_vectors_do_not_depend_on_what_shares_its_batch(embedder, template, tmp_path):
+    """Batches span references and are always full (the last one padded): image 3's vectors are the same embedded
+    among all ten or alone, as a resumed build embeds it."""
+    with Catalog.open(Home(template)) as cat:
+        refs = cat.images()
+    whole = embedding_stage.embed_stage(refs, embedder, tmp_path / "a", AUG, BuildReport(), batch_size=4)
+    alone = embedding_stage.embed_stage(refs[3:4], embedder, tmp_path / "b", AUG, BuildReport(), batch_size=4)
+    assert np.array_equal(whole.ids[6:8], alone.ids)
+    assert np.array_equal(whole.vectors[6:8], alone.vectors)
+    direct = embedder.embed_images(make_variants(load_image(refs[3].path), refs[3].scheme, AUG, refs[3].sha256))
+    np.testing.assert_allclose(alone.vectors, direct, atol=1e-5)  # the same images through embed_images
+
+
+def test_the_stage_counts_cached_and_fresh_variants_and_skips_an_unreadable_image(embedder, template, tmp_path):
+    with Catalog.open(Home(template)) as cat:
+        refs = cat.images()
+    rep = BuildReport()
+    embedding_stage.embed_stage(refs[:4], embedder, tmp_path, AUG, rep)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    bad = dataclasses.replace(refs[5], id=999, sha256="0" * 64, path=broken)
+    errors = []
+    rep = BuildReport()
+    got = embedding_stage.embed_stage([*refs[:6], bad], embedder, tmp_path, AUG, rep,
+                                      on_error=lambda ref, e: errors.append(ref.path))
+    assert (rep.cached, rep.embedded) == (4 * VARIANTS, 2 * VARIANTS)
+    assert [r.id for r in got.refs] == [r.id for r in refs[:6]] and errors == [broken]
+    assert got.vectors.shape == (6 * VARIANTS, embedder.dim)
+
+
+# ---- local features -------------------------------------------------------------------------------------------------
+
+def test_parallel_features_give_the_same_index_as_a_serial_build(embedder, template, tmp_path, monkeypatch):
+    pools = []
+    start = feature_stage._start_pool
+    monkeypatch.setattr(feature_stage, "_start_pool", lambda n: pools.append(n) or start(n))
+    serial = _home(template, tmp_path / "serial")
+    parallel = _home(template, tmp_path / "parallel")
+    one = _build(serial, embedder, workers=1, precision="fp32")
+    assert pools == []
+    two = _build(parallel, embedder, workers=2, precision="fp32")
+    assert pools == [2]  # the workers did the extracting
+    assert one.features_extracted == two.features_extracted == N_IMAGES
+    assert (one.warnings, one.skipped) == (two.warnings, two.skipped)
+    cfg = LocalConfig().extract
+    files = sorted(p.relative_to(serial.cache_dir) for p in (serial.cache_dir / "features").rglob("*.npz"))
+    assert len(files) == 2 * N_IMAGES  # normal + inverted
+    assert files == sorted(p.relative_to(parallel.cache_dir) for p in (parallel.cache_dir / "features").rglob("*.npz"))
+    for f in files:  # the same keypoints and descriptors, byte for byte
+        assert (serial.cache_dir / f).read_bytes() == (parallel.cache_dir / f).read_bytes(), f
+    assert _index_files(serial) == _index_files(parallel)
+    assert FeatureCache(serial.cache_dir / "features").keypoint_count(
+        Catalog.open(serial).images()[0].sha256, cfg) is not None
+
+
+def test_the_descriptor_index_reads_the_features_from_the_cache(embedder, template, tmp_path, monkeypatch):
+    """Nothing holds every reference's features: the index gets an iterable that reads them from the cache each
+    time it is walked."""
+    from logoid.index.descriptors import DescriptorIndex
+
+    given = []
+    build = DescriptorIndex.build.__func__
+    monkeypatch.setattr(DescriptorIndex, "build",
+                        classmethod(lambda cls, items, **kw: given.append(items) or build(cls, items, **kw)))
+    home = _home(template, tmp_path / "home")
+    _build(home, embedder, workers=1, precision="fp32")
+    (items,) = given
+    assert isinstance(items, feature_stage.CachedFeatures) and len(items) == N_IMAGES
+    first, second = list(items), list(items)
+    assert [i for i, _ in first] == [r.id for r in Catalog.open(home).images()]
+    assert all(a[1][v].desc is not b[1][v].desc for a, b in zip(first, second, strict=True) for v in (0, 1))
+    cache = FeatureCache(home.cache_dir / "features")
+    ref = Catalog.open(home).images()[2]
+    want = cache.lookup_reference(ref.sha256, LocalConfig().extract)
+    assert np.array_equal(first[2][1][1].desc, want[1].desc) and np.array_equal(first[2][1][0].xy, want[0].xy)
+
+
+def _killed_parallel_build(home: Home, step: str) -> None:
+    env = {**os.environ, "LOGOID_FAULT": f"{step}@{KILL_AT}", "LOGOID_HOME": str(home.root)}
+    res = subprocess.run([sys.executable, "-m", "logoid", "build-index", "--model", "tiny-test", "--variants",
+                          str(VARIANTS), "--no-names", "--workers", "2", "--precision", "fp32"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == -9, res.stderr  # SIGKILLed at the fault point
+
+
+def _cli_build(home: Home, *args: str) -> dict:
+    res = CliRunner().invoke(cli, ["--home", str(home.root), "build-index", "--model", "tiny-test", "--variants",
+                                   str(VARIANTS), "--no-names", "--precision", "fp32", *args, "--json"],
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_a_killed_parallel_build_resumes_with_nothing_lost_or_redone(embedder, template, tmp_path):
+    whole = _home(template, tmp_path / "whole")
+    _cli_build(whole, "--workers", "1")
+    home = _home(template, tmp_path / "killed")
+    _killed_parallel_build(home, "build-image-features")
+    assert not IndexStore.exists(home.index_dir)
+    # The workers ran ahead of the kill point: whatever they finished is whole on disk (each file renamed into
+    # place), and it is exactly what the resumed build finds; the rest it extracts, each image once.
+    cfg = LocalConfig().extract
+    cache = FeatureCache(home.cache_dir / "features")
+    with Catalog.open(home) as cat:
+        done = sum(cache.keypoint_count(r.sha256, cfg) is not None for r in cat.images())
+    assert KILL_AT <= done <= N_IMAGES
+    report = _cli_build(home, "--workers", "2")
+    assert (report["embedded"], report["cached"]) == (0, N_IMAGES * VARIANTS)
+    assert (report["features_cached"], report["features_extracted"]) == (done, N_IMAGES - done)
+    assert (report["images"], report["skipped"]) == (N_IMAGES, [])
+    assert _index_files(home) == _index_files(whole)
+    assert not [p for p in (home.cache_dir / "features").rglob(".*.tmp")]
+
+
+def test_dropping_references_moves_the_kept_rows_up_in_place():
+    vectors = np.arange(24, dtype=np.float32).reshape(6, 4)
+    ids = np.arange(6, dtype=np.int64)
+    got = embedding_stage.Embedded(["a", "b", "c"], vectors, ids, per_ref=2).keep([False, True, True])
+    assert got.refs == ["b", "c"] and np.shares_memory(got.vectors, vectors)
+    assert got.vectors.tolist() == np.arange(8, 24).reshape(4, 4).tolist() and got.ids.tolist() == [2, 3, 4, 5]
+
+
+def test_gallery_calibration_groups_rows_by_entity_as_before():
+    """Entities' rows handed over as views of the vectors where they are one run: the same calibration as the
+    rows gathered one by one."""
+    from types import SimpleNamespace
+
+    from logoid.build.steps import gallery_calibration
+    from logoid.index.vectors import decode_ids, encode_ids
+    from logoid.scoring.rules import leave_one_out_impostors
+
+    rng = np.random.default_rng(0)
+    images = [SimpleNamespace(id=i, entity_type="band", entity_id=e) for i, e in enumerate([1, 2, 1, 3, 4, 4], 1)]
+    ids = encode_ids(np.repeat([i.id for i in images], 5), np.tile(np.arange(5), len(images)))
+    centres = rng.normal(size=(5, 16)).astype(np.float32)
+    vectors = centres[np.repeat([i.entity_id for i in images], 5)] + rng.normal(0, 0.3, (30, 16)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    got = gallery_calibration(SimpleNamespace(images=lambda: images), vectors, ids)
+    owner = {i.id: f"band:{i.entity_id}" for i in images}
+    groups: dict[str, list[int]] = {}
+    for row, iid in enumerate(decode_ids(ids)[0]):
+        groups.setdefault(owner[int(iid)], []).append(row)
+    want = leave_one_out_impostors({k: vectors[v] for k, v in groups.items()}, objective="balanced_accuracy")
+    assert got["calibration"]["global"] == want.to_dict()
