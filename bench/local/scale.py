@@ -21,6 +21,16 @@ DescriptorIndex configurations named in ``bench.local.e2e.SPECS`` (exact, defaul
         [--timed 40] [--no-write]
     python -m bench local-scale e2e --from RUN.json [RUN.json ...] [--notes NOTES.md]   # one record of saved runs
 
+``roster``: the local channel at 276 (the designs alone) to 180k references of DISTINCT logo-like references
+(``bench.local.roster``: designs, real band-logos, simple-icons, generated band logos; beyond ``--distinct`` the
+generated ones' descriptor sets reused under new ids), each index queried in a fresh process per layout (codes in
+RAM, memory-mapped, no re-ranking): build time, disk, resident / anonymous / file-backed memory, p50/p90 per photo
+end to end on 2 threads, accuracy where every reference is distinct. Fill the feature cache first:
+
+    python -m bench.local.roster extract --n 50000
+    python -m bench local-scale roster [--refs 276 --refs 1000 --refs 10000 --refs 50000 --refs 180000]
+        [--layout ram --layout mmap --layout norefine] [--timed 40] [--no-write]
+
 Every run is recorded (bench/results/local/) and BENCHMARKS.md regenerated; ``--no-write`` only prints.
 """
 
@@ -246,7 +256,7 @@ def _also_row(spec: str) -> tuple:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["distractors", "index", "e2e"])
+    ap.add_argument("what", choices=["distractors", "index", "e2e", "roster"])
     ap.add_argument("--data", type=Path, default=DATA / "threadless-dev")
     ap.add_argument("--n", type=int, action="append", default=None, help="distractor counts (default 1000, 3000)")
     ap.add_argument("--refs", type=int, action="append", default=None,
@@ -263,7 +273,11 @@ def main(argv=None) -> int:
                          "16:2:refine=2, 16:2:16:ransac_max_iters=2000)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="e2e: save IVF builds here; a build already there is reused and only the --also rows run")
-    ap.add_argument("--timed", type=int, default=40, help="e2e: test photos whose decode + extraction is timed")
+    ap.add_argument("--timed", type=int, default=40, help="e2e, roster: test photos timed end to end")
+    ap.add_argument("--layout", action="append", default=None, choices=["ram", "mmap", "norefine"],
+                    help="roster: descriptor-index layouts to query (default all three)")
+    ap.add_argument("--distinct", type=int, default=50_000,
+                    help="roster: distinct references available; larger catalogs reuse generated ones under new ids")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/work/local_scale_<what>.json)")
     ap.add_argument("--from", dest="saved", type=Path, nargs="+", default=None,
                     help="e2e: record one table of these saved result JSON files (--out of runs of one size each) "
@@ -288,7 +302,13 @@ def main(argv=None) -> int:
         if not args.no_write:
             _record("e2e", res, md, e2e.summary(res), notes)
         return 0
-    if args.what == "e2e":
+    if args.what == "roster":
+        from bench.local import roster
+
+        res = roster.run(args.refs or [276, 1000, 10000, 50000], args.layout or ["ram", "mmap", "norefine"],
+                         args.distinct, args.timed)
+        md, summary = roster.markdown(res), roster.summary(res)
+    elif args.what == "e2e":
         res = e2e.run_e2e(args.data, args.refs or [1000, 10000], args.index or ["exact", "prev", "default"],
                           cfg, args.timed, args.merge, bar,
                           [_also_row(a) for a in args.also], args.keep)

@@ -1,0 +1,397 @@
+"""The roster catalog of issue 24: the 276 threadless-dev designs among many DISTINCT logo-like references.
+
+References, in this order (image ids in separate ranges, so a hit's kind is read off its id):
+
+- the 276 enrolled threadless-dev designs (ids < 10k: the photos' right answers),
+- the 1,206 real band logos of ../shared/data/band-logos (``BAND_ID0 + i``),
+- simple-icons brand logos rendered as the demo does (``bench.local.catalog.ICON_ID0 + i``, up to 3,000),
+- generated band-like logos (``bench._logos``: names from the roster generator in 216 fonts and band-logo styles,
+  ``GEN_ID0 + i``) for the rest.
+
+A catalog of ``n`` references takes the first ``n`` of that order. Beyond the distinct references that exist
+(``distinct()``), ``reused`` references repeat the generated logos' descriptor sets under new ids
+(``REUSE_ID0 + j``): they measure memory and speed, not accuracy (the ratio test meets exact twins).
+
+Reference features are extracted once, in parallel processes, into the local benches' feature cache
+(``bench/work/local-cache/refs``, keyed on the file's sha256 and the extraction settings), and read back lazily:
+:class:`LazyItems` is a re-iterable of ``(image_id, [normal, inverted])`` that loads each reference's features as
+it is reached, so a 50k-reference catalog (~19 GB of float descriptors) never sits in memory at once.
+
+    python -m bench.local.roster extract --n 50000 [--workers 2]   # fill the cache (resumable, a bar with ETA)
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench._common import DATA, WORK
+from bench.local import sweep
+from bench.local.catalog import ICON_DIR, ICON_ID0, MAX_REAL_ICONS, icon_slugs
+from logoid.engine.local import FeatureCache, Features
+from logoid.identify.match import LocalConfig
+
+BAND_ID0 = 3_000_000
+GEN_ID0 = 4_000_000
+REUSE_ID0 = 10_000_000
+GEN_DIR = WORK / "roster-logos"
+REF_CACHE = sweep.CACHE / "refs"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """One reference of the catalog: its id, its image file and its sha256 (the feature cache's key)."""
+
+    image_id: int
+    path: Path
+    sha256: str
+    kind: str  # design | band | icon | generated
+
+
+def _band_logos(data: Path) -> list[Path]:
+    root = data / "band-logos"
+    with open(root / "manifest.csv", newline="") as f:
+        return [root / r["image"] for r in csv.DictReader(f)]
+
+
+def _generated(n: int) -> list[Path]:
+    if n <= 0:
+        return []
+    from bench._logos import generate
+
+    rows = generate(n, GEN_DIR)
+    return [GEN_DIR / r["file"] for r in rows[:n]]
+
+
+def _icons(n: int) -> list[tuple[int, Path]]:
+    from logoid.demo.icons import render_to
+
+    out = []
+    for i, slug in enumerate(icon_slugs(min(n, MAX_REAL_ICONS))):
+        try:
+            out.append((ICON_ID0 + i, render_to(slug, ICON_DIR)))
+        except Exception as e:  # noqa: BLE001 - an icon resvg cannot render is skipped and said so
+            print(f"skipping icon {slug}: {e}", file=sys.stderr)
+    return out
+
+
+def catalog(n: int, data: Path = DATA) -> list[Ref]:
+    """The first ``n`` distinct references (designs, band logos, icons, generated logos), or all that exist."""
+    from logoid.core.imageio import file_hash
+
+    designs_dir = data / "threadless-dev"
+    rows = sweep.manifest(designs_dir)
+    refs: list[tuple[int, Path, str]] = [(int(r["id"]), designs_dir / r["design"], "design") for r in rows
+                                         if r["role"] == "enrolled"]
+    refs += [(BAND_ID0 + i, p, "band") for i, p in enumerate(_band_logos(data))]
+    if len(refs) < n:
+        refs += [(i, p, "icon") for i, p in _icons(n - len(refs))]
+    if len(refs) < n:
+        refs += [(GEN_ID0 + i, p, "generated") for i, p in enumerate(_generated(n - len(refs)))]
+    return [Ref(i, p, file_hash(p), kind) for i, p, kind in refs[:n]]
+
+
+def _extract_one(args: tuple[str, str, dict]) -> int:
+    """Worker: extract one reference into the cache (a hit is skipped); returns its keypoint count."""
+    import cv2
+
+    from logoid.core.imageio import load_image
+    from logoid.engine.local import ExtractConfig
+
+    cv2.setNumThreads(1)
+    path, sha, cfg_d = args
+    cfg = ExtractConfig.from_dict(cfg_d)
+    feats = FeatureCache(REF_CACHE).get_reference(sha, lambda: load_image(path), cfg)
+    return sum(len(f) for f in feats)
+
+
+def extract_all(refs: list[Ref], cfg: LocalConfig, workers: int = 2, progress=None) -> int:
+    """Extract every reference not yet in the cache, ``workers`` processes side by side; the descriptor count."""
+    cache = FeatureCache(REF_CACHE)
+    todo = [r for r in refs if cache.lookup_reference(r.sha256, cfg.extract) is None]
+    if not todo:
+        return 0
+    jobs = [(str(r.path), r.sha256, cfg.extract.to_dict()) for r in todo]
+    bar = progress(total=len(jobs)) if progress else None
+    total = 0
+    if workers <= 1:
+        for j in jobs:
+            total += _extract_one(j)
+            if bar:
+                bar.update(1)
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            for kp in pool.map(_extract_one, jobs, chunksize=16):
+                total += kp
+                if bar:
+                    bar.update(1)
+    if bar:
+        bar.close()
+    return total
+
+
+class LazyItems:
+    """``(image_id, [normal, inverted])`` of a catalog, each reference's features read from the cache when reached.
+
+    ``reused``: after the distinct references, this many more that repeat the generated logos' features (in order,
+    cycling) under ids ``REUSE_ID0 + j``. Iterating twice gives the same sequence.
+    """
+
+    def __init__(self, refs: list[Ref], cfg: LocalConfig, reused: int = 0):
+        self.refs, self.cfg, self.reused = refs, cfg, reused
+        self.sources = [r for r in refs if r.kind == "generated"] or refs
+        if reused and not self.sources:
+            raise ValueError("reused references need generated ones to repeat")
+
+    def __len__(self) -> int:
+        return len(self.refs) + self.reused
+
+    def _load(self, ref: Ref) -> list[Features]:
+        got = FeatureCache(REF_CACHE).lookup_reference(ref.sha256, self.cfg.extract)
+        if got is None:
+            raise RuntimeError(f"{ref.path}: features not cached; run `python -m bench.local.roster extract` first")
+        return got[: 2 if self.cfg.extract.enrol_inverted else 1]
+
+    def __iter__(self) -> Iterator[tuple[int, list[Features]]]:
+        for ref in self.refs:
+            yield ref.image_id, self._load(ref)
+        for j in range(self.reused):
+            yield REUSE_ID0 + j, self._load(self.sources[j % len(self.sources)])
+
+
+# ---- measuring a catalog size ------------------------------------------------------------------------------
+INDEX_DIR = WORK / "roster-index"
+LAYOUTS = ("ram", "mmap", "norefine")  # re-ranking codes and coordinates in RAM; memory-mapped; no re-ranking
+
+
+def index_path(n: int, cfg: LocalConfig, tag: str = "default") -> Path:
+    return INDEX_DIR / f"{tag}-{n}refs-{cfg.extract.ref_hash()}" / "descriptors"
+
+
+def build(n: int, cfg: LocalConfig, distinct: int, config=None, tag: str = "default", data: Path = DATA) -> dict:
+    """Build (or reuse) the descriptor index of an ``n``-reference catalog: its first ``min(n, distinct)`` distinct
+    references, the rest reused generated ones. Returns the build facts (kept beside the index)."""
+    import json
+    import time
+
+    from bench._common import peak_rss_mb
+    from logoid.index.descriptors import DescriptorIndex
+
+    path = index_path(n, cfg, tag)
+    facts = path.with_name("build.json")
+    if facts.exists():
+        return json.loads(facts.read_text())
+    refs = catalog(min(n, distinct), data)
+    items = LazyItems(refs, cfg, reused=max(0, n - len(refs)))
+    t = time.perf_counter()
+    dindex = DescriptorIndex.build(items, config=config, feature_config=cfg.extract)
+    build_s = time.perf_counter() - t
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t = time.perf_counter()
+    dindex.save(path)
+    out = {"refs": n, "distinct": len(refs), "reused": items.reused, "descriptors": dindex.ntotal,
+           "structure": dindex.structure(), "build_s": build_s, "save_s": time.perf_counter() - t,
+           "build_peak_rss_mb": peak_rss_mb(),
+           "disk_mb": sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file()) / 2**20,
+           "kinds": {k: sum(r.kind == k for r in refs) for k in ("design", "band", "icon", "generated")}}
+    facts.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def _status_mb() -> dict:
+    """Resident memory of this process from /proc/self/status: total, anonymous, file-backed, peak (MiB)."""
+    got = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "RssAnon", "RssFile", "VmHWM"):
+            got[key] = int(rest.split()[0]) / 1024
+    return got
+
+
+def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, data: Path = DATA) -> dict:
+    """Load the index at ``path`` with ``layout``, answer the threadless-dev photos through the local channel alone
+    (accuracy: every photo, from cached query features; timing: the first ``timed`` test photos end to end,
+    decode + SIFT + search + verification, ``threads`` threads); memory of this process after it all."""
+    import statistics
+    import time
+
+    import cv2
+    import faiss
+    import numpy as np
+
+    from logoid.core.imageio import load_image
+    from logoid.engine.local import extract
+    from logoid.identify.match import verify_search
+    from logoid.index.descriptors import DescriptorIndex
+
+    cfg = LocalConfig()
+    mem0 = _status_mb()
+    t = time.perf_counter()
+    dindex = DescriptorIndex.load(path, mmap=layout != "ram", refine=0 if layout == "norefine" else None)
+    load_s = time.perf_counter() - t
+    mem_loaded = _status_mb()
+    faiss.omp_set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    designs = data / "threadless-dev"
+    rows = sweep.manifest(designs)
+    k = max(2, cfg.match.neighbours)
+    out: dict = {"layout": layout, "threads": threads, "load_s": load_s, "mem_before_load": mem0,
+                 "mem_loaded": mem_loaded}
+    times = []
+    for r in [r for r in rows if r["split"] == "test"][:timed]:
+        t0 = time.perf_counter()
+        f = extract(load_image(designs / r["photo"]), cfg.extract, "query")
+        t1 = time.perf_counter()
+        D, own = dindex.search(f.desc, k=k)
+        t2 = time.perf_counter()
+        verify_search(f, dindex, D, own, cfg)
+        t3 = time.perf_counter()
+        times.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
+    cols = list(zip(*times, strict=True))
+    out.update({"timed": len(times), "extract_s": statistics.median(cols[0]), "search_s": statistics.median(cols[1]),
+                "verify_s": statistics.median(cols[2]), "e2e_p50_s": statistics.median(cols[3]),
+                "e2e_p90_s": float(np.percentile(cols[3], 90)), "mem_timed": _status_mb()})
+    if accuracy:  # (the 464 photos' cached features alone are ~1 GB: memory is read before, in mem_timed)
+        qf = sweep.query_features(designs, rows, cfg)
+        results = []
+        for f in qf:
+            D, own = dindex.search(f.desc, k=k)
+            results.append(verify_search(f, dindex, D, own, cfg) if len(f) else [])
+        ev = sweep.evaluate(rows, results, "score")
+        recs = ev.pop("records")
+        out.update({"test": ev["test"], "calib": ev["calib"], "threshold": ev["threshold"],
+                    "distractor_top": sum(1 for x in recs if x["top"] is not None and x["top"] >= 10_000),
+                    "top_kinds": _kinds(recs)})
+    out["mem_after"] = _status_mb()
+    return out
+
+
+def _kinds(recs: list[dict]) -> dict:
+    """How many photos (all splits) have each kind of reference on top."""
+    def kind(i):
+        if i is None:
+            return "none"
+        return ("design" if i < ICON_ID0 else "icon" if i < BAND_ID0 else "band" if i < GEN_ID0 else "generated"
+                if i < REUSE_ID0 else "reused")
+    out: dict = {}
+    for x in recs:
+        out[kind(x["top"])] = out.get(kind(x["top"]), 0) + 1
+    return out
+
+
+def run(sizes: list[int], layouts: list[str], distinct: int = 50_000, timed: int = 40, threads: int = 2,
+        data: Path = DATA) -> dict:
+    """Every size: build (or reuse) its index, then each layout queried in a fresh process (so its memory is the
+    query's alone). Accuracy only where every reference is distinct."""
+    import json
+    import subprocess
+    import tempfile
+
+    cfg = LocalConfig()
+    out: dict = {"_meta": {"distinct": distinct, "timed": timed, "threads": threads}}
+    for n in sizes:
+        facts = build(n, cfg, distinct, data=data)
+        print(n, facts, file=sys.stderr, flush=True)
+        for layout in layouts:
+            with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+                cmd = [sys.executable, "-m", "bench.local.roster", "query", str(index_path(n, cfg)), "--layout", layout,
+                       "--timed", str(timed), "--threads", str(threads), "--out", tmp.name]
+                if facts["reused"] == 0:
+                    cmd.append("--accuracy")
+                subprocess.run(cmd, check=True)
+                got = json.loads(Path(tmp.name).read_text())
+            print(n, layout, {k: v for k, v in got.items() if not k.startswith("mem")}, got["mem_after"],
+                  file=sys.stderr, flush=True)
+            out[f"{n} {layout}"] = {**facts, **got}
+    out["_meta"]["load_avg"] = Path("/proc/loadavg").read_text().split()[:3]
+    return out
+
+
+def markdown(res: dict) -> str:
+    from bench._common import fmt, table
+
+    meta = res["_meta"]
+    rows = []
+    for key, r in res.items():
+        if key == "_meta":
+            continue
+        m = r["mem_timed"]
+        t = r.get("test") or {}
+        rows.append([r["refs"], r["distinct"], r["reused"], r["descriptors"], r["structure"], r["layout"],
+                     fmt(r["build_s"], 0), fmt(r["disk_mb"], 0), fmt(m["VmRSS"], 0), fmt(m["RssAnon"], 0),
+                     fmt(m["RssFile"], 0), fmt(m["VmHWM"], 0), r["e2e_p50_s"], r["e2e_p90_s"], r["extract_s"],
+                     r["search_s"], r["verify_s"], fmt(t.get("top1")), fmt(t.get("auroc")), fmt(t.get("open_set")),
+                     r.get("distractor_top", "")])
+    return (
+        "Local channel alone on threadless-dev photos against catalogs of DISTINCT references (bench/local/roster.py):"
+        " the 276 enrolled designs, then the 1,206 real band-logos, 3,000 simple-icons and generated band-like logos "
+        "(bench/_logos.py); rows with `reused` > 0 repeat the generated logos' descriptor sets under new ids (memory "
+        "and speed only: no accuracy). Normal + inverted variants, default extraction and index settings. Each layout is"
+        " queried in a fresh process: `ram` = re-ranking codes and keypoint coordinates in anonymous memory; `mmap` = "
+        "both memory-mapped from the index files; `norefine` = mmap, and no SQ8 re-ranking (fast-scan PQ distances "
+        f"only). Timing: the first {meta['timed']} test photos, decode + SIFT + search + verification on "
+        f"{meta['threads']} threads (p50/p90 of the sum; stage columns are medians); load average at the end "
+        f"{' '.join(meta.get('load_avg', []))}. Memory: the query process after the timed photos (before the "
+        "accuracy pass, whose 464 cached photo features alone take ~1 GB), from /proc/self/status: resident (VmRSS) = anonymous (RssAnon) + file-backed (RssFile, "
+        "pages of mapped files in RAM: the OS may drop them), and its peak (VmHWM). Accuracy: split=test, "
+        "threshold on split=calib; `distractor on top` = photos (all splits) whose best verified reference is not a "
+        "design.\n\n"
+        + table(["refs", "distinct", "reused", "descriptors", "index", "layout", "build s", "disk MB", "resident MB",
+                 "anon MB", "file MB", "peak MB", "p50 s", "p90 s", "extract s", "search s", "verify s", "top-1",
+                 "AUROC", "open-set", "distractor on top"], rows))
+
+
+def summary(res: dict) -> str:
+    from bench._common import fmt
+
+    parts = []
+    for key, r in res.items():
+        if key == "_meta" or r["layout"] != "norefine":
+            continue
+        t = r.get("test")
+        acc = f", test top-1 {fmt(t['top1'])} AUROC {fmt(t['auroc'])}" if t else ""
+        parts.append(f"{r['refs']} refs: p50 {fmt(r['e2e_p50_s'])} s, resident {fmt(r['mem_timed']['VmRSS'], 0)} MB "
+                     f"(anon {fmt(r['mem_timed']['RssAnon'], 0)}){acc}")
+    return "; ".join(parts)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Fill the feature cache of the roster catalog (issue 24); query a built "
+                                             "index (run in a fresh process by `python -m bench local-scale roster`).")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("query")
+    q.add_argument("index", type=Path)
+    q.add_argument("--layout", choices=LAYOUTS, default="ram")
+    q.add_argument("--accuracy", action="store_true")
+    q.add_argument("--timed", type=int, default=40)
+    q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--out", type=Path, required=True)
+    e = sub.add_parser("extract")
+    e.add_argument("--n", type=int, default=50_000, help="distinct references (designs, band logos, icons, generated)")
+    e.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    e.add_argument("--data", type=Path, default=DATA)
+    a = ap.parse_args(argv)
+    if a.cmd == "query":
+        import json
+
+        a.out.write_text(json.dumps(query(a.index, a.layout, a.accuracy, a.timed, a.threads), indent=1))
+        return 0
+    from tqdm import tqdm
+
+    refs = catalog(a.n, a.data)
+    print(f"{len(refs)} references ({', '.join(f'{k} {sum(r.kind == k for r in refs)}' for k in ('design', 'band', 'icon', 'generated'))})",
+          file=sys.stderr)
+    n = extract_all(refs, LocalConfig(), a.workers,
+                    progress=lambda total: tqdm(total=total, desc="reference features", unit="img", file=sys.stderr))
+    print(f"extracted {n} descriptors", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
