@@ -358,7 +358,11 @@ def summary(res: dict) -> str:
         acc = f", test top-1 {fmt(t['top1'])} AUROC {fmt(t['auroc'])}" if t else ""
         parts.append(f"{r['refs']} refs: p50 {fmt(r['e2e_p50_s'])} s, resident {fmt(r['mem_timed']['VmRSS'], 0)} MB "
                      f"(anon {fmt(r['mem_timed']['RssAnon'], 0)}){acc}")
-    return "; ".join(parts)
+    ram = {r["refs"]: r for k, r in res.items() if k != "_meta" and r["layout"] == "ram" and r.get("test")}
+    with_codes = "; with SQ8 re-ranking in RAM: " + ", ".join(
+        f"{n} refs top-1 {fmt(r['test']['top1'])} AUROC {fmt(r['test']['auroc'])}" for n, r in ram.items()) if ram else ""
+    return ("no re-ranking (fast-scan PQ only, coordinates memory-mapped): " + "; ".join(parts) + with_codes) if parts \
+        else ""
 
 
 def main(argv=None) -> int:
