@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import multiprocessing
 import os
 import sys
 from collections.abc import Iterator
@@ -97,7 +98,7 @@ def catalog(n: int, data: Path = DATA) -> list[Ref]:
     return [Ref(i, p, file_hash(p), kind) for i, p, kind in refs[:n]]
 
 
-def _extract_one(args: tuple[str, str, dict]) -> int:
+def _extract_one(args: tuple[str, str, dict, str]) -> int:
     """Worker: extract one reference into the cache (a hit is skipped); returns its keypoint count."""
     import cv2
 
@@ -105,9 +106,9 @@ def _extract_one(args: tuple[str, str, dict]) -> int:
     from logoid.engine.local import ExtractConfig
 
     cv2.setNumThreads(1)
-    path, sha, cfg_d = args
+    path, sha, cfg_d, cache_dir = args
     cfg = ExtractConfig.from_dict(cfg_d)
-    feats = FeatureCache(REF_CACHE).get_reference(sha, lambda: load_image(path), cfg)
+    feats = FeatureCache(cache_dir).get_reference(sha, lambda: load_image(path), cfg)
     return sum(len(f) for f in feats)
 
 
@@ -117,7 +118,7 @@ def extract_all(refs: list[Ref], cfg: LocalConfig, workers: int = 2, progress=No
     todo = [r for r in refs if cache.lookup_reference(r.sha256, cfg.extract) is None]
     if not todo:
         return 0
-    jobs = [(str(r.path), r.sha256, cfg.extract.to_dict()) for r in todo]
+    jobs = [(str(r.path), r.sha256, cfg.extract.to_dict(), str(REF_CACHE)) for r in todo]
     bar = progress(total=len(jobs)) if progress else None
     total = 0
     if workers <= 1:
@@ -126,7 +127,8 @@ def extract_all(refs: list[Ref], cfg: LocalConfig, workers: int = 2, progress=No
             if bar:
                 bar.update(1)
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        # spawned, not forked: a fork of a process running threads (OpenCV's, torch's, a test runner's) can hang
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             for kp in pool.map(_extract_one, jobs, chunksize=16):
                 total += kp
                 if bar:
