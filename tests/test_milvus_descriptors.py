@@ -148,16 +148,10 @@ def _answer(home, photo) -> dict:
 
 
 def test_cli_milvus_descriptors_answer_like_faiss(tmp_path):
-    from synth import logos_and_photos
+    from synth import faiss_and_milvus_homes
 
-    names = {"Mayhem": ("MAYHEM", 1), "Deftones": ("DEFTONES", 2), "Korn": ("KORN", 3), "Slayer": ("SLAYER", 9)}
-    logos, photos = logos_and_photos(tmp_path, names)
-    homes = {"faiss": tmp_path / "home-faiss", "milvus": tmp_path / "home-milvus"}
-    for backend, home in homes.items():
-        for band in ("Mayhem", "Deftones", "Korn"):
-            _run(home, "add-band", "--name", band, "--image", logos[band])
-        out = json.loads(_run(home, "build-index", *FAST, "--backend", backend, "--json").stdout)
-        assert out["descriptors"] > 0
+    logos, photos, homes, outs = faiss_and_milvus_homes(tmp_path, _run, FAST)
+    assert all(out["descriptors"] > 0 for out in outs.values())
     faiss_n = json.loads((homes["faiss"] / "index" / SIDECAR).read_text())["counts"]["descriptors"]
     meta = json.loads((homes["milvus"] / "index" / SIDECAR).read_text())
     assert meta["counts"]["descriptors"] == faiss_n
