@@ -63,6 +63,12 @@ class DescriptorConfig:
     # descriptors was trained on 12 a list before this field)
     train_per_list: int = 40
     seed: int = 0  # for the training sample
+    # Keep references' normal variant only and find inverted prints by searching each photo descriptor a second
+    # time contrast-flipped (``INVERTED_ORDER``): a reference's inverted variant is exactly its grey keypoints with
+    # that permutation, so storing it doubled the index for nothing. Hits of the flipped search are reported as
+    # variant 1 with the normal's keypoints. Same answers as both variants stored (tested), half the descriptors.
+    # Indexes saved before this field stored both (False).
+    flip_inverted: bool = True
 
     def __post_init__(self) -> None:
         if self.quantizer not in ("hnsw", "flat"):
@@ -103,6 +109,8 @@ class DescriptorConfig:
         d = dict(d)
         if "codes" not in d and d:  # saved before `codes` existed: flat quantiser, PQ{pq_m} or Flat, no re-ranking
             d.update(codes=f"PQ{d['pq_m']}" if d.get("pq_m") else "Flat", quantizer="flat", refine=0)
+        if d and "flip_inverted" not in d:  # saved before it existed: both variants stored
+            d["flip_inverted"] = False
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
@@ -137,7 +145,7 @@ def training_pool(items: Iterable[tuple[int, list]], config: DescriptorConfig) -
     n = kept = 0
     cut = 2.0  # keep descriptors whose priority is below this (all of them until the first thinning)
     for _, feats in items:
-        for f in feats:
+        for f in (feats[:1] if config.flip_inverted else feats):  # the variants the index stores
             d = np.asarray(f.desc, np.float32)
             if not len(d):
                 continue

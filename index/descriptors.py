@@ -26,7 +26,7 @@ import numpy as np
 
 from logoid.core.errors import ConfigError, IndexMismatchError, IndexMissingError
 from logoid.core.pool import thread_map, workers
-from logoid.engine.local import DESC_DIM, ExtractConfig, Features
+from logoid.engine.local import DESC_DIM, INVERTED_ORDER, VARIANT_INVERTED, ExtractConfig, Features
 from logoid.index.descriptor_files import load_index, save_index
 from logoid.index.descriptor_layout import KeyedRows, entry_key
 from logoid.index.descriptor_structure import (
@@ -79,9 +79,38 @@ class DescriptorBase:
     _geo: KeyedRows
     feature_config: dict
 
+    @property
+    def flip_inverted(self) -> bool:
+        """Whether only references' normal variant is stored and inverted prints are found by searching each
+        photo descriptor contrast-flipped too (``DescriptorConfig.flip_inverted``)."""
+        return False
+
     def search(self, desc: np.ndarray, k: int = 2, restrict: Iterable[int] | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
+        """Squared L2 distances (nq, k) and owners (nq, k, 3) = (image_id, variant, keypoint); -1 = none.
+
+        ``restrict``: only these reference image ids are searched. With :attr:`flip_inverted`, the k nearest of
+        each descriptor and of its contrast-flipped copy (one search of both), merged: a flipped hit is the
+        reference's inverted variant (1) at the same keypoint.
+        """
+        desc = np.ascontiguousarray(np.asarray(desc, np.float32).reshape(-1, DESC_DIM))
+        if not self.flip_inverted or desc.shape[0] == 0:
+            return self._search(desc, k, restrict)
+        n = desc.shape[0]
+        D, owners = self._search(np.concatenate([desc, desc[:, INVERTED_ORDER]]), k, restrict)
+        flipped = owners[n:].copy()
+        flipped[..., 1] = np.where(flipped[..., 0] >= 0, VARIANT_INVERTED, -1)
+        D2, own2 = np.concatenate([D[:n], D[n:]], axis=1), np.concatenate([owners[:n], flipped], axis=1)
+        order = np.argsort(D2, axis=1, kind="stable")[:, :k]  # ties: the normal variant first
+        return np.take_along_axis(D2, order, 1), np.take_along_axis(own2, order[..., None], 1)
+
+    def _search(self, desc: np.ndarray, k: int, restrict: Iterable[int] | None) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`search` of the stored descriptors alone (``desc``: (nq, 128) float32, contiguous)."""
         raise NotImplementedError
+
+    def _stored(self, feats_list: list[Features]) -> list[Features]:
+        """The variants of a reference that are stored: all, or with :attr:`flip_inverted` the normal one."""
+        return feats_list[:1] if self.flip_inverted else feats_list
 
     def image_ids(self) -> list[int]:
         """Sorted ids of the indexed reference images."""
@@ -92,10 +121,10 @@ class DescriptorBase:
 
     def ref_xy(self, image_id: int, variant: int = 0) -> np.ndarray:
         """Keypoint coordinates (original px) of one reference image and variant (read-only when memory-mapped)."""
-        return self._geo.get(entry_key(image_id, variant))
+        return self._geo.get(entry_key(image_id, 0 if self.flip_inverted else variant))
 
     def ref_size(self, image_id: int, variant: int = 0) -> tuple[int, int]:
-        w, h = self._geo.aux(entry_key(image_id, variant))
+        w, h = self._geo.aux(entry_key(image_id, 0 if self.flip_inverted else variant))
         return w, h
 
     @staticmethod
@@ -172,7 +201,8 @@ class DescriptorIndex(DescriptorBase):
     @classmethod
     def build(cls, items: Iterable[tuple[int, list[Features]]], config: DescriptorConfig | None = None,
               feature_config: ExtractConfig | dict | None = None, spill: Path | None = None) -> DescriptorIndex:
-        """Index ``(image_id, [normal, inverted])`` items; IVF (trained on a sample) when large or asked.
+        """Index ``(image_id, [normal, inverted])`` items (with ``config.flip_inverted``, the normal variants only);
+        IVF (trained on a sample) when large or asked.
 
         ``items``: a list, or any re-iterable (each ``iter()`` yields the same sequence, e.g. features loaded
         from disk one reference at a time), read twice: once to count the descriptors and draw the training
@@ -274,9 +304,15 @@ class DescriptorIndex(DescriptorBase):
                 index.add_with_ids(np.ascontiguousarray(np.concatenate(descs), np.float32), np.concatenate(ids))
         return added + pending
 
+    @property
+    def flip_inverted(self) -> bool:
+        # references extracted without their inverted variant (ExtractConfig.enrol_inverted) match normal prints only
+        return self.config.flip_inverted and bool(self.feature_config.get("enrol_inverted", True))
+
     def _register(self, image_id: int, feats_list: list[Features]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Check one image's features, keep its coordinates (and re-ranking codes); (descriptors, ids) to index."""
         self._validate(image_id, feats_list)
+        feats_list = self._stored(feats_list)
         if self.contains(image_id):
             self.remove([image_id])
         if self._codes is not None:
@@ -318,15 +354,9 @@ class DescriptorIndex(DescriptorBase):
         ids = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         return faiss.IDSelectorBatch(ids), ids
 
-    def search(self, desc: np.ndarray, k: int = 2, restrict: Iterable[int] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Squared L2 distances (nq, k) and owners (nq, k, 3) = (image_id, variant, keypoint); -1 = none.
-
-        ``restrict``: only these reference image ids are searched.
-        """
+    def _search(self, desc: np.ndarray, k: int, restrict: Iterable[int] | None) -> tuple[np.ndarray, np.ndarray]:
         import faiss
 
-        desc = np.ascontiguousarray(np.asarray(desc, np.float32).reshape(-1, DESC_DIM))
         nq = desc.shape[0]
         if nq == 0 or self.ntotal == 0:
             return np.full((nq, k), np.inf, np.float32), np.full((nq, k, 3), -1, np.int64)

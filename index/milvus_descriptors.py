@@ -56,13 +56,22 @@ class MilvusDescriptorIndex(DescriptorBase):
     rows: MilvusVectorIndex
     feature_config: dict = field(default_factory=dict)  # ExtractConfig.to_dict() of the reference extraction
     _geo: KeyedRows = field(default_factory=geometry_rows)  # (image_id, variant) -> (n, 2) float32 px, aux (w, h)
+    # normal variants only, inverted prints found by flipped photo descriptors (DescriptorConfig.flip_inverted);
+    # sidecars written before it stored both
+    flips: bool = True
+
+    @property
+    def flip_inverted(self) -> bool:
+        return self.flips and bool(self.feature_config.get("enrol_inverted", True))
 
     # ---- building --------------------------------------------------------------------------
     @classmethod
     def build(cls, items: Iterable[tuple[int, list[Features]]], config: MilvusConfig, collection: str,
-              home: Path | None = None, feature_config: ExtractConfig | dict | None = None) -> MilvusDescriptorIndex:
-        """A fresh collection ``collection`` with every descriptor of ``(image_id, [normal, inverted])`` items."""
-        obj = cls(rows=None, feature_config=_fc_dict(feature_config))  # type: ignore[arg-type]
+              home: Path | None = None, feature_config: ExtractConfig | dict | None = None,
+              flip_inverted: bool = True) -> MilvusDescriptorIndex:
+        """A fresh collection ``collection`` with every descriptor of ``(image_id, [normal, inverted])`` items (with
+        ``flip_inverted``, of the normal variants)."""
+        obj = cls(rows=None, feature_config=_fc_dict(feature_config), flips=flip_inverted)  # type: ignore[arg-type]
         descs, ids = [], []
         for image_id, feats in items:
             for desc, fid in obj._register(int(image_id), feats):
@@ -80,7 +89,7 @@ class MilvusDescriptorIndex(DescriptorBase):
         self._validate(image_id, feats_list)
         if self.contains(image_id):
             self.remove([image_id])
-        return self._keep(image_id, feats_list)
+        return self._keep(image_id, self._stored(feats_list))
 
     # ---- changes (staged until the store commits) -------------------------------------------
     def add(self, image_id: int, feats_list: list[Features]) -> int:
@@ -115,13 +124,7 @@ class MilvusDescriptorIndex(DescriptorBase):
     def structure(self) -> str:
         return f"Milvus {self.rows.config.chosen_index()} (L2)"
 
-    def search(self, desc: np.ndarray, k: int = 2, restrict: Iterable[int] | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Squared L2 distances (nq, k) and owners (nq, k, 3) = (image_id, variant, keypoint); -1 = none.
-
-        ``restrict``: only these reference image ids are searched.
-        """
-        desc = np.ascontiguousarray(np.asarray(desc, np.float32).reshape(-1, DESC_DIM))
+    def _search(self, desc: np.ndarray, k: int, restrict: Iterable[int] | None) -> tuple[np.ndarray, np.ndarray]:
         nq = desc.shape[0]
         D = np.full((nq, k), np.inf, np.float32)
         ids = np.full((nq, k), -1, np.int64)
@@ -161,7 +164,7 @@ class MilvusDescriptorIndex(DescriptorBase):
             np.savez(fh, keys=refs[:, :2], offsets=offsets, xy=xy.astype(np.float32), sizes=refs[:, 2:4])
         write_json_atomic(path.with_name(path.name + ".json"), {
             "schema_version": SCHEMA_VERSION, "kind": KIND, "backend": self.rows.backend_meta(),
-            "feature_config": self.feature_config, "ntotal": self.ntotal, "images": len(self.image_ids()),
+            "feature_config": self.feature_config, "flip_inverted": self.flips, "ntotal": self.ntotal, "images": len(self.image_ids()),
             "entries": len(refs), "files": {"npz": npz.name},
         })
 
@@ -180,7 +183,7 @@ class MilvusDescriptorIndex(DescriptorBase):
         rows = MilvusVectorIndex.open(MilvusConfig.from_dict(b), b["collection"], DESC_DIM, home=home, metric="L2",
                                       what="the index's local descriptors")
         rows.search_batch = MAX_TOPK
-        obj = cls(rows=rows, feature_config=meta.get("feature_config", {}))
+        obj = cls(rows=rows, feature_config=meta.get("feature_config", {}), flips=meta.get("flip_inverted", False))
         with np.load(path.parent / meta["files"]["npz"]) as z:
             off, xy, sizes, keys = z["offsets"], z["xy"], z["sizes"], z["keys"]
         obj._geo = geometry_from_arrays(keys, sizes, off, xy)

@@ -13,7 +13,7 @@ from logoid.index.descriptors import DescriptorConfig, DescriptorIndex
 
 faiss = pytest.importorskip("faiss")
 
-SMALL = DescriptorConfig(nlist=16, nprobe=8, exact_below=1000)  # IVF from 1,000 descriptors, 16 lists
+SMALL = DescriptorConfig(nlist=16, nprobe=8, exact_below=1000, flip_inverted=False)  # IVF from 1,000 descriptors, 16 lists
 
 
 def _rootsift_like(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
@@ -75,8 +75,9 @@ def test_config_rejects_unknown_structures():
 
 
 def test_refined_search_has_exact_recall_and_true_distances(items, queries, built):
-    exact = DescriptorIndex.build(items, DescriptorConfig(ivf=False))
-    raw = DescriptorIndex.build(items, DescriptorConfig(nlist=16, nprobe=8, exact_below=1000, refine=0))
+    exact = DescriptorIndex.build(items, DescriptorConfig(ivf=False, flip_inverted=False))
+    raw = DescriptorIndex.build(items, DescriptorConfig(nlist=16, nprobe=8, exact_below=1000, refine=0,
+                                                            flip_inverted=False))
     assert _recall(built, exact, queries) >= 0.9
     assert _recall(built, exact, queries) > _recall(raw, exact, queries)
     D, own = built.search(queries, 8)
@@ -129,7 +130,8 @@ def test_save_load_roundtrip_and_removal_after_load(tmp_path, items, queries, bu
 
 
 def test_index_saved_before_codes_existed_still_loads(tmp_path, items, queries):
-    old = DescriptorIndex.build(items, DescriptorConfig(ivf=True, nlist=16, nprobe=8, quantizer="flat", codes="Flat"))
+    old = DescriptorIndex.build(items, DescriptorConfig(ivf=True, nlist=16, nprobe=8, quantizer="flat", codes="Flat",
+                                                            flip_inverted=False))
     old.save(tmp_path / "old")
     side = tmp_path / "old.json"
     meta = json.loads(side.read_text())
@@ -150,7 +152,7 @@ def test_index_saved_before_codes_existed_still_loads(tmp_path, items, queries):
 
 
 def test_training_sample_grows_with_the_list_count(monkeypatch, items):
-    cfg = DescriptorConfig(train_sample=100, train_per_list=40, nlist=64)
+    cfg = DescriptorConfig(train_sample=100, train_per_list=40, nlist=64, flip_inverted=False)
     assert cfg.train_size(10**6) == 40 * 64  # not the 100 asked: k-means wants ~39 a list
     assert cfg.train_size(1000) == 1000  # never more than there are
     assert DescriptorConfig(train_sample=5000, nlist=64).train_size(10**6) == 5000
@@ -165,7 +167,7 @@ def test_training_sample_grows_with_the_list_count(monkeypatch, items):
 
     monkeypatch.setattr(mod, "sample_rows", spy)
     built = DescriptorIndex.build(items, DescriptorConfig(nlist=16, nprobe=8, exact_below=1000, train_sample=100,
-                                                          refine=0))
+                                                          refine=0, flip_inverted=False))
     assert seen == [16 * 40] and built.ntotal == sum(len(f) for _, fs in items for f in fs)
 
 

@@ -18,7 +18,7 @@ from logoid.index.descriptors import DescriptorIndex
 faiss = pytest.importorskip("faiss")
 
 REFS, PER = 240, 50  # 240 references x 2 variants x 50 keypoints = 24,000 descriptors
-CONFIG = DescriptorConfig(nlist=32, nprobe=8, exact_below=1000)  # IVF32_HNSW32,PQ64x4fs + SQ8 re-ranking
+CONFIG = DescriptorConfig(nlist=32, nprobe=8, exact_below=1000, flip_inverted=False)  # IVF32_HNSW32,PQ64x4fs + SQ8 re-ranking
 
 
 def _features(seed: int, ref: int, variant: int, centres: np.ndarray) -> Features:
@@ -158,7 +158,7 @@ def test_list_build_samples_as_before(built, items, queries):
 
 
 def test_training_pool_thins_to_a_deterministic_uniform_subset():
-    cfg = DescriptorConfig(nlist=16, train_sample=100, train_per_list=40)  # train_size 640 of 24,000
+    cfg = DescriptorConfig(nlist=16, train_sample=100, train_per_list=40, flip_inverted=False)  # train_size 640 of 24,000
     lazy = LazyRefs()
     n, pool = training_pool(lazy, cfg)
     rows = np.concatenate(pool)
@@ -174,7 +174,8 @@ def test_training_pool_thins_to_a_deterministic_uniform_subset():
 
 def test_thinned_streaming_build_is_deterministic(queries):
     q, _ = queries
-    cfg = DescriptorConfig(nlist=16, nprobe=8, exact_below=1000, train_sample=100, train_per_list=40)
+    cfg = DescriptorConfig(nlist=16, nprobe=8, exact_below=1000, train_sample=100, train_per_list=40,
+                          flip_inverted=False)
     a, b = DescriptorIndex.build(LazyRefs(), cfg), DescriptorIndex.build(list(LazyRefs()), cfg)
     _same(a.search(q, 8), b.search(q, 8))
 

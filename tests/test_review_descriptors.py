@@ -14,7 +14,7 @@ from logoid.index.descriptors import DescriptorConfig, DescriptorIndex
 
 faiss = pytest.importorskip("faiss")
 
-SMALL = DescriptorConfig(nlist=16, nprobe=16, exact_below=1000)  # IVF16 fast-scan + SQ8 re-ranking; every list probed
+SMALL = DescriptorConfig(nlist=16, nprobe=16, exact_below=1000, flip_inverted=False)  # IVF16 fast-scan + SQ8 re-ranking; every list probed
 
 
 def _rootsift_like(rng: np.random.Generator, centres: np.ndarray, n: int) -> np.ndarray:
@@ -69,7 +69,7 @@ def test_image_added_after_remove_save_load_is_findable(tmp_path, items):
 
 # ---- 2. save(): no commit point between the .faiss and the .npz/.json files --------------------------------------
 
-@pytest.mark.parametrize("config", [DescriptorConfig(ivf=False), SMALL], ids=["flat", "ivf"])
+@pytest.mark.parametrize("config", [DescriptorConfig(ivf=False, flip_inverted=False), SMALL], ids=["flat", "ivf"])
 def test_crash_between_faiss_and_npz_writes_is_detected_or_harmless(tmp_path, items, config, monkeypatch):
     idx = DescriptorIndex.build(items, config)
     idx.save(tmp_path / "d")  # generation A
@@ -95,7 +95,7 @@ def test_crash_between_faiss_and_npz_writes_is_detected_or_harmless(tmp_path, it
 # ---- 3. add_many(): an error part-way leaves earlier images registered but not in FAISS ------------------------
 
 def test_add_many_error_leaves_no_half_added_image(tmp_path, items):
-    idx = DescriptorIndex.build(items[:4], DescriptorConfig(ivf=False))
+    idx = DescriptorIndex.build(items[:4], DescriptorConfig(ivf=False, flip_inverted=False))
     bad = Features(np.zeros((10, 2), np.float32), np.zeros((10, 64), np.float32), (100, 100))  # wrong dimension
     with pytest.raises(ConfigError):
         idx.add_many([(100, items[5][1]), (101, [bad])])

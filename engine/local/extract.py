@@ -10,7 +10,7 @@ from logoid.core.imageio import geometry, resize_scaled
 from logoid.core.pool import submit
 
 from .config import ExtractConfig
-from .features import DESC_DIM, Features, concat
+from .features import INVERTED_ORDER, Features, concat
 from .sift import detect
 from .tiles import add_tiled_levels
 
@@ -38,9 +38,7 @@ def _chroma_features(img: Image.Image, scale: float, max_kp: int, cfg: ExtractCo
     return [detect(np.ascontiguousarray(lab[:, :, c]), scale, geo.original_size, max_kp, cfg) for c in (1, 2)]
 
 
-# RootSIFT of the contrast-inverted image at the same keypoint: gradients flip, so does the keypoint's orientation,
-# and the 4x4 grid of cells turns by 180 degrees while the orientation bins (relative to it) stay.
-_FLIP = np.arange(DESC_DIM).reshape(4, 4, 8)[::-1, ::-1, :].reshape(-1)
+_FLIP = INVERTED_ORDER  # RootSIFT of the contrast-inverted image at the same keypoint (features.py)
 
 
 def _new_only(feats: Features, grey: Features, radius: float, max_dist: float) -> Features:

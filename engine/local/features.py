@@ -18,6 +18,12 @@ DESC_DIM = 128
 VARIANT_NORMAL = 0
 VARIANT_INVERTED = 1
 
+#: RootSIFT of the contrast-inverted image at the same keypoint is ``desc[:, INVERTED_ORDER]``: the gradients flip,
+#: so does the keypoint's orientation, and the 4x4 grid of cells turns by 180 degrees while the orientation bins
+#: (relative to it) stay. DoG extrema and their responses keep their places, so the inverted variant of a
+#: reference is exactly its grey keypoints with this permutation (checked on cached references: distance 0).
+INVERTED_ORDER = np.arange(DESC_DIM).reshape(4, 4, 8)[::-1, ::-1, :].reshape(-1)
+
 
 @dataclass
 class Features:
@@ -76,4 +82,4 @@ def concat(parts: list[Features]) -> Features:
                     parts[0].scale)
 
 
-__all__ = ["DESC_DIM", "FEATURES_VERSION", "Features", "VARIANT_INVERTED", "VARIANT_NORMAL", "concat"]
+__all__ = ["DESC_DIM", "FEATURES_VERSION", "Features", "INVERTED_ORDER", "VARIANT_INVERTED", "VARIANT_NORMAL", "concat"]
