@@ -62,12 +62,12 @@ class MilvusConfig:
 
     uri: str = DEFAULT_LITE_FILE  # a Milvus Lite file (*.db; relative = inside the home) or http(s)://host:19530
     prefix: str = ""  # this home's collection prefix (logoid_<random>); "" = draw one at the first build
-    index_type: str | None = None  # FLAT, HNSW, IVF_FLAT; None = FLAT on Milvus Lite, HNSW on a server
+    index_type: str | None = None  # FLAT, HNSW, IVF_FLAT, IVF_SQ8; None = FLAT on Milvus Lite, HNSW on a server
     hnsw_m: int = 32  # HNSW graph degree (memory vs recall)
     ef_construction: int = 256  # HNSW build-time beam
     ef_search: int = 128  # HNSW query-time beam (raised to k when k is larger)
-    nlist: int = 4096  # IVF_FLAT lists
-    nprobe: int = 32  # IVF_FLAT lists visited per query
+    nlist: int = 4096  # IVF_FLAT / IVF_SQ8 lists
+    nprobe: int = 32  # IVF_FLAT / IVF_SQ8 lists visited per query
     insert_batch: int = 8192  # rows per insert call (8192 × 512-d float32 = 16 MiB, under gRPC's 64 MiB)
 
     @property
@@ -76,19 +76,20 @@ class MilvusConfig:
 
     def chosen_index(self) -> str:
         kind = (self.index_type or ("FLAT" if self.is_lite else "HNSW")).upper()
-        if kind not in ("FLAT", "HNSW", "IVF_FLAT"):
-            raise ConfigError(f"unknown Milvus index type {self.index_type!r}", "choose FLAT, HNSW or IVF_FLAT")
+        if kind not in ("FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8"):
+            raise ConfigError(f"unknown Milvus index type {self.index_type!r}", "choose FLAT, HNSW, IVF_FLAT or IVF_SQ8")
         return kind
 
     def index_params(self, metric: str = "IP") -> dict:
         kind = self.chosen_index()
         params = {"HNSW": {"M": self.hnsw_m, "efConstruction": self.ef_construction},
-                  "IVF_FLAT": {"nlist": self.nlist}}.get(kind, {})
+                  "IVF_FLAT": {"nlist": self.nlist}, "IVF_SQ8": {"nlist": self.nlist}}.get(kind, {})
         return {"index_type": kind, "metric_type": metric, "params": params}
 
     def search_params(self, k: int, metric: str = "IP") -> dict:
         kind = self.chosen_index()
-        params = {"HNSW": {"ef": max(self.ef_search, k)}, "IVF_FLAT": {"nprobe": self.nprobe}}.get(kind, {})
+        params = {"HNSW": {"ef": max(self.ef_search, k)}, "IVF_FLAT": {"nprobe": self.nprobe},
+                  "IVF_SQ8": {"nprobe": self.nprobe}}.get(kind, {})
         return {"metric_type": metric, "params": params}
 
     def collection_for(self, generation: int) -> str:

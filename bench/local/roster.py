@@ -32,8 +32,6 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from bench._common import DATA, WORK
 from bench.local import sweep
 from bench.local.catalog import ICON_DIR, ICON_ID0, MAX_REAL_ICONS, icon_slugs
@@ -212,63 +210,51 @@ def build(n: int, cfg: LocalConfig, distinct: int, config=None, tag: str = "flip
 
 
 def assemble(n: int, cfg: LocalConfig, distinct: int, tag: str = "flipped", data: Path = DATA) -> dict:
-    """The ``n``-reference index from the ``distinct`` one (built first if need be): its generated references'
-    FAISS lists copied under new ids ``REUSE_ID0 + j`` (``merge_from`` with an id offset), their coordinates
-    likewise, and no re-ranking codes (at this size the measured layout is ``norefine``).
+    """The ``n``-reference index from the ``distinct`` one (built first if need be): the reused references
+    (``REUSE_ID0 + j``, the generated logos' descriptor sets in turn) added to its trained FAISS index, without
+    re-ranking codes (at this size the measured layout is ``norefine``).
 
-    A straight build of the same descriptor sets would fill the same lists with the same codes (the quantiser and
-    the PQ are trained once, on the distinct references; encoding is deterministic), in an hour or more of this
-    machine instead of minutes; its time is extrapolated from the distinct build's rate (``build_s``, flagged),
-    and its list count stays the distinct index's (a straight build would pick about twice as many lists, each half
-    as long: the latency measured here is the slower side)."""
+    A straight build would also train its quantiser on the larger catalog, with about twice the lists, each half as
+    long (``DescriptorConfig.auto_nlist``): here the lists stay the distinct index's, so the latency measured is the
+    slower side, and training (k-means over ~1.3M descriptors into 32k lists, tens of minutes here) is skipped. Its
+    time is extrapolated from the distinct build's rate (``build_s``, flagged); ``assemble_s`` is what the adds took.
+    (FAISS's ``merge_from`` would copy the lists without re-encoding, but on fast-scan lists it corrupts memory
+    when a list's length is a multiple of 1,024: ``BlockInvertedLists::add_entries`` in FAISS 1.15.)"""
     import json
     import time
 
-    import faiss
-
     from bench._common import peak_rss_mb
-    from logoid.index.descriptor_layout import entry_key
-    from logoid.index.descriptor_structure import DescriptorConfig, zero_block_tails
-    from logoid.index.descriptors import OWNER_SHIFT, DescriptorIndex
+    from logoid.index.descriptor_structure import DescriptorConfig
+    from logoid.index.descriptors import DescriptorIndex
 
     base_facts = build(distinct, cfg, distinct, tag=tag, data=data)
-    t = time.perf_counter()
-    dindex = DescriptorIndex.load(index_path(distinct, cfg, tag), mmap=True, refine=0)
-    index = dindex._require_index()
-    ivf = faiss.extract_index_ivf(index)
-    generated = base_facts["kinds"]["generated"]
-    if not generated:
+    if not base_facts["kinds"]["generated"]:
         raise SystemExit(f"--distinct {distinct} has no generated references to reuse: raise --distinct")
-    blob = faiss.serialize_index(index)
-    reused = n - distinct
-    done = 0
-    while done < reused:
-        take = min(generated, reused - done)
-        copy = faiss.deserialize_index(blob)
-        keep = faiss.IDSelectorRange(GEN_ID0 << OWNER_SHIFT, (GEN_ID0 + take) << OWNER_SHIFT)
-        copy.remove_ids(faiss.IDSelectorNot(keep))
-        zero_block_tails(copy)
-        ivf.merge_from(faiss.extract_index_ivf(copy), (REUSE_ID0 + done - GEN_ID0) << OWNER_SHIFT)
-        del copy
-        for j in range(take):
-            dindex._geo.put(entry_key(REUSE_ID0 + done + j, 0), np.array(dindex.ref_xy(GEN_ID0 + j, 0)),
-                            dindex.ref_size(GEN_ID0 + j, 0))
-        done += take
-    ivf.ntotal = index.ntotal = sum(ivf.invlists.list_size(i) for i in range(ivf.nlist))
-    dindex._codes = None
+    t = time.perf_counter()
+    dindex = DescriptorIndex.load(index_path(distinct, cfg, tag), mmap=False, refine=0)
+    dindex._codes = None  # the reused references get no re-ranking codes; the saved index has none
     dindex.config = DescriptorConfig.from_dict({**dindex.config.to_dict(), "refine": 0})
+    refs = catalog(distinct, data)
+    items = LazyItems(refs, cfg, reused=n - distinct)
+    dindex.add_many(_reused_only(items))
     assemble_s = time.perf_counter() - t
     path = index_path(n, cfg, tag)
     path.parent.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     dindex.save(path)
     rate = base_facts["descriptors"] / base_facts["build_s"]
-    out = {**base_facts, "refs": n, "reused": reused, "descriptors": dindex.ntotal, "structure": dindex.structure(),
-           "build_s": dindex.ntotal / rate, "build_s_extrapolated": True, "assemble_s": assemble_s,
-           "save_s": time.perf_counter() - t, "build_peak_rss_mb": peak_rss_mb(),
+    out = {**base_facts, "refs": n, "reused": items.reused, "descriptors": dindex.ntotal,
+           "structure": dindex.structure(), "build_s": dindex.ntotal / rate, "build_s_extrapolated": True,
+           "assemble_s": assemble_s, "save_s": time.perf_counter() - t, "build_peak_rss_mb": peak_rss_mb(),
            "disk_mb": sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file()) / 2**20}
     path.with_name("build.json").write_text(json.dumps(out, indent=1))
     return out
+
+
+def _reused_only(items: LazyItems) -> Iterator[tuple[int, list[Features]]]:
+    """The reused references of ``items`` alone (after its distinct ones)."""
+    for j in range(items.reused):
+        yield REUSE_ID0 + j, items._load(items.sources[j % len(items.sources)])
 
 
 def _status_mb() -> dict:
@@ -281,7 +267,8 @@ def _status_mb() -> dict:
     return got
 
 
-def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, data: Path = DATA) -> dict:
+def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, data: Path = DATA,
+          nprobe: int | None = None) -> dict:
     """Load the index at ``path`` with ``layout``, answer the threadless-dev photos through the local channel alone
     (accuracy: every photo, from cached query features; timing: the first ``timed`` test photos end to end,
     decode + SIFT + search + verification, ``threads`` threads); memory of this process after it all."""
@@ -301,6 +288,9 @@ def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, dat
     mem0 = _status_mb()
     t = time.perf_counter()
     dindex = DescriptorIndex.load(path, mmap=layout != "ram", refine=0 if layout == "norefine" else None)
+    if nprobe:  # IVF lists visited per descriptor (a query-time setting)
+        dindex.config.nprobe = nprobe
+        dindex.set_search_params()
     load_s = time.perf_counter() - t
     mem_loaded = _status_mb()
     faiss.omp_set_num_threads(threads)
@@ -308,7 +298,8 @@ def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, dat
     designs = data / "threadless-dev"
     rows = sweep.manifest(designs)
     k = max(2, cfg.match.neighbours)
-    out: dict = {"layout": layout, "threads": threads, "load_s": load_s, "mem_before_load": mem0,
+    out: dict = {"layout": layout, "nprobe": dindex.config.nprobe, "threads": threads, "load_s": load_s,
+                 "mem_before_load": mem0,
                  "mem_loaded": mem_loaded}
     times = []
     for r in [r for r in rows if r["split"] == "test"][:timed]:
@@ -353,7 +344,7 @@ def _kinds(recs: list[dict]) -> dict:
 
 
 def run(sizes: list[int], layouts: list[str], distinct: int = 50_000, timed: int = 40, threads: int = 2,
-        data: Path = DATA) -> dict:
+        data: Path = DATA, nprobes: list[int] | None = None) -> dict:
     """Every size: build (or reuse) its index, then each layout queried in a fresh process (so its memory is the
     query's alone). Accuracy only where every reference is distinct."""
     import json
@@ -365,17 +356,19 @@ def run(sizes: list[int], layouts: list[str], distinct: int = 50_000, timed: int
     for n in sizes:
         facts = build(n, cfg, distinct, data=data)
         print(n, facts, file=sys.stderr, flush=True)
-        for layout in layouts if not facts["reused"] else [x for x in layouts if x == "norefine"]:
+        runs = [(x, p) for x in (layouts if not facts["reused"] else [x for x in layouts if x == "norefine"])
+                for p in (nprobes or [0])]
+        for layout, nprobe in runs:
             with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
                 cmd = [sys.executable, "-m", "bench.local.roster", "query", str(index_path(n, cfg)), "--layout", layout,
-                       "--timed", str(timed), "--threads", str(threads), "--out", tmp.name]
+                       "--timed", str(timed), "--threads", str(threads), "--nprobe", str(nprobe), "--out", tmp.name]
                 if facts["reused"] == 0:
                     cmd.append("--accuracy")
                 subprocess.run(cmd, check=True)
                 got = json.loads(Path(tmp.name).read_text())
             print(n, layout, {k: v for k, v in got.items() if not k.startswith("mem")}, got["mem_after"],
                   file=sys.stderr, flush=True)
-            out[f"{n} {layout}"] = {**facts, **got}
+            out[f"{n} {layout}" + (f" nprobe{nprobe}" if nprobe else "")] = {**facts, **got}
     out["_meta"]["load_avg"] = Path("/proc/loadavg").read_text().split()[:3]
     return out
 
@@ -391,7 +384,7 @@ def markdown(res: dict) -> str:
         m = r["mem_timed"]
         t = r.get("test") or {}
         rows.append([r["refs"], r["distinct"], r["reused"], r["descriptors"], r["structure"], r.get("inverted", "stored"),
-                     r["layout"],
+                     r["layout"], r.get("nprobe", 16),
                      fmt(r["build_s"], 0) + (" (extrapolated)" if r.get("build_s_extrapolated") else ""),
                      fmt(r["disk_mb"], 0), fmt(m["VmRSS"], 0), fmt(m["RssAnon"], 0),
                      fmt(m["RssFile"], 0), fmt(m["VmHWM"], 0), r["e2e_p50_s"], r["e2e_p90_s"], r["extract_s"],
@@ -414,7 +407,7 @@ def markdown(res: dict) -> str:
         "pages of mapped files in RAM: the OS may drop them), and its peak (VmHWM). Accuracy: split=test, "
         "threshold on split=calib; `distractor on top` = photos (all splits) whose best verified reference is not a "
         "design.\n\n"
-        + table(["refs", "distinct", "reused", "descriptors", "index", "inverted variant", "layout", "build s",
+        + table(["refs", "distinct", "reused", "descriptors", "index", "inverted variant", "layout", "nprobe", "build s",
                  "disk MB", "resident MB", "anon MB", "file MB", "peak MB", "p50 s", "p90 s", "extract s", "search s", "verify s", "top-1",
                  "AUROC", "open-set", "distractor on top"], rows))
 
@@ -447,6 +440,7 @@ def main(argv=None) -> int:
     q.add_argument("--accuracy", action="store_true")
     q.add_argument("--timed", type=int, default=40)
     q.add_argument("--threads", type=int, default=2)
+    q.add_argument("--nprobe", type=int, default=0, help="IVF lists visited (0: the index's own)")
     q.add_argument("--out", type=Path, required=True)
     e = sub.add_parser("extract")
     e.add_argument("--n", type=int, default=50_000, help="distinct references (designs, band logos, icons, generated)")
@@ -456,7 +450,8 @@ def main(argv=None) -> int:
     if a.cmd == "query":
         import json
 
-        a.out.write_text(json.dumps(query(a.index, a.layout, a.accuracy, a.timed, a.threads), indent=1))
+        a.out.write_text(json.dumps(query(a.index, a.layout, a.accuracy, a.timed, a.threads, nprobe=a.nprobe or None),
+                                    indent=1))
         return 0
     from tqdm import tqdm
 

@@ -31,6 +31,12 @@ end to end on 2 threads, accuracy where every reference is distinct. Fill the fe
     python -m bench local-scale roster [--refs 276 --refs 1000 --refs 10000 --refs 50000 --refs 180000]
         [--layout ram --layout mmap --layout norefine] [--timed 40] [--no-write]
 
+``milvus``: the same roster's descriptors in Milvus Lite beside the FAISS index, per-photo latency and memory
+(``bench.local.roster_milvus``):
+
+    python -m bench local-scale milvus [--refs 1000 --refs 10000] [--milvus-index FLAT --milvus-index IVF_FLAT]
+        [--timed 40] [--no-write]
+
 Every run is recorded (bench/results/local/) and BENCHMARKS.md regenerated; ``--no-write`` only prints.
 """
 
@@ -256,7 +262,7 @@ def _also_row(spec: str) -> tuple:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["distractors", "index", "e2e", "roster"])
+    ap.add_argument("what", choices=["distractors", "index", "e2e", "roster", "milvus"])
     ap.add_argument("--data", type=Path, default=DATA / "threadless-dev")
     ap.add_argument("--n", type=int, action="append", default=None, help="distractor counts (default 1000, 3000)")
     ap.add_argument("--refs", type=int, action="append", default=None,
@@ -278,6 +284,8 @@ def main(argv=None) -> int:
                     help="roster: descriptor-index layouts to query (default all three)")
     ap.add_argument("--distinct", type=int, default=50_000,
                     help="roster: distinct references available; larger catalogs reuse generated ones under new ids")
+    ap.add_argument("--milvus-index", action="append", default=None, choices=["FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW"],
+                    help="milvus: Milvus Lite index types beside FAISS (default FLAT at 1k, IVF_FLAT)")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/work/local_scale_<what>.json)")
     ap.add_argument("--from", dest="saved", type=Path, nargs="+", default=None,
                     help="e2e: record one table of these saved result JSON files (--out of runs of one size each) "
@@ -302,11 +310,16 @@ def main(argv=None) -> int:
         if not args.no_write:
             _record("e2e", res, md, e2e.summary(res), notes)
         return 0
-    if args.what == "roster":
+    if args.what == "milvus":
+        from bench.local import roster_milvus
+
+        res = roster_milvus.run(args.refs or [1000, 10000], args.milvus_index or ["IVF_FLAT"], args.timed)
+        md, summary = roster_milvus.markdown(res), roster_milvus.summary(res)
+    elif args.what == "roster":
         from bench.local import roster
 
         res = roster.run(args.refs or [276, 1000, 10000, 50000], args.layout or ["ram", "mmap", "norefine"],
-                         args.distinct, args.timed)
+                         args.distinct, args.timed, nprobes=args.nprobe)
         md, summary = roster.markdown(res), roster.summary(res)
     elif args.what == "e2e":
         res = e2e.run_e2e(args.data, args.refs or [1000, 10000], args.index or ["exact", "prev", "default"],

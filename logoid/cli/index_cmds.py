@@ -37,7 +37,7 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
 @click.option("--uri", default=None,
               help="Milvus: a Milvus Lite file (*.db) or http://host:19530 (default: the current index's, else "
                    "milvus.db in the home). A server token is read from LOGOID_MILVUS_TOKEN.")
-@click.option("--milvus-index", type=click.Choice(["auto", "FLAT", "HNSW", "IVF_FLAT"], case_sensitive=False),
+@click.option("--milvus-index", type=click.Choice(["auto", "FLAT", "HNSW", "IVF_FLAT", "IVF_SQ8"], case_sensitive=False),
               default="auto", show_default=True, help="Milvus index type (auto: FLAT on Milvus Lite, HNSW on a server).")
 @json_option
 @pass_state

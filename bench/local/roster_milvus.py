@@ -1,0 +1,183 @@
+"""The local channel's descriptor index in Milvus Lite beside FAISS, on the roster catalog (issue 24).
+
+    python -m bench local-scale milvus [--refs 1000 --refs 10000] [--milvus-index FLAT --milvus-index IVF_FLAT]
+
+For each size, the FAISS index of ``bench.local.roster`` (built or reused) and a Milvus Lite collection of the same
+references' descriptors (``MilvusDescriptorIndex``, normal variants, inverted prints by flipped photo descriptors as
+FAISS does) are each opened in a fresh process and answer the first ``--timed`` threadless-dev test photos end to
+end through the local channel alone (decode + SIFT + search + verification, both cores). Milvus Lite 3 runs in the
+process (a gRPC server on Python threads), so the process's memory is all of it. Same top answer as FAISS is
+counted photo by photo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench._common import DATA, WORK, fmt, table
+from bench.local import roster, sweep
+from logoid.identify.match import LocalConfig
+
+DIR = WORK / "roster-milvus"
+
+
+def _path(n: int, index_type: str) -> Path:
+    return DIR / f"{n}refs-{index_type}" / "descriptors"
+
+
+def build(n: int, index_type: str, data: Path = DATA) -> dict:
+    """Insert the ``n``-reference roster's descriptors into a Milvus Lite file (or reuse it); the build facts."""
+    from logoid.index.milvus import MilvusConfig
+    from logoid.index.milvus_descriptors import SUFFIX, MilvusDescriptorIndex
+
+    path = _path(n, index_type)
+    facts = path.with_name("build.json")
+    if facts.exists():
+        return json.loads(facts.read_text())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg = LocalConfig()
+    mcfg = MilvusConfig(uri=str(path.parent / "milvus.db"), index_type=index_type)
+    items = roster.LazyItems(roster.catalog(n, data), cfg)
+    t = time.perf_counter()
+    dindex = MilvusDescriptorIndex.build(items, mcfg, mcfg.collection_for(1) + SUFFIX, feature_config=cfg.extract)
+    build_s = time.perf_counter() - t
+    dindex.save(path)
+    out = {"refs": n, "descriptors": dindex.ntotal, "structure": dindex.structure(), "build_s": build_s,
+           "disk_mb": sum(f.stat().st_size for f in path.parent.rglob("*") if f.is_file()) / 2**20}
+    facts.write_text(json.dumps(out, indent=1))
+    return out
+
+
+def query(path: Path, backend: str, timed: int, threads: int = 2, data: Path = DATA) -> dict:
+    """Open the index at ``path`` (``faiss``: SQ8 codes in RAM, as the roster's ``ram`` layout; ``milvus``) and
+    answer the first ``timed`` test photos end to end; per-stage medians, the top answer of each, memory."""
+    import cv2
+    import faiss
+
+    from logoid.core.imageio import load_image
+    from logoid.engine.local import extract
+    from logoid.identify.match import verify_search
+
+    cfg = LocalConfig()
+    mem0 = roster._status_mb()
+    t = time.perf_counter()
+    if backend == "faiss":
+        from logoid.index.descriptors import DescriptorIndex
+
+        dindex = DescriptorIndex.load(path, mmap=False)
+    else:
+        from logoid.index.milvus_descriptors import MilvusDescriptorIndex
+
+        dindex = MilvusDescriptorIndex.load(path)
+    load_s = time.perf_counter() - t
+    faiss.omp_set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    designs = data / "threadless-dev"
+    rows = [r for r in sweep.manifest(designs) if r["split"] == "test"][:timed]
+    times, tops = [], []
+    for r in rows:
+        t0 = time.perf_counter()
+        f = extract(load_image(designs / r["photo"]), cfg.extract, "query")
+        t1 = time.perf_counter()
+        D, own = dindex.search(f.desc, k=max(2, cfg.match.neighbours))
+        t2 = time.perf_counter()
+        res = verify_search(f, dindex, D, own, cfg)
+        t3 = time.perf_counter()
+        times.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
+        tops.append(res[0].image_id if res else None)
+    cols = list(zip(*times, strict=True))
+    right = [top == int(r["id"]) for r, top in zip(rows, tops, strict=True) if r["role"] == "enrolled"]
+    return {"backend": backend, "load_s": load_s, "mem_before_load": mem0, "timed": len(times),
+            "extract_s": statistics.median(cols[0]), "search_s": statistics.median(cols[1]),
+            "verify_s": statistics.median(cols[2]), "e2e_p50_s": statistics.median(cols[3]),
+            "e2e_p90_s": float(np.percentile(cols[3], 90)), "tops": tops, "known": len(right),
+            "right": int(sum(right)), "mem_after": roster._status_mb()}
+
+
+def _fresh(path: Path, backend: str, timed: int) -> dict:
+    with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
+        subprocess.run([sys.executable, "-m", "bench.local.roster_milvus", "query", str(path), "--backend", backend,
+                        "--timed", str(timed), "--out", tmp.name], check=True)
+        return json.loads(Path(tmp.name).read_text())
+
+
+def run(sizes: list[int], index_types: list[str], timed: int = 20, data: Path = DATA) -> dict:
+    cfg = LocalConfig()
+    out: dict = {"_meta": {"timed": timed, "versions": _versions()}}
+    for n in sizes:
+        facts = roster.build(n, cfg, n, data=data)
+        got = _fresh(roster.index_path(n, cfg), "faiss", timed)
+        out[f"{n} faiss"] = {**facts, **got, "same_top": timed}
+        print(n, "faiss", {k: v for k, v in got.items() if k not in ("tops",) and not k.startswith("mem")},
+              file=sys.stderr, flush=True)
+        for kind in index_types:
+            mf = build(n, kind, data)
+            mg = _fresh(_path(n, kind), "milvus", timed)
+            same = sum(a == b for a, b in zip(got["tops"], mg["tops"], strict=True))
+            out[f"{n} milvus {kind}"] = {**mf, **mg, "same_top": same}
+            print(n, kind, {k: v for k, v in mg.items() if k not in ("tops",) and not k.startswith("mem")},
+                  "same top", same, file=sys.stderr, flush=True)
+    out["_meta"]["load_avg"] = Path("/proc/loadavg").read_text().split()[:3]
+    return out
+
+
+def _versions() -> str:
+    import faiss
+    import pymilvus
+
+    return f"faiss {faiss.__version__}, pymilvus {pymilvus.__version__}, milvus-lite {__import__('milvus_lite').__version__}"
+
+
+def markdown(res: dict) -> str:
+    meta = res["_meta"]
+    rows = []
+    for key, r in res.items():
+        if key == "_meta":
+            continue
+        m = r["mem_after"]
+        rows.append([r["refs"], r["descriptors"], r["structure"], fmt(r["build_s"], 0), fmt(r["disk_mb"], 0),
+                     fmt(r["load_s"], 1), fmt(m["VmRSS"], 0), fmt(m["RssAnon"], 0), fmt(m["VmHWM"], 0),
+                     r["e2e_p50_s"], r["e2e_p90_s"], r["search_s"], f"{r['right']}/{r['known']}",
+                     f"{r['same_top']}/{r['timed']}"])
+    return ("The local channel's descriptor index in FAISS and in Milvus Lite, the same roster references "
+            f"(bench/local/roster_milvus.py; {meta['versions']}). Each opened in a fresh process; the first "
+            f"{meta['timed']} threadless-dev test photos end to end on both cores (decode + SIFT + search + "
+            "verification; p50/p90 of the sum, search a median). Memory from /proc/self/status after them: resident, "
+            "anonymous, peak; Milvus Lite 3 runs inside the process, so that is all of it. `right` = known photos "
+            "whose top answer is their design; `same top` = photos with FAISS's top answer (FAISS: SQ8 re-ranking in "
+            f"RAM). Load average at the end {' '.join(meta.get('load_avg', []))}.\n\n"
+            + table(["refs", "descriptors", "index", "build s", "disk MB", "open s", "resident MB", "anon MB",
+                     "peak MB", "p50 s", "p90 s", "search s", "right", "same top"], rows))
+
+
+def summary(res: dict) -> str:
+    parts = [f"{r['refs']} refs {r['structure']}: p50 {fmt(r['e2e_p50_s'])} s, resident "
+             f"{fmt(r['mem_after']['VmRSS'], 0)} MB" for k, r in res.items() if k != "_meta"]
+    return "; ".join(parts)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Query a FAISS or Milvus Lite roster index in this process (run by "
+                                             "`python -m bench local-scale milvus`).")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    q = sub.add_parser("query")
+    q.add_argument("index", type=Path)
+    q.add_argument("--backend", choices=["faiss", "milvus"], required=True)
+    q.add_argument("--timed", type=int, default=20)
+    q.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args(argv)
+    a.out.write_text(json.dumps(query(a.index, a.backend, a.timed)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
