@@ -45,6 +45,7 @@ SUBJECTS: dict[str, Subject] = {
         "distractors": "Local channel with distractor references",
         "index": "Descriptor index at scale",
         "roster": "Local channel on a roster of distinct references: layouts, memory, accuracy",
+        "roster-nprobe": "Local channel on the roster: IVF lists visited",
         "milvus": "Local channel's descriptor index: FAISS vs Milvus Lite on the roster",
     }),
     "mosaic": Subject("Multi-logo mosaics", {"designs": "Multi-logo mosaics of threadless-dev photos"}),

@@ -10,8 +10,9 @@ beside the sidecar: it is read for the shortlisted candidates alone.
 Storage and consistency are those of the global vectors (``milvus.py``), through the same
 :class:`MilvusVectorIndex`: a collection per generation (``<prefix>_g<generation>_desc``), adds and removes
 staged in memory and written on commit to a pending log (``milvus-desc-pending-<generation>.npz``) that the
-sidecar names and that is applied after the sidecar rename. FLAT on Milvus Lite answers exactly, as FAISS'
-flat index does.
+sidecar names and that is applied after the sidecar rename. On Milvus Lite the collection is IVF_FLAT with every
+list probed below 50k rows, exact as FAISS's flat index (:func:`lite_descriptor_config`: Lite's FLAT cannot hold a
+photo's L2 search); on a server, the configured index type.
 
 On disk an index at ``path`` is ``path.npz`` (coordinates and sizes) and ``path.json`` (schema, the Milvus
 collection and config, counts), the JSON last.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from logoid.engine.local import DESC_DIM, ExtractConfig, Features
 
 from .descriptor_files import geometry_arrays, geometry_from_arrays
 from .descriptor_layout import KeyedRows, entry_key
+from .descriptor_structure import DescriptorConfig
 from .descriptors import (
     KP_BITS,
     OWNER_SHIFT,
@@ -78,6 +80,7 @@ class MilvusDescriptorIndex(DescriptorBase):
                 descs.append(desc)
                 ids.append(fid)
         vecs = np.concatenate(descs) if descs else np.zeros((0, DESC_DIM), np.float32)
+        config = lite_descriptor_config(config, len(vecs))
         obj.rows = MilvusVectorIndex.build(vecs, np.concatenate(ids) if ids else np.zeros(0, np.int64), config,
                                            collection, home=home, metric="L2", dim=DESC_DIM)
         obj.rows.search_batch = MAX_TOPK
@@ -190,6 +193,22 @@ class MilvusDescriptorIndex(DescriptorBase):
         if pending is not None:  # a commit that stopped between its rename and applying its log
             rows.load_pending(pending)
         return obj
+
+
+#: Below this many rows the descriptor collection on Milvus Lite is searched exactly (every IVF list probed).
+EXACT_BELOW = 50_000
+
+
+def lite_descriptor_config(config: MilvusConfig, rows: int) -> MilvusConfig:
+    """The descriptor collection's config: on Milvus Lite with no index type asked, ``IVF_FLAT`` with about 4·sqrt(n)
+    lists, every list probed below :data:`EXACT_BELOW` rows (exact, as FAISS's flat index), 16 above.
+
+    Lite's ``FLAT`` computes L2 distances by broadcasting (queries × rows × 128 floats): a photo's descriptors against
+    100k rows asked for 49 GB. Its ``IVF_FLAT`` runs FAISS inside the process."""
+    if config.index_type is not None or not config.is_lite:
+        return config
+    nlist = DescriptorConfig().auto_nlist(rows)
+    return replace(config, index_type="IVF_FLAT", nlist=nlist, nprobe=nlist if rows < EXACT_BELOW else 16)
 
 
 def is_milvus_descriptors(path: Path) -> bool:

@@ -415,6 +415,11 @@ def markdown(res: dict) -> str:
 def summary(res: dict) -> str:
     from bench._common import fmt
 
+    rows = [r for k, r in res.items() if k != "_meta"]
+    if len({r.get("nprobe", 16) for r in rows}) > 1:  # a run over the IVF lists visited
+        return "; ".join(f"{r['refs']} refs {r['layout']} nprobe {r['nprobe']}: p50 {fmt(r['e2e_p50_s'])} s"
+                         + (f", test top-1 {fmt(r['test']['top1'])} AUROC {fmt(r['test']['auroc'])}"
+                            if r.get("test") else "") for r in rows)
     parts = []
     for key, r in res.items():
         if key == "_meta" or r["layout"] != "norefine":

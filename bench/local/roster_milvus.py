@@ -1,10 +1,11 @@
 """The local channel's descriptor index in Milvus Lite beside FAISS, on the roster catalog (issue 24).
 
-    python -m bench local-scale milvus [--refs 1000 --refs 10000] [--milvus-index FLAT --milvus-index IVF_FLAT]
+    python -m bench local-scale milvus [--refs 1000 --refs 10000] [--milvus-index auto --milvus-index IVF_SQ8]
 
 For each size, the FAISS index of ``bench.local.roster`` (built or reused) and a Milvus Lite collection of the same
 references' descriptors (``MilvusDescriptorIndex``, normal variants, inverted prints by flipped photo descriptors as
-FAISS does) are each opened in a fresh process and answer the first ``--timed`` threadless-dev test photos end to
+FAISS does; ``auto`` = what ``build-index --backend milvus`` makes on Lite: IVF_FLAT, ~4·sqrt(n) lists, 16 probed;
+others with the same lists) are each opened in a fresh process and answer the first ``--timed`` threadless-dev test photos end to
 end through the local channel alone (decode + SIFT + search + verification, both cores). Milvus Lite 3 runs in the
 process (a gRPC server on Python threads), so the process's memory is all of it. Same top answer as FAISS is
 counted photo by photo.
@@ -36,6 +37,7 @@ def _path(n: int, index_type: str) -> Path:
 
 def build(n: int, index_type: str, data: Path = DATA) -> dict:
     """Insert the ``n``-reference roster's descriptors into a Milvus Lite file (or reuse it); the build facts."""
+    from logoid.index.descriptor_structure import DescriptorConfig
     from logoid.index.milvus import MilvusConfig
     from logoid.index.milvus_descriptors import SUFFIX, MilvusDescriptorIndex
 
@@ -45,13 +47,18 @@ def build(n: int, index_type: str, data: Path = DATA) -> dict:
         return json.loads(facts.read_text())
     path.parent.mkdir(parents=True, exist_ok=True)
     cfg = LocalConfig()
-    mcfg = MilvusConfig(uri=str(path.parent / "milvus.db"), index_type=index_type)
     items = roster.LazyItems(roster.catalog(n, data), cfg)
+    rows = sum(len(f[0]) for _, f in items)  # the stored rows (normal variants), to size the lists as auto does
+    nlist = DescriptorConfig().auto_nlist(rows)
+    mcfg = MilvusConfig(uri=str(path.parent / "milvus.db"), index_type=None if index_type == "auto" else index_type,
+                        nlist=nlist, nprobe=16)
     t = time.perf_counter()
     dindex = MilvusDescriptorIndex.build(items, mcfg, mcfg.collection_for(1) + SUFFIX, feature_config=cfg.extract)
     build_s = time.perf_counter() - t
     dindex.save(path)
-    out = {"refs": n, "descriptors": dindex.ntotal, "structure": dindex.structure(), "build_s": build_s,
+    c = dindex.rows.config
+    out = {"refs": n, "descriptors": dindex.ntotal,
+           "structure": f"{dindex.structure()}, nlist {c.nlist}, nprobe {c.nprobe}", "build_s": build_s,
            "disk_mb": sum(f.stat().st_size for f in path.parent.rglob("*") if f.is_file()) / 2**20}
     facts.write_text(json.dumps(out, indent=1))
     return out
@@ -110,7 +117,7 @@ def _fresh(path: Path, backend: str, timed: int) -> dict:
         return json.loads(Path(tmp.name).read_text())
 
 
-def run(sizes: list[int], index_types: list[str], timed: int = 20, data: Path = DATA) -> dict:
+def run(sizes: list[int], index_types: list[str], timed: int = 10, data: Path = DATA) -> dict:
     cfg = LocalConfig()
     out: dict = {"_meta": {"timed": timed, "versions": _versions()}}
     for n in sizes:

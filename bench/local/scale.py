@@ -34,8 +34,8 @@ end to end on 2 threads, accuracy where every reference is distinct. Fill the fe
 ``milvus``: the same roster's descriptors in Milvus Lite beside the FAISS index, per-photo latency and memory
 (``bench.local.roster_milvus``):
 
-    python -m bench local-scale milvus [--refs 1000 --refs 10000] [--milvus-index FLAT --milvus-index IVF_FLAT]
-        [--timed 40] [--no-write]
+    python -m bench local-scale milvus [--refs 1000 --refs 10000] [--milvus-index auto --milvus-index IVF_SQ8]
+        [--timed 10] [--no-write]
 
 Every run is recorded (bench/results/local/) and BENCHMARKS.md regenerated; ``--no-write`` only prints.
 """
@@ -284,8 +284,8 @@ def main(argv=None) -> int:
                     help="roster: descriptor-index layouts to query (default all three)")
     ap.add_argument("--distinct", type=int, default=50_000,
                     help="roster: distinct references available; larger catalogs reuse generated ones under new ids")
-    ap.add_argument("--milvus-index", action="append", default=None, choices=["FLAT", "IVF_FLAT", "IVF_SQ8", "HNSW"],
-                    help="milvus: Milvus Lite index types beside FAISS (default FLAT at 1k, IVF_FLAT)")
+    ap.add_argument("--milvus-index", action="append", default=None, choices=["auto", "IVF_FLAT", "IVF_SQ8", "HNSW"],
+                    help="milvus: Milvus Lite index types beside FAISS (default auto: what build-index makes)")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/work/local_scale_<what>.json)")
     ap.add_argument("--from", dest="saved", type=Path, nargs="+", default=None,
                     help="e2e: record one table of these saved result JSON files (--out of runs of one size each) "
@@ -313,7 +313,7 @@ def main(argv=None) -> int:
     if args.what == "milvus":
         from bench.local import roster_milvus
 
-        res = roster_milvus.run(args.refs or [1000, 10000], args.milvus_index or ["IVF_FLAT"], args.timed)
+        res = roster_milvus.run(args.refs or [1000, 10000], args.milvus_index or ["auto"], args.timed)
         md, summary = roster_milvus.markdown(res), roster_milvus.summary(res)
     elif args.what == "roster":
         from bench.local import roster
@@ -337,8 +337,8 @@ def main(argv=None) -> int:
     out = args.out or WORK / f"local_scale_{args.what}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=str))
-    if not args.no_write:
-        _record(args.what, res, md, summary)
+    if not args.no_write:  # a roster run that varies the IVF lists visited is a record of its own
+        _record("roster-nprobe" if args.what == "roster" and args.nprobe else args.what, res, md, summary)
     return 0
 
 

@@ -218,8 +218,11 @@ def build_index(
         store.meta = {k: v for k, v in old.items() if k in ("generation", "files", "backend")}
     store.vectors = _build_vectors(home, store.meta, vectors, ids, opts)
     if feature_items is not None:
-        # Built in one go so the index structure (exact or IVF) is chosen for the whole catalog's size.
-        dindex = DescriptorIndex.build(feature_items, feature_config=local_cfg.extract) if opts.milvus is None \
+        # Built in one go so the index structure (exact or IVF) is chosen for the whole catalog's size; the rows put
+        # while building (coordinates, re-ranking codes: 136 B a descriptor, ~9 GB at 180k references) go to unnamed
+        # files in the index folder, pages the kernel can write back, not anonymous memory.
+        dindex = DescriptorIndex.build(feature_items, feature_config=local_cfg.extract, spill=home.index_dir) \
+            if opts.milvus is None \
             else _build_milvus_descriptors(home, store.meta, feature_items, local_cfg, opts)
     store.descriptors = dindex
     if opts.with_names:
