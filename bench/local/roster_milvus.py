@@ -127,7 +127,9 @@ def run(sizes: list[int], index_types: list[str], timed: int = 10, data: Path = 
         print(n, "faiss", {k: v for k, v in got.items() if k not in ("tops",) and not k.startswith("mem")},
               file=sys.stderr, flush=True)
         for kind in index_types:
-            mf = build(n, kind, data)
+            # built in a process of its own: Milvus Lite serves one process at a time, and the query's is fresh
+            subprocess.run([sys.executable, "-m", "bench.local.roster_milvus", "build", str(n), kind], check=True)
+            mf = build(n, kind, data)  # (read back from its build.json)
             mg = _fresh(_path(n, kind), "milvus", timed)
             same = sum(a == b for a, b in zip(got["tops"], mg["tops"], strict=True))
             out[f"{n} milvus {kind}"] = {**mf, **mg, "same_top": same}
@@ -181,7 +183,13 @@ def main(argv=None) -> int:
     q.add_argument("--backend", choices=["faiss", "milvus"], required=True)
     q.add_argument("--timed", type=int, default=20)
     q.add_argument("--out", type=Path, required=True)
+    b = sub.add_parser("build")
+    b.add_argument("n", type=int)
+    b.add_argument("kind")
     a = ap.parse_args(argv)
+    if a.cmd == "build":
+        build(a.n, a.kind)
+        return 0
     a.out.write_text(json.dumps(query(a.index, a.backend, a.timed)))
     return 0
 
