@@ -10,7 +10,6 @@ done (``build-image-embedded``), so a kill loses at most the batch in flight.
 
 from __future__ import annotations
 
-import contextlib
 import queue
 import threading
 from collections import deque
@@ -88,11 +87,8 @@ def batch_size_for(device: str, batch_size: int | None = None) -> int:
 class _Reader:
     """The thread that turns references into jobs and full input batches, ahead of the model."""
 
-    def __init__(self, refs, embedder, cache_path: tuple[Path, str], aug_cfg, batch: int, overlap: bool = True):
+    def __init__(self, refs, embedder, cache_path: tuple[Path, str], aug_cfg, batch: int):
         self.refs, self.embedder, self.cache_path, self.aug_cfg, self.batch = refs, embedder, cache_path, aug_cfg, batch
-        # overlap=False: the reader's work and the model's forward passes take turns (a lock both hold while they
-        # compute), so the model's threads never share the cores with the reader
-        self.cpu: contextlib.AbstractContextManager = contextlib.nullcontext() if overlap else threading.Lock()
         self.out: queue.Queue = queue.Queue(maxsize=_QUEUE)
         self.stop = threading.Event()
         self.side = embedder.input_side
@@ -149,21 +145,18 @@ class _Reader:
         rows: list[tuple[_Job, int]] = []  # (job, variant) of each filled row of ``inputs``
         for ref in self.refs:
             keys = [EmbeddingCache.key(ref.sha256, aug_hash, v) for v in range(self.aug_cfg.n_variants)]
-            with self.cpu:
-                have = cache.get_many(keys)
-                job = _Job(ref, keys, have, [v for v, k in enumerate(keys) if k not in have])
-                arrays: list[np.ndarray] = []
-                if job.missing:
-                    try:
-                        arrays = variant_arrays(load_image(ref.path), ref.scheme, self.aug_cfg, ref.sha256,
-                                                job.missing)
-                    except ImageError as e:
-                        job.error = e
+            have = cache.get_many(keys)
+            job = _Job(ref, keys, have, [v for v, k in enumerate(keys) if k not in have])
+            arrays: list[np.ndarray] = []
+            if job.missing:
+                try:
+                    arrays = variant_arrays(load_image(ref.path), ref.scheme, self.aug_cfg, ref.sha256, job.missing)
+                except ImageError as e:
+                    job.error = e
             if not self._put(("job", job)):
                 return
             for v, arr in zip(job.missing if job.error is None else [], arrays, strict=True):
-                with self.cpu:
-                    self.embedder.image_input(arr, out=inputs[len(rows)])
+                self.embedder.image_input(arr, out=inputs[len(rows)])
                 rows.append((job, v))
                 if len(rows) == self.batch:
                     if not self._put(("batch", inputs, rows)):
@@ -182,7 +175,7 @@ class _Reader:
 
 def embed_stage(refs: Sequence, embedder, cache_dir: Path, aug_cfg, report, *, precision: str = "fp32",
                 batch_size: int | None = None, prototypes: bool = False, bar=None,
-                on_error: Callable[[RefImage, ImageError], None] | None = None, overlap: bool = True) -> Embedded:
+                on_error: Callable[[RefImage, ImageError], None] | None = None) -> Embedded:
     """Vectors and ids of every readable reference of ``refs`` (cache first, the model for the rest).
 
     ``precision`` is resolved ("fp32", "bf16", "fp16"); the cache is the one of ``embedder.vectors_id(precision)``.
@@ -222,14 +215,13 @@ def embed_stage(refs: Sequence, embedder, cache_dir: Path, aug_cfg, report, *, p
 
     batch = batch_size_for(embedder.device, batch_size)
     try:
-        with _Reader(refs, embedder, cache_path, aug_cfg, batch, overlap) as reader:
+        with _Reader(refs, embedder, cache_path, aug_cfg, batch) as reader:
             for item in reader.items():
                 if item[0] == "job":
                     pending.append(item[1])
                 else:
                     _, inputs, rows = item
-                    with reader.cpu:
-                        vecs = embedder.embed_inputs(inputs, precision)
+                    vecs = embedder.embed_inputs(inputs, precision)
                     for (job, v), vec in zip(rows, vecs, strict=False):
                         job.fresh[v] = vec
                 while pending and pending[0].complete:
