@@ -272,15 +272,11 @@ def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, dat
     """Load the index at ``path`` with ``layout``, answer the threadless-dev photos through the local channel alone
     (accuracy: every photo, from cached query features; timing: the first ``timed`` test photos end to end,
     decode + SIFT + search + verification, ``threads`` threads); memory of this process after it all."""
-    import statistics
     import time
 
     import cv2
     import faiss
-    import numpy as np
 
-    from logoid.core.imageio import load_image
-    from logoid.engine.local import extract
     from logoid.identify.match import verify_search
     from logoid.index.descriptors import DescriptorIndex
 
@@ -301,20 +297,8 @@ def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, dat
     out: dict = {"layout": layout, "nprobe": dindex.config.nprobe, "threads": threads, "load_s": load_s,
                  "mem_before_load": mem0,
                  "mem_loaded": mem_loaded}
-    times = []
-    for r in [r for r in rows if r["split"] == "test"][:timed]:
-        t0 = time.perf_counter()
-        f = extract(load_image(designs / r["photo"]), cfg.extract, "query")
-        t1 = time.perf_counter()
-        D, own = dindex.search(f.desc, k=k)
-        t2 = time.perf_counter()
-        verify_search(f, dindex, D, own, cfg)
-        t3 = time.perf_counter()
-        times.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
-    cols = list(zip(*times, strict=True))
-    out.update({"timed": len(times), "extract_s": statistics.median(cols[0]), "search_s": statistics.median(cols[1]),
-                "verify_s": statistics.median(cols[2]), "e2e_p50_s": statistics.median(cols[3]),
-                "e2e_p90_s": float(np.percentile(cols[3], 90)), "mem_timed": _status_mb()})
+    stages, _ = time_photos(dindex, [r for r in rows if r["split"] == "test"][:timed], designs, cfg)
+    out.update({**stages, "mem_timed": _status_mb()})
     if accuracy:  # (the 464 photos' cached features alone are ~1 GB: memory is read before, in mem_timed)
         qf = sweep.query_features(designs, rows, cfg)
         results = []
@@ -328,6 +312,35 @@ def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, dat
                     "top_kinds": _kinds(recs)})
     out["mem_after"] = _status_mb()
     return out
+
+
+def time_photos(dindex, rows: list[dict], designs: Path, cfg: LocalConfig) -> tuple[dict, list[int | None]]:
+    """Each photo of ``rows`` end to end through the local channel (decode + SIFT + search + verification): the
+    stages' medians and the sum's p50/p90 (s), and each photo's top answer (None: nothing verified)."""
+    import statistics
+    import time
+
+    import numpy as np
+
+    from logoid.core.imageio import load_image
+    from logoid.engine.local import extract
+    from logoid.identify.match import verify_search
+
+    times, tops = [], []
+    for r in rows:
+        t0 = time.perf_counter()
+        f = extract(load_image(designs / r["photo"]), cfg.extract, "query")
+        t1 = time.perf_counter()
+        D, own = dindex.search(f.desc, k=max(2, cfg.match.neighbours))
+        t2 = time.perf_counter()
+        res = verify_search(f, dindex, D, own, cfg)
+        t3 = time.perf_counter()
+        times.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
+        tops.append(res[0].image_id if res else None)
+    cols = list(zip(*times, strict=True))
+    return ({"timed": len(times), "extract_s": statistics.median(cols[0]), "search_s": statistics.median(cols[1]),
+             "verify_s": statistics.median(cols[2]), "e2e_p50_s": statistics.median(cols[3]),
+             "e2e_p90_s": float(np.percentile(cols[3], 90))}, tops)
 
 
 def _kinds(recs: list[dict]) -> dict:

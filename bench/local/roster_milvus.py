@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 from bench._common import DATA, WORK, fmt, table
 from bench.local import roster, sweep
@@ -70,10 +67,6 @@ def query(path: Path, backend: str, timed: int, threads: int = 2, data: Path = D
     import cv2
     import faiss
 
-    from logoid.core.imageio import load_image
-    from logoid.engine.local import extract
-    from logoid.identify.match import verify_search
-
     cfg = LocalConfig()
     mem0 = roster._status_mb()
     t = time.perf_counter()
@@ -90,24 +83,10 @@ def query(path: Path, backend: str, timed: int, threads: int = 2, data: Path = D
     cv2.setNumThreads(threads)
     designs = data / "threadless-dev"
     rows = [r for r in sweep.manifest(designs) if r["split"] == "test"][:timed]
-    times, tops = [], []
-    for r in rows:
-        t0 = time.perf_counter()
-        f = extract(load_image(designs / r["photo"]), cfg.extract, "query")
-        t1 = time.perf_counter()
-        D, own = dindex.search(f.desc, k=max(2, cfg.match.neighbours))
-        t2 = time.perf_counter()
-        res = verify_search(f, dindex, D, own, cfg)
-        t3 = time.perf_counter()
-        times.append((t1 - t0, t2 - t1, t3 - t2, t3 - t0))
-        tops.append(res[0].image_id if res else None)
-    cols = list(zip(*times, strict=True))
+    stages, tops = roster.time_photos(dindex, rows, designs, cfg)
     right = [top == int(r["id"]) for r, top in zip(rows, tops, strict=True) if r["role"] == "enrolled"]
-    return {"backend": backend, "load_s": load_s, "mem_before_load": mem0, "timed": len(times),
-            "extract_s": statistics.median(cols[0]), "search_s": statistics.median(cols[1]),
-            "verify_s": statistics.median(cols[2]), "e2e_p50_s": statistics.median(cols[3]),
-            "e2e_p90_s": float(np.percentile(cols[3], 90)), "tops": tops, "known": len(right),
-            "right": int(sum(right)), "mem_after": roster._status_mb()}
+    return {"backend": backend, "load_s": load_s, "mem_before_load": mem0, **stages, "tops": tops,
+            "known": len(right), "right": int(sum(right)), "mem_after": roster._status_mb()}
 
 
 def _fresh(path: Path, backend: str, timed: int) -> dict:
