@@ -38,7 +38,6 @@ def _chroma_features(img: Image.Image, scale: float, max_kp: int, cfg: ExtractCo
     return [detect(np.ascontiguousarray(lab[:, :, c]), scale, geo.original_size, max_kp, cfg) for c in (1, 2)]
 
 
-_FLIP = INVERTED_ORDER  # RootSIFT of the contrast-inverted image at the same keypoint (features.py)
 
 
 def _new_only(feats: Features, grey: Features, radius: float, max_dist: float) -> Features:
@@ -67,7 +66,7 @@ def _new_only(feats: Features, grey: Features, radius: float, max_dist: float) -
             close = (d * d).sum(axis=1) <= radius * radius
             kp, g = kp[close], g[close]
             same = np.linalg.norm(grey.desc[g] - feats.desc[kp], axis=1)
-            flipped = np.linalg.norm(grey.desc[g][:, _FLIP] - feats.desc[kp], axis=1)
+            flipped = np.linalg.norm(grey.desc[g][:, INVERTED_ORDER] - feats.desc[kp], axis=1)
             repeat[kp[np.minimum(same, flipped) <= max_dist]] = True
     return feats.subset(~repeat)
 
