@@ -38,8 +38,6 @@ def _chroma_features(img: Image.Image, scale: float, max_kp: int, cfg: ExtractCo
     return [detect(np.ascontiguousarray(lab[:, :, c]), scale, geo.original_size, max_kp, cfg) for c in (1, 2)]
 
 
-
-
 def _new_only(feats: Features, grey: Features, radius: float, max_dist: float) -> Features:
     """``feats`` without the keypoints that repeat one of ``grey``: within ``radius`` (original px) of it, with a
     descriptor within ``max_dist`` of its descriptor or of its contrast-inverted one."""
