@@ -96,8 +96,8 @@ def test_setting_off_keeps_old_hashes_and_old_sidecars_keep_it_off():
 
 
 def test_repeats_are_near_in_place_and_in_descriptor_or_its_inverse():
-    from logoid.engine.local import Features
-    from logoid.engine.local.extract import _FLIP, _new_only
+    from logoid.engine.local import INVERTED_ORDER, Features
+    from logoid.engine.local.extract import _new_only
 
     rng = np.random.default_rng(0)
 
@@ -109,7 +109,7 @@ def test_repeats_are_near_in_place_and_in_descriptor_or_its_inverse():
     # Chroma keypoints: 0-99 repeat a grey one (same descriptor), 100-199 repeat its inverse, 200-299 sit on a grey
     # keypoint with an unrelated descriptor, 300-399 lie anywhere with descriptors of other grey keypoints.
     xy = np.concatenate([grey.xy[:300] + rng.uniform(-1, 1, (300, 2)), rng.uniform(-5, 305, (100, 2))])
-    desc = np.concatenate([grey.desc[:100], grey.desc[100:200][:, _FLIP], unit(100), grey.desc[300:400]])
+    desc = np.concatenate([grey.desc[:100], grey.desc[100:200][:, INVERTED_ORDER], unit(100), grey.desc[300:400]])
     chroma = Features(xy.astype(np.float32), desc, (300, 300))
     kept = _new_only(chroma, grey, 1.5, 0.25)
     np.testing.assert_array_equal(kept.xy, chroma.xy[200:])  # the repeats go, the rest stay
