@@ -386,14 +386,17 @@ def run(sizes: list[int], layouts: list[str], distinct: int = 50_000, timed: int
     return out
 
 
+def runs(res: dict) -> list[dict]:
+    """The measured rows of a run's result (every entry but ``_meta``), in order."""
+    return [r for k, r in res.items() if k != "_meta"]
+
+
 def markdown(res: dict) -> str:
     from bench._common import fmt, table
 
     meta = res["_meta"]
     rows = []
-    for key, r in res.items():
-        if key == "_meta":
-            continue
+    for r in runs(res):
         m = r["mem_timed"]
         t = r.get("test") or {}
         rows.append([r["refs"], r["distinct"], r["reused"], r["descriptors"], r["structure"], r.get("inverted", "stored"),
@@ -428,20 +431,20 @@ def markdown(res: dict) -> str:
 def summary(res: dict) -> str:
     from bench._common import fmt
 
-    rows = [r for k, r in res.items() if k != "_meta"]
+    rows = runs(res)
     if len({r.get("nprobe", 16) for r in rows}) > 1:  # a run over the IVF lists visited
         return "; ".join(f"{r['refs']} refs {r['layout']} nprobe {r['nprobe']}: p50 {fmt(r['e2e_p50_s'])} s"
                          + (f", test top-1 {fmt(r['test']['top1'])} AUROC {fmt(r['test']['auroc'])}"
                             if r.get("test") else "") for r in rows)
     parts = []
-    for key, r in res.items():
-        if key == "_meta" or r["layout"] != "norefine":
+    for r in runs(res):
+        if r["layout"] != "norefine":
             continue
         t = r.get("test")
         acc = f", test top-1 {fmt(t['top1'])} AUROC {fmt(t['auroc'])}" if t else ""
         parts.append(f"{r['refs']} refs: p50 {fmt(r['e2e_p50_s'])} s, resident {fmt(r['mem_timed']['VmRSS'], 0)} MB "
                      f"(anon {fmt(r['mem_timed']['RssAnon'], 0)}){acc}")
-    ram = {r["refs"]: r for k, r in res.items() if k != "_meta" and r["layout"] == "ram" and r.get("test")}
+    ram = {r["refs"]: r for r in runs(res) if r["layout"] == "ram" and r.get("test")}
     with_codes = "; with SQ8 re-ranking in RAM: " + ", ".join(
         f"{n} refs top-1 {fmt(r['test']['top1'])} AUROC {fmt(r['test']['auroc'])}" for n, r in ram.items()) if ram else ""
     return ("no re-ranking (fast-scan PQ only, coordinates memory-mapped): " + "; ".join(parts) + with_codes) if parts \

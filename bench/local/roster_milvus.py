@@ -128,9 +128,7 @@ def _versions() -> str:
 def markdown(res: dict) -> str:
     meta = res["_meta"]
     rows = []
-    for key, r in res.items():
-        if key == "_meta":
-            continue
+    for r in roster.runs(res):
         m = r["mem_after"]
         rows.append([r["refs"], r["descriptors"], r["structure"], fmt(r["build_s"], 0), fmt(r["disk_mb"], 0),
                      fmt(r["load_s"], 1), fmt(m["VmRSS"], 0), fmt(m["RssAnon"], 0), fmt(m["VmHWM"], 0),
@@ -149,7 +147,7 @@ def markdown(res: dict) -> str:
 
 def summary(res: dict) -> str:
     parts = [f"{r['refs']} refs {r['structure']}: p50 {fmt(r['e2e_p50_s'])} s, resident "
-             f"{fmt(r['mem_after']['VmRSS'], 0)} MB" for k, r in res.items() if k != "_meta"]
+             f"{fmt(r['mem_after']['VmRSS'], 0)} MB" for r in roster.runs(res)]
     return "; ".join(parts)
 
 
