@@ -46,6 +46,7 @@ SUBJECTS: dict[str, Subject] = {
         "index": "Descriptor index at scale",
         "roster": "Local channel on a roster of distinct references: layouts, memory, accuracy",
         "roster-nprobe": "Local channel on the roster: IVF lists visited",
+        "roster-votes": "Local channel on the roster: votes a candidate needs",
         "milvus": "Local channel's descriptor index: FAISS vs Milvus Lite on the roster",
     }),
     "mosaic": Subject("Multi-logo mosaics", {"designs": "Multi-logo mosaics of threadless-dev photos"}),

@@ -268,10 +268,11 @@ def _status_mb() -> dict:
 
 
 def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, data: Path = DATA,
-          nprobe: int | None = None) -> dict:
+          nprobe: int | None = None, votes: list[int] | None = None) -> dict:
     """Load the index at ``path`` with ``layout``, answer the threadless-dev photos through the local channel alone
     (accuracy: every photo, from cached query features; timing: the first ``timed`` test photos end to end,
-    decode + SIFT + search + verification, ``threads`` threads); memory of this process after it all."""
+    decode + SIFT + search + verification, ``threads`` threads); memory of this process after it all. ``votes``:
+    also the accuracy with each of these ``MatchConfig.min_votes`` (the same searches, verified again)."""
     import time
 
     import cv2
@@ -301,15 +302,20 @@ def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, dat
     out.update({**stages, "mem_timed": _status_mb()})
     if accuracy:  # (the 464 photos' cached features alone are ~1 GB: memory is read before, in mem_timed)
         qf = sweep.query_features(designs, rows, cfg)
-        results = []
-        for f in qf:
-            D, own = dindex.search(f.desc, k=k)
-            results.append(verify_search(f, dindex, D, own, cfg) if len(f) else [])
-        ev = sweep.evaluate(rows, results, "score")
-        recs = ev.pop("records")
-        out.update({"test": ev["test"], "calib": ev["calib"], "threshold": ev["threshold"],
+        searches = [dindex.search(f.desc, k=k) for f in qf]
+
+        def scored(c: LocalConfig) -> dict:
+            results = [verify_search(f, dindex, D, own, c) if len(f) else [] for f, (D, own) in zip(qf, searches,
+                                                                                                   strict=True)]
+            ev = sweep.evaluate(rows, results, "score")
+            recs = ev.pop("records")
+            return {"test": ev["test"], "calib": ev["calib"], "threshold": ev["threshold"],
                     "distractor_top": sum(1 for x in recs if x["top"] is not None and x["top"] >= 10_000),
-                    "top_kinds": _kinds(recs)})
+                    "top_kinds": _kinds(recs)}
+
+        out.update(scored(cfg))
+        if votes:
+            out["votes"] = [{"min_votes": v, **scored(cfg.override(min_votes=v))} for v in votes]
     out["mem_after"] = _status_mb()
     return out
 
@@ -357,7 +363,7 @@ def _kinds(recs: list[dict]) -> dict:
 
 
 def run(sizes: list[int], layouts: list[str], distinct: int = 50_000, timed: int = 40, threads: int = 2,
-        data: Path = DATA, nprobes: list[int] | None = None) -> dict:
+        data: Path = DATA, nprobes: list[int] | None = None, votes: list[int] | None = None) -> dict:
     """Every size: build (or reuse) its index, then each layout queried in a fresh process (so its memory is the
     query's alone). Accuracy only where every reference is distinct."""
     import json
@@ -376,7 +382,7 @@ def run(sizes: list[int], layouts: list[str], distinct: int = 50_000, timed: int
                 cmd = [sys.executable, "-m", "bench.local.roster", "query", str(index_path(n, cfg)), "--layout", layout,
                        "--timed", str(timed), "--threads", str(threads), "--nprobe", str(nprobe), "--out", tmp.name]
                 if facts["reused"] == 0:
-                    cmd.append("--accuracy")
+                    cmd += ["--accuracy", *(a for v in votes or [] for a in ("--min-votes", str(v)))]
                 subprocess.run(cmd, check=True)
                 got = json.loads(Path(tmp.name).read_text())
             print(n, layout, {k: v for k, v in got.items() if not k.startswith("mem")}, got["mem_after"],
@@ -428,6 +434,30 @@ def markdown(res: dict) -> str:
                  "AUROC", "open-set", "distractor on top"], rows))
 
 
+def votes_markdown(res: dict) -> str:
+    """A run with ``--min-votes``: the accuracy at each value, from the same searches of each size."""
+    from bench._common import fmt, table
+
+    rows = [[r["refs"], r["layout"], v["min_votes"], fmt(v["test"]["top1"]), fmt(v["test"]["auroc"]),
+             fmt(v["test"]["open_set"]), fmt(v["calib"]["top1"]), fmt(v["calib"]["auroc"]), fmt(v["calib"]["open_set"]),
+             v["distractor_top"]] for r in runs(res) for v in r.get("votes", [])]
+    return ("Local channel alone on threadless-dev photos against the roster's catalogs of distinct references (as in "
+            "the roster table), each size searched once and verified with each `MatchConfig.min_votes`: the ratio-test"
+            " votes an (image, variant) needs to be verified at all. Its tentative matches are then every soft match "
+            "(`candidate_ratio`), so a candidate with 3 votes can still verify on 10+ matches. Threshold chosen on "
+            "split=calib; `distractor on top` = photos (all splits) whose best verified reference is not a design.\n\n"
+            + table(["refs", "layout", "min_votes", "test top-1", "test AUROC", "test open-set", "calib top-1",
+                     "calib AUROC", "calib open-set", "distractor on top"], rows))
+
+
+def votes_summary(res: dict) -> str:
+    from bench._common import fmt
+
+    return "; ".join(f"{r['refs']} refs min_votes {v['min_votes']}: test top-1 {fmt(v['test']['top1'])} AUROC "
+                     f"{fmt(v['test']['auroc'])}, calib top-1 {fmt(v['calib']['top1'])}"
+                     for r in runs(res) for v in r.get("votes", []))
+
+
 def summary(res: dict) -> str:
     from bench._common import fmt
 
@@ -462,6 +492,8 @@ def main(argv=None) -> int:
     q.add_argument("--timed", type=int, default=40)
     q.add_argument("--threads", type=int, default=2)
     q.add_argument("--nprobe", type=int, default=0, help="IVF lists visited (0: the index's own)")
+    q.add_argument("--min-votes", type=int, action="append", default=None,
+                   help="with --accuracy: also score with this MatchConfig.min_votes (repeatable)")
     q.add_argument("--out", type=Path, required=True)
     e = sub.add_parser("extract")
     e.add_argument("--n", type=int, default=50_000, help="distinct references (designs, band logos, icons, generated)")
@@ -471,7 +503,8 @@ def main(argv=None) -> int:
     if a.cmd == "query":
         import json
 
-        a.out.write_text(json.dumps(query(a.index, a.layout, a.accuracy, a.timed, a.threads, nprobe=a.nprobe or None),
+        a.out.write_text(json.dumps(query(a.index, a.layout, a.accuracy, a.timed, a.threads, nprobe=a.nprobe or None,
+                                          votes=a.min_votes),
                                     indent=1))
         return 0
     from tqdm import tqdm

@@ -30,6 +30,7 @@ end to end on 2 threads, accuracy where every reference is distinct. Fill the fe
     python -m bench.local.roster extract --n 50000
     python -m bench local-scale roster [--refs 276 --refs 1000 --refs 10000 --refs 50000 --refs 180000]
         [--layout ram --layout mmap --layout norefine] [--timed 40] [--no-write]
+    python -m bench local-scale roster --layout ram --min-votes 4 --min-votes 3 --min-votes 2   # roster-votes
 
 ``milvus``: the same roster's descriptors in Milvus Lite beside the FAISS index, per-photo latency and memory
 (``bench.local.roster_milvus``):
@@ -282,6 +283,8 @@ def main(argv=None) -> int:
     ap.add_argument("--timed", type=int, default=40, help="e2e, roster: test photos timed end to end")
     ap.add_argument("--layout", action="append", default=None, choices=["ram", "mmap", "norefine"],
                     help="roster: descriptor-index layouts to query (default all three)")
+    ap.add_argument("--min-votes", type=int, action="append", default=None,
+                    help="roster: score accuracy with each of these MatchConfig.min_votes (a record of its own)")
     ap.add_argument("--distinct", type=int, default=50_000,
                     help="roster: distinct references available; larger catalogs reuse generated ones under new ids")
     ap.add_argument("--milvus-index", action="append", default=None, choices=["auto", "IVF_FLAT", "IVF_SQ8", "HNSW"],
@@ -319,8 +322,9 @@ def main(argv=None) -> int:
         from bench.local import roster
 
         res = roster.run(args.refs or [276, 1000, 10000, 50000], args.layout or ["ram", "mmap", "norefine"],
-                         args.distinct, args.timed, nprobes=args.nprobe)
-        md, summary = roster.markdown(res), roster.summary(res)
+                         args.distinct, args.timed, nprobes=args.nprobe, votes=args.min_votes)
+        md, summary = (roster.votes_markdown(res), roster.votes_summary(res)) if args.min_votes else \
+            (roster.markdown(res), roster.summary(res))
     elif args.what == "e2e":
         res = e2e.run_e2e(args.data, args.refs or [1000, 10000], args.index or ["exact", "prev", "default"],
                           cfg, args.timed, args.merge, bar,
@@ -338,7 +342,9 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=str))
     if not args.no_write:  # a roster run that varies the IVF lists visited is a record of its own
-        _record("roster-nprobe" if args.what == "roster" and args.nprobe else args.what, res, md, summary)
+        name = args.what if args.what != "roster" else \
+            "roster-votes" if args.min_votes else "roster-nprobe" if args.nprobe else "roster"
+        _record(name, res, md, summary)
     return 0
 
 
