@@ -22,7 +22,7 @@ from logoid.index.descriptors import DescriptorIndex, group_matches, ratio_match
 from .verify import Verification, VerifyConfig, verify
 
 # Values that reproduce what logoid did before a field existed (applied by from_dict to older sidecars).
-_LEGACY = {"tile_shortlist": 0}
+_LEGACY = {"tile_shortlist": 0, "tile_min_votes": 4}
 
 
 @dataclass
@@ -35,11 +35,17 @@ class MatchConfig:
     # of that candidate (among the k neighbours) is within d1 / candidate_ratio; 0 = ratio-test matches only.
     candidate_ratio: float = 0.7  # chosen on threadless-dev calib (0.9 / 0.8 / 0.7 / 0.6 tried)
     shortlist: int = 50  # most-voted (image, variant) candidates sent to geometric verification
-    min_votes: int = 4  # candidates with fewer ratio-test matches are not verified (a homography needs 4)
+    # An (image, variant) with fewer ratio-test votes is not verified. Votes only pick candidates: a picked one is
+    # fitted on all its soft matches (often 10+ for 3 votes). 3, was 4: votes thin out as the catalog grows (a
+    # print's second-nearest is more often another logo's), and at 50k references a third of the lost photos had
+    # their design verifiable but at 3 votes. Test top-1 0.915 -> 0.943 at 50k, calib 0.933 -> 0.941, no row worse
+    # at 276 / 1k / 10k (BENCHMARKS.md#local-roster-votes).
+    min_votes: int = 3
     # find_all on a tiled photo also votes inside each tile window of the finer levels: a logo filling one window
     # of a busy photo wins few votes against chance votes from the whole photo, and its matches elsewhere dilute
     # its inlier ratio. This many most-voted candidates per window are verified on the window's matches only.
     tile_shortlist: int = 3
+    tile_min_votes: int = 4  # votes a candidate needs inside one tile window (min_votes's value before 3, kept)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.ratio <= 1.0:
@@ -288,12 +294,12 @@ def _verify_windows(query: Features, dindex: DescriptorIndex, live: np.ndarray, 
     out: list[Verification] = []
     for w, inside in enumerate(windows):
         sel = inside[live[:, 0]]
-        if int(sel.sum()) < mc.min_votes:
+        if int(sel.sum()) < mc.tile_min_votes:
             continue
         keys, votes = np.unique(live[sel][:, 1:3], axis=0, return_counts=True)
         n_active = int(np.count_nonzero(active & inside))
         for j in np.argsort(-votes, kind="stable")[: mc.tile_shortlist]:
-            if votes[j] < mc.min_votes:
+            if votes[j] < mc.tile_min_votes:
                 break
             key = (int(keys[j, 0]), int(keys[j, 1]))
             hit = cache.get((key, w))
