@@ -31,10 +31,7 @@ from logoid.core.atomic import atomic_path, write_json_atomic
 from logoid.core.errors import IndexMismatchError, IndexMissingError
 from logoid.engine.local import DESC_DIM, ExtractConfig, Features
 
-from .descriptor_files import geometry_arrays, geometry_from_arrays
-from .descriptor_layout import KeyedRows, entry_key
-from .descriptor_structure import DescriptorConfig
-from .descriptors import (
+from .descriptor_base import (
     KP_BITS,
     OWNER_SHIFT,
     VARIANT_BITS,
@@ -44,6 +41,9 @@ from .descriptors import (
     encode_ids,
     geometry_rows,
 )
+from .descriptor_files import geometry_arrays, geometry_from_arrays
+from .descriptor_layout import KeyedRows, entry_key
+from .descriptor_structure import DescriptorConfig
 from .milvus import MAX_TOPK, MilvusConfig, MilvusVectorIndex
 
 SCHEMA_VERSION = 1
