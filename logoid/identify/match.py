@@ -38,8 +38,8 @@ class MatchConfig:
     # An (image, variant) with fewer ratio-test votes is not verified. Votes only pick candidates: a picked one is
     # fitted on all its soft matches (often 10+ for 3 votes). 3, was 4: votes thin out as the catalog grows (a
     # print's second-nearest is more often another logo's), and at 50k references a third of the lost photos had
-    # their design verifiable but at 3 votes. Test top-1 0.915 -> 0.943 at 50k, calib 0.933 -> 0.941, no row worse
-    # at 276 / 1k / 10k (BENCHMARKS.md#local-roster-votes).
+    # their design verifiable but at 3 votes. Test top-1 0.915 -> 0.943 at 50k, calib 0.933 -> 0.941; no size (276,
+    # 1k, 10k) a photo worse on either split (BENCHMARKS.md#local-roster-votes).
     min_votes: int = 3
     # find_all on a tiled photo also votes inside each tile window of the finer levels: a logo filling one window
     # of a busy photo wins few votes against chance votes from the whole photo, and its matches elsewhere dilute
