@@ -47,6 +47,7 @@ SUBJECTS: dict[str, Subject] = {
         "roster": "Local channel on a roster of distinct references: layouts, memory, accuracy",
         "roster-nprobe": "Local channel on the roster: IVF lists visited",
         "roster-votes": "Local channel on the roster: votes a candidate needs",
+        "roster-prints": "Local channel on the roster: band-logo prints",
         "milvus": "Local channel's descriptor index: FAISS vs Milvus Lite on the roster",
     }),
     "mosaic": Subject("Multi-logo mosaics", {"designs": "Multi-logo mosaics of threadless-dev photos"}),

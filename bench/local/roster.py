@@ -176,9 +176,11 @@ def index_path(n: int, cfg: LocalConfig, tag: str = "flipped") -> Path:
     return INDEX_DIR / f"{tag}-{n}refs-{cfg.extract.ref_hash()}" / "descriptors"
 
 
-def build(n: int, cfg: LocalConfig, distinct: int, config=None, tag: str = "flipped", data: Path = DATA) -> dict:
+def build(n: int, cfg: LocalConfig, distinct: int, config=None, tag: str = "flipped", data: Path = DATA,
+          refs: list[Ref] | None = None) -> dict:
     """Build (or reuse) the descriptor index of an ``n``-reference catalog: its first ``min(n, distinct)`` distinct
-    references, the rest reused generated ones. Returns the build facts (kept beside the index)."""
+    references, the rest reused generated ones (``refs``: these references instead, under their own ``tag``).
+    Returns the build facts (kept beside the index)."""
     import json
     import time
 
@@ -191,7 +193,7 @@ def build(n: int, cfg: LocalConfig, distinct: int, config=None, tag: str = "flip
         return json.loads(facts.read_text())
     if n > distinct and config is None:  # reused references: copied from the distinct index (minutes, not hours)
         return assemble(n, cfg, distinct, tag, data)
-    refs = catalog(min(n, distinct), data)
+    refs = refs if refs is not None else catalog(min(n, distinct), data)
     items = LazyItems(refs, cfg, reused=max(0, n - len(refs)))
     t = time.perf_counter()
     dindex = DescriptorIndex.build(items, config=config, feature_config=cfg.extract)
@@ -268,11 +270,12 @@ def _status_mb() -> dict:
 
 
 def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, data: Path = DATA,
-          nprobe: int | None = None, votes: list[int] | None = None) -> dict:
+          nprobe: int | None = None, votes: list[int] | None = None, prints: bool = False) -> dict:
     """Load the index at ``path`` with ``layout``, answer the threadless-dev photos through the local channel alone
     (accuracy: every photo, from cached query features; timing: the first ``timed`` test photos end to end,
     decode + SIFT + search + verification, ``threads`` threads); memory of this process after it all. ``votes``:
-    also the accuracy with each of these ``MatchConfig.min_votes`` (the same searches, verified again)."""
+    also the accuracy with each of these ``MatchConfig.min_votes`` (the same searches, verified again). ``prints``:
+    also the band-logo prints (``bench.local.roster_prints``; the catalog must hold every band logo)."""
     import time
 
     import cv2
@@ -298,8 +301,10 @@ def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, dat
     out: dict = {"layout": layout, "nprobe": dindex.config.nprobe, "threads": threads, "load_s": load_s,
                  "mem_before_load": mem0,
                  "mem_loaded": mem_loaded}
-    stages, _ = time_photos(dindex, [r for r in rows if r["split"] == "test"][:timed], designs, cfg)
-    out.update({**stages, "mem_timed": _status_mb()})
+    if timed:
+        stages, _ = time_photos(dindex, [r for r in rows if r["split"] == "test"][:timed], designs, cfg)
+        out.update(stages)
+    out["mem_timed"] = _status_mb()
     if accuracy:  # (the 464 photos' cached features alone are ~1 GB: memory is read before, in mem_timed)
         qf = sweep.query_features(designs, rows, cfg)
         searches = [dindex.search(f.desc, k=k) for f in qf]
@@ -316,6 +321,10 @@ def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, dat
         out.update(scored(cfg))
         if votes:
             out["votes"] = [{"min_votes": v, **scored(cfg.override(min_votes=v))} for v in votes]
+    if prints:
+        from bench.local import roster_prints
+
+        out["prints"] = roster_prints.score(dindex, cfg, data, votes)
     out["mem_after"] = _status_mb()
     return out
 
@@ -349,45 +358,62 @@ def time_photos(dindex, rows: list[dict], designs: Path, cfg: LocalConfig) -> tu
              "e2e_p90_s": float(np.percentile(cols[3], 90))}, tops)
 
 
+def _kind(i: int | None) -> str:
+    """What kind of reference an image id is (None: nothing verified)."""
+    if i is None:
+        return "none"
+    return ("design" if i < ICON_ID0 else "icon" if i < BAND_ID0 else "band" if i < GEN_ID0 else "generated"
+            if i < REUSE_ID0 else "reused")
+
+
 def _kinds(recs: list[dict]) -> dict:
     """How many photos (all splits) have each kind of reference on top."""
-    def kind(i):
-        if i is None:
-            return "none"
-        return ("design" if i < ICON_ID0 else "icon" if i < BAND_ID0 else "band" if i < GEN_ID0 else "generated"
-                if i < REUSE_ID0 else "reused")
     out: dict = {}
     for x in recs:
-        out[kind(x["top"])] = out.get(kind(x["top"]), 0) + 1
+        out[_kind(x["top"])] = out.get(_kind(x["top"]), 0) + 1
     return out
 
 
 def run(sizes: list[int], layouts: list[str], distinct: int = 50_000, timed: int = 40, threads: int = 2,
-        data: Path = DATA, nprobes: list[int] | None = None, votes: list[int] | None = None) -> dict:
+        data: Path = DATA, nprobes: list[int] | None = None, votes: list[int] | None = None,
+        prints: bool = False) -> dict:
     """Every size: build (or reuse) its index, then each layout queried in a fresh process (so its memory is the
-    query's alone). Accuracy only where every reference is distinct."""
+    query's alone). Accuracy only where every reference is distinct. ``prints``: first the band logos alone, then
+    every size that holds them all, also answer the band-logo prints (``bench.local.roster_prints``)."""
     import json
     import subprocess
     import tempfile
 
+    from bench.local import roster_prints
+
     cfg = LocalConfig()
     out: dict = {"_meta": {"distinct": distinct, "timed": timed, "threads": threads}}
+    bands = len(roster_prints.band_rows(data))
+    todo: list[tuple[str, dict, Path, list[str]]] = []
+    if prints:
+        roster_prints.make_all(cfg, data, threads)
+        facts = roster_prints.build_bands(cfg, data)
+        todo.append(("bands", facts, index_path(bands, cfg, roster_prints.BANDS_TAG), ["ram"]))
     for n in sizes:
         facts = build(n, cfg, distinct, data=data)
-        print(n, facts, file=sys.stderr, flush=True)
-        runs = [(x, p) for x in (layouts if not facts["reused"] else [x for x in layouts if x == "norefine"])
-                for p in (nprobes or [0])]
-        for layout, nprobe in runs:
+        todo.append((str(n), facts, index_path(n, cfg),
+                     layouts if not facts["reused"] else [x for x in layouts if x == "norefine"]))
+    for name, facts, path, kept in todo:
+        print(name, facts, file=sys.stderr, flush=True)
+        for layout, nprobe in [(x, p) for x in kept for p in (nprobes or [0])]:
             with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
-                cmd = [sys.executable, "-m", "bench.local.roster", "query", str(index_path(n, cfg)), "--layout", layout,
-                       "--timed", str(timed), "--threads", str(threads), "--nprobe", str(nprobe), "--out", tmp.name]
-                if facts["reused"] == 0:
-                    cmd += ["--accuracy", *(a for v in votes or [] for a in ("--min-votes", str(v)))]
+                cmd = [sys.executable, "-m", "bench.local.roster", "query", str(path), "--layout", layout,
+                       "--timed", str(timed if name != "bands" else 0), "--threads", str(threads),
+                       "--nprobe", str(nprobe), "--out", tmp.name, *(a for v in votes or [] for a in ("--min-votes", str(v)))]
+                if facts["reused"] == 0 and name != "bands":
+                    cmd.append("--accuracy")
+                if prints and (name == "bands" or (facts["reused"] == 0 and facts["kinds"]["band"] == bands)):
+                    cmd.append("--prints")
                 subprocess.run(cmd, check=True)
                 got = json.loads(Path(tmp.name).read_text())
-            print(n, layout, {k: v for k, v in got.items() if not k.startswith("mem")}, got["mem_after"],
+            print(name, layout, {k: v for k, v in got.items() if not k.startswith("mem")}, got["mem_after"],
                   file=sys.stderr, flush=True)
-            out[f"{n} {layout}" + (f" nprobe{nprobe}" if nprobe else "")] = {**facts, **got}
+            out[f"{name} {layout}" + (f" nprobe{nprobe}" if nprobe else "")] = {**facts, **got}
     out["_meta"]["load_avg"] = Path("/proc/loadavg").read_text().split()[:3]
     return out
 
@@ -493,7 +519,8 @@ def main(argv=None) -> int:
     q.add_argument("--threads", type=int, default=2)
     q.add_argument("--nprobe", type=int, default=0, help="IVF lists visited (0: the index's own)")
     q.add_argument("--min-votes", type=int, action="append", default=None,
-                   help="with --accuracy: also score with this MatchConfig.min_votes (repeatable)")
+                   help="with --accuracy or --prints: also score with this MatchConfig.min_votes (repeatable)")
+    q.add_argument("--prints", action="store_true", help="also answer the band-logo prints (bench.local.roster_prints)")
     q.add_argument("--out", type=Path, required=True)
     e = sub.add_parser("extract")
     e.add_argument("--n", type=int, default=50_000, help="distinct references (designs, band logos, icons, generated)")
@@ -504,7 +531,7 @@ def main(argv=None) -> int:
         import json
 
         a.out.write_text(json.dumps(query(a.index, a.layout, a.accuracy, a.timed, a.threads, nprobe=a.nprobe or None,
-                                          votes=a.min_votes),
+                                          votes=a.min_votes, prints=a.prints),
                                     indent=1))
         return 0
     from tqdm import tqdm

@@ -31,6 +31,8 @@ end to end on 2 threads, accuracy where every reference is distinct. Fill the fe
     python -m bench local-scale roster [--refs 276 --refs 1000 --refs 10000 --refs 50000 --refs 180000]
         [--layout ram --layout mmap --layout norefine] [--timed 40] [--no-write]
     python -m bench local-scale roster --layout ram --min-votes 4 --min-votes 3 --min-votes 2   # roster-votes
+    python -m bench.local.roster_prints && \
+        python -m bench local-scale roster --prints --refs 10000 --refs 50000 --layout ram   # roster-prints
 
 ``milvus``: the same roster's descriptors in Milvus Lite beside the FAISS index, per-photo latency and memory
 (``bench.local.roster_milvus``):
@@ -285,6 +287,9 @@ def main(argv=None) -> int:
                     help="roster: descriptor-index layouts to query (default all three)")
     ap.add_argument("--min-votes", type=int, action="append", default=None,
                     help="roster: score accuracy with each of these MatchConfig.min_votes (a record of its own)")
+    ap.add_argument("--prints", action="store_true",
+                    help="roster: also the band-logo prints, against the band logos alone and each catalog holding "
+                         "them (a record of its own, roster-prints)")
     ap.add_argument("--distinct", type=int, default=50_000,
                     help="roster: distinct references available; larger catalogs reuse generated ones under new ids")
     ap.add_argument("--milvus-index", action="append", default=None, choices=["auto", "IVF_FLAT", "IVF_SQ8", "HNSW"],
@@ -322,9 +327,15 @@ def main(argv=None) -> int:
         from bench.local import roster
 
         res = roster.run(args.refs or [276, 1000, 10000, 50000], args.layout or ["ram", "mmap", "norefine"],
-                         args.distinct, args.timed, nprobes=args.nprobe, votes=args.min_votes)
-        md, summary = (roster.votes_markdown(res), roster.votes_summary(res)) if args.min_votes else \
-            (roster.markdown(res), roster.summary(res))
+                         args.distinct, args.timed, nprobes=args.nprobe, votes=args.min_votes, prints=args.prints)
+        if args.prints:
+            from bench.local import roster_prints
+
+            md, summary = roster_prints.markdown(res), roster_prints.summary(res)
+        elif args.min_votes:
+            md, summary = roster.votes_markdown(res), roster.votes_summary(res)
+        else:
+            md, summary = roster.markdown(res), roster.summary(res)
     elif args.what == "e2e":
         res = e2e.run_e2e(args.data, args.refs or [1000, 10000], args.index or ["exact", "prev", "default"],
                           cfg, args.timed, args.merge, bar,
@@ -343,7 +354,8 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(res, indent=1, default=str))
     if not args.no_write:  # a roster run that varies the IVF lists visited is a record of its own
         name = args.what if args.what != "roster" else \
-            "roster-votes" if args.min_votes else "roster-nprobe" if args.nprobe else "roster"
+            "roster-prints" if args.prints else "roster-votes" if args.min_votes else \
+            "roster-nprobe" if args.nprobe else "roster"
         _record(name, res, md, summary)
     return 0
 

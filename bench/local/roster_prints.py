@@ -1,0 +1,189 @@
+"""Band-logo prints through the local channel, against the band logos alone and inside the roster (issue 24).
+
+Each of the 1,206 real band logos (../shared/data/band-logos) is printed on a shirt of a threadless-dev photo as the
+text benchmark prints it (bench/text/prints.py: placed by the shirt's own print, polarity as merch is printed,
+perspective, fabric shading, blur, noise, JPEG; seed 0), and the print is answered by the local channel alone:
+search + ratio votes + geometric verification, as for the threadless-dev photos. Its right answer is its band's
+reference (``roster.BAND_ID0 + i``).
+
+- ``bands``: a descriptor index of the 1,206 band logos alone (tag ``bands``; built once, cached with the roster's
+  indexes): the prints against their own references.
+- Any roster catalog that holds all the band logos (1,482 references and up): the same prints among distinct
+  distractors (designs, simple-icons, generated band-like logos).
+
+The prints' query features are cached per extraction setting (``bench/work/local-cache/prints/``), made in
+``workers`` processes; the rows are scored by :func:`score` in the roster's query process (``--prints``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from bench._common import DATA
+from bench.local import sweep
+from logoid.engine.local import Features
+from logoid.identify.match import LocalConfig
+
+PRINT_SEED = 0
+BANDS_TAG = "bands"
+
+
+def band_rows(data: Path) -> list[dict]:
+    from bench._common import read_manifest
+
+    return read_manifest(data / "band-logos")
+
+
+def cache_dir(cfg: LocalConfig, seed: int = PRINT_SEED) -> Path:
+    return sweep.CACHE / "prints" / f"{cfg.extract.query_hash()}-seed{seed}"
+
+
+_MAKER = None
+
+
+def _make_one(args: tuple[int, str, str, str, dict, str, int]) -> int:
+    """Worker: print logo ``i`` on its photo, extract its query features into the cache; its keypoint count."""
+    import cv2
+
+    from bench.text.prints import PrintMaker
+    from logoid.engine.local import ExtractConfig, extract
+
+    global _MAKER
+    cv2.setNumThreads(1)
+    i, logo_id, image, data, cfg_d, out, seed = args
+    if _MAKER is None:
+        _MAKER = PrintMaker(Path(data) / "band-logos", Path(data) / "threadless-dev", seed)
+    img, _ = _MAKER.make(logo_id, image)
+    f = extract(img, ExtractConfig.from_dict(cfg_d), "query")
+    f.to_npz(Path(out) / f"{i}.npz")
+    return len(f)
+
+
+def make_all(cfg: LocalConfig, data: Path = DATA, workers: int = 2, seed: int = PRINT_SEED, progress=None) -> int:
+    """Make and extract every print not cached yet (resumable: one file per print, written when done); how many."""
+    from bench.text.prints import find_placements
+
+    out = cache_dir(cfg, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    find_placements(data / "threadless-dev")  # once, before the workers read its cache
+    todo = [(i, r["id"], r["image"], str(data), cfg.extract.to_dict(), str(out), seed)
+            for i, r in enumerate(band_rows(data)) if not (out / f"{i}.npz").exists()]
+    if not todo:
+        return 0
+    bar = progress(total=len(todo)) if progress else None
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for _ in pool.map(_make_one, todo, chunksize=8):
+            if bar:
+                bar.update(1)
+    if bar:
+        bar.close()
+    return len(todo)
+
+
+def features(cfg: LocalConfig, data: Path = DATA, seed: int = PRINT_SEED) -> Iterator[tuple[int, Features]]:
+    """``(band index, the print's query features)`` of every cached print, read one at a time."""
+    d = cache_dir(cfg, seed)
+    for i in range(len(band_rows(data))):
+        p = d / f"{i}.npz"
+        if not p.exists():
+            raise RuntimeError(f"{p}: print not made; run `python -m bench.local.roster_prints` first")
+        yield i, Features.from_npz(p)
+
+
+def score(dindex, cfg: LocalConfig, data: Path = DATA, votes: list[int] | None = None) -> dict:
+    """Every print through the local channel of ``dindex``: top-1 (its band's reference is the best verified one),
+    nothing verified, and what else came out on top; with ``votes``, the same searches verified with each
+    ``MatchConfig.min_votes``."""
+    from bench.local.roster import BAND_ID0, _kind
+    from logoid.identify.match import verify_search
+
+    settings = [cfg] + [cfg.override(min_votes=v) for v in votes or []]
+    tops: list[list[int | None]] = [[] for _ in settings]
+    k = max(2, cfg.match.neighbours)
+    for _, f in features(cfg, data):
+        D, own = dindex.search(f.desc, k=k) if len(f) else (None, None)
+        for s, c in enumerate(settings):
+            res = verify_search(f, dindex, D, own, c) if len(f) else []
+            tops[s].append(res[0].image_id if res else None)
+
+    def summed(top: list[int | None]) -> dict:
+        n = len(top)
+        kinds: dict = {}
+        for i, t in enumerate(top):
+            key = "right" if t == BAND_ID0 + i else _kind(t)
+            kinds[key] = kinds.get(key, 0) + 1
+        return {"n": n, "top1": kinds.get("right", 0) / n, "none": kinds.get("none", 0) / n, "tops": kinds}
+
+    out = summed(tops[0])
+    if votes:
+        out["votes"] = [{"min_votes": v, **summed(t)} for v, t in zip(votes, tops[1:], strict=True)]
+    return out
+
+
+def build_bands(cfg: LocalConfig, data: Path = DATA) -> dict:
+    """The descriptor index of the band logos alone (built once; its facts as ``roster.build`` gives them)."""
+    from bench.local import roster
+
+    n = len(band_rows(data))
+    return roster.build(n, cfg, n, tag=BANDS_TAG, data=data,
+                        refs=[r for r in roster.catalog(276 + n, data) if r.kind == "band"])
+
+
+def markdown(res: dict) -> str:
+    """A roster run with ``--prints``: the prints' top-1 against the band logos alone and in each catalog."""
+    from bench._common import fmt, table
+    from bench.local.roster import runs
+
+    rows = []
+    for r in runs(res):
+        if "prints" not in r:
+            continue
+        for v in [{"min_votes": "3 (default)", **r["prints"]}] + r["prints"].get("votes", []):
+            t = r.get("test") or {}
+            others = {k: n for k, n in v["tops"].items() if k not in ("right", "none")}
+            rows.append(["band logos alone" if r["distinct"] == r["kinds"]["band"] else r["refs"], r["distinct"],
+                         r["layout"], v["min_votes"], v["n"], fmt(v["top1"]), fmt(v["none"]),
+                         ", ".join(f"{k} {n}" for k, n in sorted(others.items())) or "-",
+                         fmt(t.get("top1")) if "votes" not in v else ""])
+    return ("Band-logo prints through the local channel alone (bench/local/roster_prints.py): each of the 1,206 "
+            "real band logos printed on a shirt of a threadless-dev photo as the text benchmark prints it "
+            "(bench/text/prints.py, seed 0: placed on the shirt's own print, polarity as merch is printed, "
+            "perspective, fabric shading, blur, noise, JPEG), answered by search + ratio votes + verification. "
+            "`band logos alone` = an index of the 1,206 band logos only (the prints' own references); the other rows"
+            " are the roster's catalogs of distinct references (276 designs, the band logos, simple-icons, generated "
+            "band-like logos). top-1 = the print's band is the best verified reference; `nothing verified` = no "
+            "reference verified; `other on top` = what else was best, by kind (`band` = another band's logo). "
+            "`threadless top-1` = the threadless-dev test photos against the same index (roster table).\n\n"
+            + table(["catalog", "distinct refs", "layout", "min_votes", "prints", "top-1", "nothing verified",
+                     "other on top", "threadless top-1"], rows))
+
+
+def summary(res: dict) -> str:
+    from bench._common import fmt
+    from bench.local.roster import runs
+
+    return "; ".join(("band logos alone" if r["distinct"] == r["kinds"]["band"] else f"{r['refs']} refs")
+                     + f": prints top-1 {fmt(r['prints']['top1'])}" for r in runs(res) if "prints" in r)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    from tqdm import tqdm
+
+    ap = argparse.ArgumentParser(description="Make and extract the band-logo prints (cached, resumable)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--data", type=Path, default=DATA)
+    a = ap.parse_args(argv)
+    n = make_all(LocalConfig(), a.data, a.workers,
+                 progress=lambda total: tqdm(total=total, desc="prints", unit="print", file=sys.stderr))
+    print(f"made {n} prints", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
