@@ -4,7 +4,9 @@ Each of the 1,206 real band logos (../shared/data/band-logos) is printed on a sh
 text benchmark prints it (bench/text/prints.py: placed by the shirt's own print, polarity as merch is printed,
 perspective, fabric shading, blur, noise, JPEG; seed 0), and the print is answered by the local channel alone:
 search + ratio votes + geometric verification, as for the threadless-dev photos. Its right answer is its band's
-reference (``roster.BAND_ID0 + i``).
+reference (``roster.BAND_ID0 + i``). The photo's shirt carried a threadless-dev design, painted over only under the
+logo; where that design is enrolled (in every roster catalog), what is left of it is a real second logo in the
+photo, so it is set aside when reading the answer (:func:`shirt_designs`).
 
 - ``bands``: a descriptor index of the 1,206 band logos alone (tag ``bands``; built once, cached with the roster's
   indexes): the prints against their own references.
@@ -94,33 +96,50 @@ def features(cfg: LocalConfig, data: Path = DATA, seed: int = PRINT_SEED) -> Ite
         yield i, Features.from_npz(p)
 
 
+def shirt_designs(data: Path = DATA, seed: int = PRINT_SEED) -> list[int | None]:
+    """Per print, the enrolled threadless-dev design its photo's shirt carried (None: an unknown design). The print
+    covers it only under the logo, so what is left of it is a second, real logo in the photo, and a catalog that
+    holds the designs may rightly answer it."""
+    from bench.text.prints import PrintMaker
+
+    maker = PrintMaker(data / "band-logos", data / "threadless-dev", seed)
+    enrolled = {r["id"] for r in sweep.manifest(data / "threadless-dev") if r["role"] == "enrolled"}
+    return [int(pid) if (pid := maker.photo_for(r["id"])) in enrolled else None for r in band_rows(data)]
+
+
 def score(dindex, cfg: LocalConfig, data: Path = DATA, votes: list[int] | None = None) -> dict:
-    """Every print through the local channel of ``dindex``: top-1 (its band's reference is the best verified one),
-    nothing verified, and what else came out on top; with ``votes``, the same searches verified with each
-    ``MatchConfig.min_votes``."""
+    """Every print through the local channel of ``dindex``: top-1 (its band's reference is the best verified one,
+    the shirt's own design set aside: :func:`shirt_designs`), nothing verified, and what else came out on top; with
+    ``votes``, the same searches verified with each ``MatchConfig.min_votes``. ``verified``: each print's first
+    three verified references (image id, score), as answered."""
     from bench.local.roster import BAND_ID0, _kind
     from logoid.identify.match import verify_search
 
     settings = [cfg] + [cfg.override(min_votes=v) for v in votes or []]
-    tops: list[list[int | None]] = [[] for _ in settings]
+    answers: list[list[list]] = [[] for _ in settings]
     k = max(2, cfg.match.neighbours)
     for _, f in features(cfg, data):
         D, own = dindex.search(f.desc, k=k) if len(f) else (None, None)
         for s, c in enumerate(settings):
             res = verify_search(f, dindex, D, own, c) if len(f) else []
-            tops[s].append(res[0].image_id if res else None)
+            answers[s].append([[v.image_id, round(float(v.score), 3)] for v in res[:3]])
+    shirts = shirt_designs(data)
 
-    def summed(top: list[int | None]) -> dict:
-        n = len(top)
+    def summed(got: list[list]) -> dict:
         kinds: dict = {}
-        for i, t in enumerate(top):
-            key = "right" if t == BAND_ID0 + i else _kind(t)
+        shirt_top = 0
+        for i, res in enumerate(got):
+            shirt_top += bool(res) and res[0][0] == shirts[i]
+            rest = [x for x, _ in res if x != shirts[i]]
+            key = "right" if rest and rest[0] == BAND_ID0 + i else _kind(rest[0] if rest else None)
             kinds[key] = kinds.get(key, 0) + 1
-        return {"n": n, "top1": kinds.get("right", 0) / n, "none": kinds.get("none", 0) / n, "tops": kinds}
+        n = len(got)
+        return {"n": n, "top1": kinds.get("right", 0) / n, "none": kinds.get("none", 0) / n, "tops": kinds,
+                "shirt_design_first": shirt_top}
 
-    out = summed(tops[0])
+    out = {**summed(answers[0]), "verified": answers[0]}
     if votes:
-        out["votes"] = [{"min_votes": v, **summed(t)} for v, t in zip(votes, tops[1:], strict=True)]
+        out["votes"] = [{"min_votes": v, **summed(a)} for v, a in zip(votes, answers[1:], strict=True)]
     return out
 
 
@@ -146,7 +165,7 @@ def markdown(res: dict) -> str:
             t = r.get("test") or {}
             others = {k: n for k, n in v["tops"].items() if k not in ("right", "none")}
             rows.append(["band logos alone" if r["distinct"] == r["kinds"]["band"] else r["refs"], r["distinct"],
-                         r["layout"], v["min_votes"], v["n"], fmt(v["top1"]), fmt(v["none"]),
+                         r["layout"], v["min_votes"], v["n"], fmt(v["top1"]), fmt(v["none"]), v["shirt_design_first"],
                          ", ".join(f"{k} {n}" for k, n in sorted(others.items())) or "-",
                          fmt(t.get("top1")) if "votes" not in v else ""])
     return ("Band-logo prints through the local channel alone (bench/local/roster_prints.py): each of the 1,206 "
@@ -155,11 +174,15 @@ def markdown(res: dict) -> str:
             "perspective, fabric shading, blur, noise, JPEG), answered by search + ratio votes + verification. "
             "`band logos alone` = an index of the 1,206 band logos only (the prints' own references); the other rows"
             " are the roster's catalogs of distinct references (276 designs, the band logos, simple-icons, generated "
-            "band-like logos). top-1 = the print's band is the best verified reference; `nothing verified` = no "
-            "reference verified; `other on top` = what else was best, by kind (`band` = another band's logo). "
+            "band-like logos). The photo's shirt carried a threadless-dev design, painted over only under the logo; "
+            "where it is enrolled (every roster catalog holds the 276), what is left of it is a real second logo in "
+            "the photo: `shirt design first` counts the prints where it was the best verified reference, and it is "
+            "set aside when reading the answer. top-1 = the print's band is then the best verified reference; "
+            "`nothing verified` = no other reference verified; `other on top` = what else was best, by kind (`band` = "
+            "another band's logo, `design` = another threadless design). "
             "`threadless top-1` = the threadless-dev test photos against the same index (roster table).\n\n"
             + table(["catalog", "distinct refs", "layout", "min_votes", "prints", "top-1", "nothing verified",
-                     "other on top", "threadless top-1"], rows))
+                     "shirt design first", "other on top", "threadless top-1"], rows))
 
 
 def summary(res: dict) -> str:
