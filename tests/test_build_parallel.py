@@ -203,13 +203,50 @@ def test_parallel_features_give_the_same_index_as_a_serial_build(embedder, templ
     assert (one.warnings, one.skipped) == (two.warnings, two.skipped)
     cfg = LocalConfig().extract
     files = sorted(p.relative_to(serial.cache_dir) for p in (serial.cache_dir / "features").rglob("*.npz"))
-    assert len(files) == 2 * N_IMAGES  # normal + inverted
+    # the normal variant only: the new index finds inverted prints by flipping photo descriptors
+    assert len(files) == N_IMAGES and all(f.name.endswith("-0.npz") for f in files)
     assert files == sorted(p.relative_to(parallel.cache_dir) for p in (parallel.cache_dir / "features").rglob("*.npz"))
     for f in files:  # the same keypoints and descriptors, byte for byte
         assert (serial.cache_dir / f).read_bytes() == (parallel.cache_dir / f).read_bytes(), f
     assert _index_files(serial) == _index_files(parallel)
     assert FeatureCache(serial.cache_dir / "features").keypoint_count(
-        Catalog.open(serial).images()[0].sha256, cfg) is not None
+        Catalog.open(serial).images()[0].sha256, cfg, 1) is not None
+
+
+@pytest.mark.parametrize("flips", [True, False])
+def test_an_added_image_gets_the_variants_its_index_stores(embedder, template, tmp_path, flips):
+    """A new descriptor index keeps a reference's normal variant only (it flips photo descriptors to find inverted
+    prints), so the inverted one is never extracted; an index built before the flip stores both, and an image added
+    to it gets both, as before."""
+    import shutil as sh
+
+    from logoid.build.steps import add_images
+    from logoid.engine.local import extract_reference
+    from logoid.index.descriptor_structure import DescriptorConfig
+    from logoid.index.descriptors import DescriptorIndex
+
+    home = _home(template, tmp_path / "home")
+    _build(home, embedder, workers=1, precision="fp32")
+    cfg = LocalConfig().extract
+    store = IndexStore.load(home.index_dir)
+    with Catalog.open(home) as cat:
+        refs = cat.images()
+        if not flips:  # the index as a build before the flip made it: both variants of every reference stored
+            store.descriptors = DescriptorIndex.build(
+                ((r.id, extract_reference(load_image(r.path), cfg, 2)) for r in refs[:-1]),
+                DescriptorConfig(ivf=False, flip_inverted=False), feature_config=cfg)
+        else:
+            store.descriptors.remove([refs[-1].id])
+        assert store.descriptors.flip_inverted == flips
+        sh.rmtree(home.cache_dir / "features")
+        before = store.descriptors.ntotal
+        store, report = add_images(home, cat, embedder, [refs[-1]], store=store)
+    files = sorted(p.name for p in (home.cache_dir / "features").rglob("*.npz"))
+    want = [f"{refs[-1].sha256}-0.npz"] + ([] if flips else [f"{refs[-1].sha256}-1.npz"])
+    assert (files, report.features_extracted) == (want, 1)
+    feats = FeatureCache(home.cache_dir / "features").lookup_reference(refs[-1].sha256, cfg, 1 if flips else 2)
+    assert store.descriptors.ntotal - before == sum(len(f) for f in feats)
+    assert store.descriptors.contains(refs[-1].id)
 
 
 def test_the_descriptor_index_reads_the_features_from_the_cache(embedder, template, tmp_path, monkeypatch):
@@ -227,11 +264,11 @@ def test_the_descriptor_index_reads_the_features_from_the_cache(embedder, templa
     assert isinstance(items, feature_stage.CachedFeatures) and len(items) == N_IMAGES
     first, second = list(items), list(items)
     assert [i for i, _ in first] == [r.id for r in Catalog.open(home).images()]
-    assert all(a[1][v].desc is not b[1][v].desc for a, b in zip(first, second, strict=True) for v in (0, 1))
+    assert all(len(a[1]) == 1 and a[1][0].desc is not b[1][0].desc for a, b in zip(first, second, strict=True))
     cache = FeatureCache(home.cache_dir / "features")
     ref = Catalog.open(home).images()[2]
-    want = cache.lookup_reference(ref.sha256, LocalConfig().extract)
-    assert np.array_equal(first[2][1][1].desc, want[1].desc) and np.array_equal(first[2][1][0].xy, want[0].xy)
+    want = cache.lookup_reference(ref.sha256, LocalConfig().extract, 1)  # the normal variant: the index flips
+    assert np.array_equal(first[2][1][0].desc, want[0].desc) and np.array_equal(first[2][1][0].xy, want[0].xy)
 
 
 def _killed_parallel_build(home: Home, step: str) -> None:
@@ -261,7 +298,7 @@ def test_a_killed_parallel_build_resumes_with_nothing_lost_or_redone(embedder, t
     cfg = LocalConfig().extract
     cache = FeatureCache(home.cache_dir / "features")
     with Catalog.open(home) as cat:
-        done = sum(cache.keypoint_count(r.sha256, cfg) is not None for r in cat.images())
+        done = sum(cache.keypoint_count(r.sha256, cfg, 1) is not None for r in cat.images())
     assert KILL_AT <= done <= N_IMAGES
     report = _cli_build(home, "--workers", "2")
     assert (report["embedded"], report["cached"]) == (0, N_IMAGES * VARIANTS)

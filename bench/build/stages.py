@@ -99,13 +99,15 @@ def embedding_stage(embedder, refs, cache_dir: Path, aug_cfg, precision: str, ba
 def feature_stage(refs, cache_dir: Path, workers: int) -> float:
     """img/s of the build's local-feature stage on ``refs`` with ``workers`` processes, from an empty cache."""
     from logoid.build.features import feature_stage as stage
+    from logoid.build.features import new_index_variants
     from logoid.engine.local import FeatureCache
     from logoid.identify.match import LocalConfig
 
     shutil.rmtree(cache_dir, ignore_errors=True)
     rep = _Report()
+    cfg = LocalConfig().extract
     t = time.perf_counter()
-    stage(refs, LocalConfig().extract, FeatureCache(cache_dir), rep, workers=workers)
+    stage(refs, cfg, FeatureCache(cache_dir), rep, workers=workers, variants=new_index_variants(cfg))
     dt = time.perf_counter() - t
     print(f"feature stage, {workers} workers: {len(refs) / dt:.2f} img/s", file=sys.stderr)
     return len(refs) / dt
@@ -162,8 +164,16 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
         "stage_bf16_share_of_raw_bf16": stage["bf16"][0] / best_raw["bf16"],
         "cos_fp32_bf16": {"min": float(cos.min()), "p1": float(np.percentile(cos, 1)), "mean": float(cos.mean())},
         "features_img_s": {str(w): r for w, r in features.items()},
+        "feature_variants": _feature_variants(),
         "extrapolated_180k": {str(v): e for v, e in extrapolated.items()},
     }
+
+
+def _feature_variants() -> int:
+    from logoid.build.features import new_index_variants
+    from logoid.identify.match import LocalConfig
+
+    return new_index_variants(LocalConfig().extract)
 
 
 def _torch_threads() -> int:
@@ -178,12 +188,14 @@ def render(res: dict) -> str:
                 [[p, *res["raw_img_s"][p].values(), res["stage_img_s"][p], res["stage_share_of_raw"][p],
                   res["stage_cpu_share_of_raw"][p]] for p in PRECISIONS])
     feats = table(["feature workers", "img/s"], [[w, r] for w, r in res["features_img_s"].items()])
+    what = {1: "the normal variant of each reference (what a new index stores)",
+            2: "normal and inverted variants"}.get(res.get("feature_variants", 2), "")
     ext = table(["variants", "embedding (h)", "local features (h)", "total (h)"],
                 [[v, e["embedding_h"], e["features_h"], e["total_h"]] for v, e in res["extrapolated_180k"].items()])
     c = res["cos_fp32_bf16"]
     return (f"{res['n']} generated logos × {res['variants']} variants, {res['model']}, torch {res['torch_threads']} "
             f"threads, img/s:\n\n{raw}\n\nfp32 vs bf16 vector of each variant: cosine min {fmt(c['min'], 5)}, "
-            f"1st percentile {fmt(c['p1'], 5)}, mean {fmt(c['mean'], 5)}.\n\n{feats}\n\n"
+            f"1st percentile {fmt(c['p1'], 5)}, mean {fmt(c['mean'], 5)}.\n\nLocal features, {what}:\n\n{feats}\n\n"
             f"180,000 references, embedding in {res['build_precision']} (what `--precision auto` picks here), "
             f"features at the best worker count (index structures not included):\n\n{ext}")
 
@@ -209,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fewer", type=_ints, default=[10, 5], help="other variant counts to extrapolate to")
     ap.add_argument("--workers", type=_ints, default=sorted({1, len(os.sched_getaffinity(0))}),
                     help="feature-stage worker counts to measure (default: 1 and the cores)")
-    ap.add_argument("--batch-sizes", type=_ints, default=[8, 16, 32])
+    ap.add_argument("--batch-sizes", type=_ints, default=[4, 8, 16, 32])
     ap.add_argument("--logos", type=Path, default=WORK / "roster-logos", help="folder of generated logos")
     ap.add_argument("--model", default=DEFAULT_MODEL)
     add_no_write(ap)

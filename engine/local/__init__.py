@@ -17,12 +17,12 @@ Modules: ``config`` (:class:`ExtractConfig`, the hashes that key features on it)
 
 from .cache import FeatureCache
 from .config import ExtractConfig
-from .extract import extract, extract_reference
+from .extract import extract, extract_reference, reference_variants
 from .features import DESC_DIM, INVERTED_ORDER, VARIANT_INVERTED, VARIANT_NORMAL, Features
 from .sift import root_sift
 from .tiles import finest_side, tile_scales, tile_windows
 
 __all__ = [
     "DESC_DIM", "ExtractConfig", "INVERTED_ORDER", "FeatureCache", "Features", "VARIANT_INVERTED", "VARIANT_NORMAL", "extract",
-    "extract_reference", "finest_side", "root_sift", "tile_scales", "tile_windows",
+    "extract_reference", "reference_variants", "finest_side", "root_sift", "tile_scales", "tile_windows",
 ]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import ExtractConfig
-from .extract import extract_reference
+from .extract import extract_reference, reference_variants
 from .features import VARIANT_NORMAL, Features
 
 
@@ -34,17 +34,18 @@ class FeatureCache:
     def put(self, sha256: str, cfg: ExtractConfig, feats: Features, variant: int = VARIANT_NORMAL) -> None:
         feats.to_npz(self._path(sha256, cfg, variant))
 
-    def lookup_reference(self, sha256: str, cfg: ExtractConfig) -> list[Features] | None:
-        """Every variant of a reference's features from the cache, or None when any is missing."""
-        n = 2 if cfg.enrol_inverted else 1
+    def lookup_reference(self, sha256: str, cfg: ExtractConfig, variants: int | None = None) -> list[Features] | None:
+        """The first ``variants`` (default :func:`reference_variants`) of a reference's features from the cache, or
+        None when any is missing."""
+        n = variants or reference_variants(cfg)
         got = [g for g in (self.get(sha256, cfg, v) for v in range(n)) if g is not None]
         return got if len(got) == n else None
 
-    def keypoint_count(self, sha256: str, cfg: ExtractConfig) -> int | None:
-        """Keypoints of a cached reference over all its variants, reading only their coordinates; None when any
-        variant is missing or unreadable (a build checks a reference without loading its descriptors)."""
+    def keypoint_count(self, sha256: str, cfg: ExtractConfig, variants: int | None = None) -> int | None:
+        """Keypoints of a cached reference over its first ``variants``, reading only their coordinates; None when any
+        of them is missing or unreadable (a build checks a reference without loading its descriptors)."""
         total = 0
-        for v in range(2 if cfg.enrol_inverted else 1):
+        for v in range(variants or reference_variants(cfg)):
             try:
                 with np.load(self._path(sha256, cfg, v)) as z:
                     total += int(z["xy"].shape[0])
@@ -66,12 +67,13 @@ class FeatureCache:
             gone += 1
         return gone
 
-    def get_reference(self, sha256: str, img_loader, cfg: ExtractConfig) -> list[Features]:
+    def get_reference(self, sha256: str, img_loader, cfg: ExtractConfig, variants: int | None = None
+                      ) -> list[Features]:
         """Cached :func:`extract_reference`; ``img_loader()`` is called only on a miss."""
-        got = self.lookup_reference(sha256, cfg)
+        got = self.lookup_reference(sha256, cfg, variants)
         if got is not None:
             return got
-        feats = extract_reference(img_loader(), cfg)
+        feats = extract_reference(img_loader(), cfg, variants)
         self.put_reference(sha256, cfg, feats)
         return feats
 

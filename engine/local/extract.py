@@ -102,10 +102,19 @@ def extract(img: Image.Image, cfg: ExtractConfig | None = None, role: str = "que
     return feats
 
 
-def extract_reference(img: Image.Image, cfg: ExtractConfig | None = None) -> list[Features]:
-    """Features of a reference image: ``[normal]`` or ``[normal, inverted]`` (index = variant flag)."""
+def reference_variants(cfg: ExtractConfig, flips: bool = False) -> int:
+    """Variants of a reference to extract: 2 (normal, inverted) with ``cfg.enrol_inverted``, else 1; 1 also when the
+    descriptor index ``flips`` (finds inverted prints by flipping photo descriptors: it keeps the normal variant only,
+    and extracting the inverted one would be half the work for nothing)."""
+    return 2 if cfg.enrol_inverted and not flips else 1
+
+
+def extract_reference(img: Image.Image, cfg: ExtractConfig | None = None, variants: int | None = None
+                      ) -> list[Features]:
+    """Features of a reference image: ``[normal]`` or ``[normal, inverted]`` (index = variant flag). ``variants``:
+    how many of those (1 or 2; default :func:`reference_variants`)."""
     cfg = cfg or ExtractConfig()
-    inverts = (False, True) if cfg.enrol_inverted else (False,)
+    inverts = (False, True)[: variants or reference_variants(cfg)]
     sharp = [extract(img, cfg, "ref", invert=inv) for inv in inverts]
     big = _small_copy(img, cfg, sharp[0].scale)
     if big is None:
@@ -132,4 +141,4 @@ def _small_copy(img: Image.Image, cfg: ExtractConfig, scale: float) -> Image.Ima
     return small.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BICUBIC)
 
 
-__all__ = ["extract", "extract_reference"]
+__all__ = ["extract", "extract_reference", "reference_variants"]

@@ -26,9 +26,11 @@ from logoid.core.imageio import load_image
 from logoid.index.cache import EmbeddingCache
 from logoid.index.vectors import encode_ids
 
-#: Images per forward pass on a CPU: EfficientNet-Lite0 is fastest at 16 here (AMD EPYC, bf16 and fp32 alike;
-#: bigger batches fall out of the cache), and from 16 up oneDNN's fp32 rows no longer depend on the batch size.
-CPU_BATCH = 16
+#: Images per forward pass on a CPU: EfficientNet-Lite0's raw forward pass on the AMD EPYC (2 threads) ran at
+#: 97 / 70 / 52 img/s in fp32 and 185 / 142 / 113 in bf16 at batches of 8 / 16 / 32 (bench/results/build,
+#: 2026-12-06 00:03): bigger batches fall out of the cache. The stage's batches are always full (padded), so an
+#: image's vector does not depend on the batch size's kernels changing mid-build.
+CPU_BATCH = 8
 #: Images per forward pass on a GPU.
 GPU_BATCH = 128
 _QUEUE = 6  # batches (and references) the reader may run ahead of the model

@@ -22,7 +22,8 @@ from logoid.core.errors import ImageError
 from logoid.core.faults import fault_point
 from logoid.core.imageio import load_image
 
-#: A reference with fewer keypoints than this (normal + inverted) can hardly be verified geometrically.
+#: A reference with fewer keypoints than this (normal + inverted; half of it when only the normal variant is
+#: extracted) can hardly be verified geometrically.
 MIN_REF_KEYPOINTS = 40
 #: Fewer images to extract than this are extracted here: a pool of processes costs ~0.5 s to start.
 POOL_MIN_IMAGES = 8
@@ -37,13 +38,23 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-class CachedFeatures:
-    """``(image id, [normal, inverted] features)`` of references whose features are in the cache, read from it
-    on every pass (re-iterable; nothing kept): what ``DescriptorIndex.build`` takes without the whole catalog's
-    descriptors in memory."""
+def new_index_variants(extract_cfg) -> int:
+    """Variants of each reference a new descriptor index stores, so the build extracts: the normal one only where
+    it finds inverted prints by flipping photo descriptors (``DescriptorConfig.flip_inverted``, FAISS and Milvus
+    alike), which halves the stage's work; both with ``flip_inverted`` off."""
+    from logoid.engine.local import reference_variants
+    from logoid.index.descriptor_structure import DescriptorConfig
 
-    def __init__(self, fcache, extract_cfg, refs: Sequence):
-        self.fcache, self.cfg = fcache, extract_cfg
+    return reference_variants(extract_cfg, flips=DescriptorConfig().flip_inverted)
+
+
+class CachedFeatures:
+    """``(image id, [normal, inverted] features)`` (``[normal]`` with ``variants`` 1) of references whose features
+    are in the cache, read from it on every pass (re-iterable; nothing kept): what ``DescriptorIndex.build`` takes
+    without the whole catalog's descriptors in memory."""
+
+    def __init__(self, fcache, extract_cfg, refs: Sequence, variants: int | None = None):
+        self.fcache, self.cfg, self.variants = fcache, extract_cfg, variants
         self.entries = [(int(r.id), r.sha256, str(r.path)) for r in refs]
 
     def __len__(self) -> int:
@@ -51,9 +62,9 @@ class CachedFeatures:
 
     def __iter__(self) -> Iterator[tuple[int, list]]:
         for image_id, sha, path in self.entries:
-            feats = self.fcache.lookup_reference(sha, self.cfg)
+            feats = self.fcache.lookup_reference(sha, self.cfg, self.variants)
             if feats is None:  # deleted or damaged since the stage wrote it: extract it again
-                feats = self.fcache.get_reference(sha, lambda p=path: load_image(p), self.cfg)
+                feats = self.fcache.get_reference(sha, lambda p=path: load_image(p), self.cfg, self.variants)
             yield image_id, feats
 
 
@@ -70,12 +81,13 @@ def _init_worker(parent: int) -> None:
     threading.Thread(target=watch, name="logoid-parent-watch", daemon=True).start()
 
 
-def _extract(cache_dir: str, extract_cfg, sha256: str, path: str) -> tuple[int | None, str | None]:
+def _extract(cache_dir: str, extract_cfg, sha256: str, path: str, variants: int | None = None
+             ) -> tuple[int | None, str | None]:
     """In a worker: one reference's features into the cache; (keypoints, None), or (None, why) for a bad image."""
     from logoid.engine.local import FeatureCache, extract_reference
 
     try:
-        feats = extract_reference(load_image(path), extract_cfg)
+        feats = extract_reference(load_image(path), extract_cfg, variants)
     except ImageError as e:
         return None, e.reason
     FeatureCache(cache_dir).put_reference(sha256, extract_cfg, feats)
@@ -91,9 +103,9 @@ class _Task:
         self.ref: RefImage = ref
         self.future: Future | None = None
 
-    def result(self, cache_dir: str, extract_cfg) -> tuple[int | None, str | None]:
+    def result(self, cache_dir: str, extract_cfg, variants: int | None) -> tuple[int | None, str | None]:
         if self.future is None:
-            return _extract(cache_dir, extract_cfg, self.ref.sha256, str(self.ref.path))
+            return _extract(cache_dir, extract_cfg, self.ref.sha256, str(self.ref.path), variants)
         return self.future.result()
 
 
@@ -107,10 +119,16 @@ def _start_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def feature_stage(refs: Sequence, extract_cfg, fcache, report, *, workers: int = 1, bar=None,
-                  on_skip: Callable | None = None) -> tuple[list[bool], CachedFeatures]:
+                  on_skip: Callable | None = None, variants: int | None = None) -> tuple[list[bool], CachedFeatures]:
     """Extract what the cache lacks of ``refs``' local features (in ``workers`` processes; 1: here) and say which
-    references were readable, with :class:`CachedFeatures` of those. ``report`` counts ``features_extracted``,
-    ``features_cached``, ``skipped`` and ``warnings``; ``bar.update`` is told each image."""
+    references were readable, with :class:`CachedFeatures` of those. ``variants``: of each reference, the normal
+    variant only (1) or normal and inverted (2); default ``logoid.engine.local.reference_variants``. ``report``
+    counts ``features_extracted``, ``features_cached``, ``skipped`` and ``warnings``; ``bar.update`` is told each
+    image."""
+    from logoid.engine.local import reference_variants
+
+    variants = variants or reference_variants(extract_cfg)
+    min_kp = MIN_REF_KEYPOINTS * variants // 2
     cache_dir = str(fcache.dir)
     workers = max(1, workers)
     # Look ahead far enough to keep every worker busy while results are taken in order.
@@ -123,12 +141,12 @@ def feature_stage(refs: Sequence, extract_cfg, fcache, report, *, workers: int =
 
     def submit(task: _Task) -> None:
         if pool is not None:
-            task.future = pool.submit(_extract, cache_dir, extract_cfg, task.ref.sha256, str(task.ref.path))
+            task.future = pool.submit(_extract, cache_dir, extract_cfg, task.ref.sha256, str(task.ref.path), variants)
 
     def fill() -> None:
         nonlocal pool, waiting
         while waiting < limit and len(ahead) < 64 * limit and (ref := next(todo, None)) is not None:
-            count = fcache.keypoint_count(ref.sha256, extract_cfg)
+            count = fcache.keypoint_count(ref.sha256, extract_cfg, variants)
             if count is not None:
                 ahead.append((ref, count))
                 continue
@@ -149,7 +167,7 @@ def feature_stage(refs: Sequence, extract_cfg, fcache, report, *, workers: int =
             ref, got = ahead.popleft()
             if isinstance(got, _Task):
                 waiting -= 1
-                n_kp, why = got.result(cache_dir, extract_cfg)
+                n_kp, why = got.result(cache_dir, extract_cfg, variants)
                 report.features_extracted += why is None
             else:
                 n_kp, why = got, None
@@ -159,7 +177,7 @@ def feature_stage(refs: Sequence, extract_cfg, fcache, report, *, workers: int =
                 report.skipped.append((str(ref.path), why))
                 if on_skip:
                     on_skip(str(ref.path), why)
-            elif n_kp is not None and n_kp < MIN_REF_KEYPOINTS:
+            elif n_kp is not None and n_kp < min_kp:
                 report.warnings.append(f"{ref.source or ref.path}: only {n_kp} keypoints; "
                                        "matching will rely on the embedding alone")
             if bar is not None:
@@ -170,7 +188,8 @@ def feature_stage(refs: Sequence, extract_cfg, fcache, report, *, workers: int =
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=not finished)
-    return keep, CachedFeatures(fcache, extract_cfg, [r for r, k in zip(refs, keep, strict=True) if k])
+    return keep, CachedFeatures(fcache, extract_cfg, [r for r, k in zip(refs, keep, strict=True) if k], variants)
 
 
-__all__ = ["CachedFeatures", "MIN_REF_KEYPOINTS", "POOL_MIN_IMAGES", "default_workers", "feature_stage"]
+__all__ = ["CachedFeatures", "MIN_REF_KEYPOINTS", "POOL_MIN_IMAGES", "default_workers", "feature_stage",
+           "new_index_variants"]

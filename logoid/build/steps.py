@@ -25,7 +25,7 @@ from logoid.scoring.fusion import DefaultRule
 from logoid.scoring.rules import leave_one_out_impostors
 
 from .embedding import Embedded, embed_stage
-from .features import default_workers, feature_stage
+from .features import default_workers, feature_stage, new_index_variants
 
 
 #: ``progress(desc, total, unit)`` opens a bar for one stage of a build: an object with ``update(n)`` and ``close()``
@@ -76,7 +76,7 @@ class BuildOptions:
     milvus: object = None  # logoid.index.milvus.MilvusConfig: global vectors in Milvus; None = FAISS (default)
     precision: str = "fp32"  # image tower arithmetic: auto | fp32 | bf16 (engine.embedder.resolve_precision)
     workers: int | None = None  # processes extracting local features; None = this machine's cores, 1 = here
-    embed_batch: int | None = None  # images per forward pass; None = 16 on a CPU, 128 on a GPU
+    embed_batch: int | None = None  # images per forward pass; None = 8 on a CPU, 128 on a GPU
 
 
 def _augment_cfg(opts: BuildOptions):
@@ -101,16 +101,18 @@ def embed_reference(ref, embedder, cache_dir, aug_cfg, report: BuildReport, prot
     return got.vectors, got.ids
 
 
-def reference_features(ref, img, extract_cfg, feature_cache, report: BuildReport | None = None):
-    """Local features of one reference image (normal and, by default, inverted), cached by content hash."""
+def reference_features(ref, img, extract_cfg, feature_cache, report: BuildReport | None = None,
+                       variants: int | None = None):
+    """Local features of one reference image (normal and, by default, inverted; ``variants`` 1: normal only), cached
+    by content hash."""
     from logoid.engine.local import extract_reference
 
-    feats = feature_cache.lookup_reference(ref.sha256, extract_cfg)
+    feats = feature_cache.lookup_reference(ref.sha256, extract_cfg, variants)
     if feats is not None:
         if report is not None:
             report.features_cached += 1
         return feats
-    feats = extract_reference(img if img is not None else load_image(ref.path), extract_cfg)
+    feats = extract_reference(img if img is not None else load_image(ref.path), extract_cfg, variants)
     feature_cache.put_reference(ref.sha256, extract_cfg, feats)
     if report is not None:
         report.features_extracted += 1
@@ -156,7 +158,8 @@ def _feature_stage(done: Embedded, extract_cfg, fcache, opts: BuildOptions, repo
     bar = _bar(progress, "local features", len(done.refs), "img")
     try:
         keep, items = feature_stage(done.refs, extract_cfg, fcache, report, bar=bar, on_skip=on_skip,
-                                    workers=opts.workers if opts.workers is not None else default_workers())
+                                    workers=opts.workers if opts.workers is not None else default_workers(),
+                                    variants=new_index_variants(extract_cfg))
     finally:
         if bar is not None:
             bar.close()
@@ -328,7 +331,7 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None,
     precision = _index_precision(store.meta, embedder.device)
     extract_cfg = fcache = None
     if store.descriptors is not None:
-        from logoid.engine.local import FeatureCache
+        from logoid.engine.local import FeatureCache, reference_variants
         from logoid.identify.match import LocalConfig
 
         extract_cfg = LocalConfig.from_dict(store.meta["local"]).extract
@@ -342,7 +345,8 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None,
             vecs, ids = embed_reference(ref, embedder, home.cache_dir, aug_cfg, report,
                                         store.meta.get("prototypes", False), precision)
             if store.descriptors is not None:
-                store.descriptors.add(ref.id, reference_features(ref, None, extract_cfg, fcache, report))
+                store.descriptors.add(ref.id, reference_features(ref, None, extract_cfg, fcache, report,
+                                                                 reference_variants(extract_cfg, store.descriptors.flip_inverted)))
         except ImageError as e:
             _skip(report, on_skip, ref, e)
             continue
