@@ -18,9 +18,10 @@ def home_path(model: str) -> Path:
 
 
 def setup_home(data: Path, home_dir: Path, model: str, *, progress=None, variants: int | None = None,
-               precision: str = "fp32") -> tuple:
+               precision: str = "fp32", augment_size: int | None = None) -> tuple:
     """Enrol threadless-dev's designs in ``home_dir`` and build its index (``variants`` per design, default the
-    build's 20; the image tower in ``precision``, as ``build-index --precision``).
+    build's 20, made at ``augment_size`` px, default ``AugmentConfig.size``; the image tower in ``precision``, as
+    ``build-index --precision``).
 
     Returns ``(home, catalog, embedder, manifest rows, design id -> entity key, build report, build seconds)``.
     """
@@ -44,6 +45,7 @@ def setup_home(data: Path, home_dir: Path, model: str, *, progress=None, variant
             key_of[r["id"]] = f"band:{band.id}"
     embedder = create_embedder(model)
     t = time.perf_counter()
-    opts = BuildOptions(augment=AugmentConfig(n_variants=variants) if variants else None, precision=precision)
+    aug = {k: v for k, v in (("n_variants", variants), ("size", augment_size)) if v}
+    opts = BuildOptions(augment=AugmentConfig(**aug) if aug else None, precision=precision)
     report = build_index(home, cat, embedder, opts, progress=progress)
     return home, cat, embedder, rows, key_of, report, time.perf_counter() - t

@@ -25,7 +25,8 @@ SUBSETS = [("global",), ("local",), ("text",), ("global", "local"), ("global", "
 
 
 def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progress=None, variants: int | None = None,
-        precision: str = "fp32") -> dict:
+        precision: str = "fp32", augment_size: int | None = None) -> dict:
+    from logoid.augment import AugmentConfig
     from logoid.eval.manifest import LabelledQuery
     from logoid.eval.metrics import evaluate
     from logoid.eval.run import apply_calibration, collect, fit, fusion_scorer, to_results
@@ -37,7 +38,8 @@ def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progre
     stage_bar = (lambda desc, total, unit: tqdm(total=total, desc=desc, unit=unit, leave=False, file=sys.stderr)
                  ) if progress else None  # build_index opens one bar per stage
     home, cat, embedder, rows, key_of, build_report, build_s = setup_home(data, home_dir, model, progress=stage_bar,
-                                                                          variants=variants, precision=precision)
+                                                                          variants=variants, precision=precision,
+                                                                          augment_size=augment_size)
     queries = [LabelledQuery(data / r["photo"], key_of.get(r["id"]) if r["role"] == "enrolled" else None, r["split"])
                for r in rows]
     if limit:
@@ -51,6 +53,7 @@ def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progre
     test = [c for c in collected if c.query.split == "test"]
     out = {"build": build_report.to_dict(), "build_seconds": build_s, "queries": len(collected),
            "variants": variants or 20, "precision": home_index_precision(home),
+           "augment_size": augment_size or AugmentConfig().size,
            "collect_seconds": collect_s, "subsets": {}}
     out["median_query_s"] = {
         ch: statistics.median(c.evidence.timings.get(ch, 0.0) for c in collected) for ch in ("global", "local", "text")
@@ -161,8 +164,9 @@ def report(res: dict, model: str, write: bool = True) -> None:
     if write:
         # A run with other than 20 variants says so in its title (the same record name: the lead's comparison runs).
         variants = f", {res['variants']} variants" if res.get("variants", 20) != 20 else ""
+        size = f", variants at {res['augment_size']} px" if res.get("augment_size", 320) != 320 else ""
         save_record("accuracy", "designs", res, md, summary=summary(res),
-                    title=f"Accuracy on threadless-dev ({model}{variants})")
+                    title=f"Accuracy on threadless-dev ({model}{variants}{size})")
 
 
 def home_index_precision(home) -> str | None:
@@ -181,12 +185,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="augmented variants per design, original included (default: the build's, 20)")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
                     help="image tower arithmetic while building the index (build-index --precision)")
+    ap.add_argument("--augment-size", type=int, default=None,
+                    help="long side of the augmented variants in px (default AugmentConfig.size)")
     add_no_write(ap)
     a = ap.parse_args(argv)
     from tqdm import tqdm
 
     res = run(a.data, a.model, limit=a.limit, progress=lambda it: tqdm(it, leave=False, file=sys.stderr),
-              variants=a.variants, precision=a.precision)
+              variants=a.variants, precision=a.precision, augment_size=a.augment_size)
     save_json(res)
     report(res, a.model, write=not a.no_write)
     return 0
