@@ -16,10 +16,12 @@ class AugmentConfig:
 
     n_variants: int = 20  # variants per reference image, the (resized) original counted as variant 0
     seed: int = 0  # global seed; each variant's generator is seeded from hash(seed, image sha256, variant index)
-    # Long side of every output image, in pixels. 224 (the default model's input side: no second resampling) halves
-    # the augmenting time of 320 beside the model (logoid/build/embedding.py), but changes every variant: kept at 320
-    # until its accuracy is measured on threadless-dev (issue 24).
-    size: int = 320
+    # Long side of every output image, in pixels: 224, the default model's input side, so a variant is resampled
+    # once. 320 (before issue 24) cost the build's reader twice the CPU a variant beside the model; on threadless-dev
+    # the answers were the same (fused and calibrated, test top-1 0.957 at both, AUROC 0.981 / 0.982: BENCHMARKS.md
+    # #accuracy-designs, 2026-12-06 05:05 and 07:21). A home keeps the size its index was built with
+    # (`build-index --augment-size`).
+    size: int = 224
     p_perspective: float = 0.7  # probability of a perspective warp (like RandomPerspective)
     perspective: float = 0.3  # RandomPerspective distortion_scale: corners move inward by up to this × half-side
     degrees: float = 12.0  # RandomAffine rotation range ±degrees

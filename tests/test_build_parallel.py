@@ -308,6 +308,25 @@ def test_a_killed_parallel_build_resumes_with_nothing_lost_or_redone(embedder, t
     assert not [p for p in (home.cache_dir / "features").rglob(".*.tmp")]
 
 
+def test_a_home_keeps_the_variant_size_it_was_built_with(template, tmp_path):
+    """Variants are made at 224 px now (320 before): a home built at 320 is rebuilt at 320, every vector from the cache;
+    --augment-size chooses, and a new home gets 224."""
+    old = _home(template, tmp_path / "old")
+    first = _cli_build(old, "--workers", "1", "--augment-size", "320")
+    assert first["embedded"] == N_IMAGES * VARIANTS
+    again = _cli_build(old, "--workers", "1")
+    assert (again["embedded"], again["cached"]) == (0, N_IMAGES * VARIANTS)
+    assert IndexStore.load_meta_only(old.index_dir)["augment"]["size"] == 320
+    with Catalog.open(old) as cat:  # the Python API keeps it too
+        build_index(old, cat, create_embedder("tiny-test"), BuildOptions(with_names=False, with_local=False))
+    assert IndexStore.load_meta_only(old.index_dir)["augment"]["size"] == 320
+    moved = _cli_build(old, "--workers", "1", "--augment-size", "224")
+    assert moved["embedded"] == N_IMAGES * VARIANTS
+    new = _home(template, tmp_path / "new")
+    _cli_build(new, "--workers", "1")
+    assert IndexStore.load_meta_only(new.index_dir)["augment"]["size"] == AugmentConfig().size == 224
+
+
 def test_dropping_references_moves_the_kept_rows_up_in_place():
     vectors = np.arange(24, dtype=np.float32).reshape(6, 4)
     ids = np.arange(6, dtype=np.int64)

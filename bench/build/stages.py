@@ -114,7 +114,7 @@ def feature_stage(refs, cache_dir: Path, workers: int) -> float:
 
 
 def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes: list[int], folder: Path,
-        model: str = DEFAULT_MODEL) -> dict:
+        model: str = DEFAULT_MODEL, augment_size: int | None = None) -> dict:
     from logoid.augment import AugmentConfig, variant_arrays
     from logoid.core.imageio import load_image
     from logoid.engine import create_embedder
@@ -123,7 +123,7 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
     work = WORK / "build-bench"
     home, refs = catalog_of(logos(n, folder), work / "home")
     embedder = create_embedder(model)
-    aug = AugmentConfig(n_variants=variants)
+    aug = AugmentConfig(n_variants=variants, **({"size": augment_size} if augment_size else {}))
     sample = [embedder.image_input(a) for r in refs[:4] for a in variant_arrays(load_image(r.path), r.scheme, aug,
                                                                                   r.sha256)]
     inputs = np.stack(sample)
@@ -151,7 +151,8 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
         extrapolated[v] = {"embedding_h": embed_h, "features_h": ROSTER / feat_rate / 3600,
                            "total_h": embed_h + ROSTER / feat_rate / 3600}
     return {
-        "n": len(refs), "variants": variants, "model": model, "torch_threads": _torch_threads(),
+        "n": len(refs), "variants": variants, "augment_size": aug.size, "model": model,
+        "torch_threads": _torch_threads(),
         "cpu_native_bf16": cpu_native_bf16(), "build_precision": build_precision,
         "raw_img_s": {p: {str(b): r[0] for b, r in raw[p].items()} for p in PRECISIONS},
         "raw_img_per_cpu_s": {p: {str(b): r[1] for b, r in raw[p].items()} for p in PRECISIONS},
@@ -193,7 +194,8 @@ def render(res: dict) -> str:
     ext = table(["variants", "embedding (h)", "local features (h)", "total (h)"],
                 [[v, e["embedding_h"], e["features_h"], e["total_h"]] for v, e in res["extrapolated_180k"].items()])
     c = res["cos_fp32_bf16"]
-    return (f"{res['n']} generated logos × {res['variants']} variants, {res['model']}, torch {res['torch_threads']} "
+    return (f"{res['n']} generated logos × {res['variants']} variants at {res.get('augment_size', 320)} px, "
+            f"{res['model']}, torch {res['torch_threads']} "
             f"threads, img/s:\n\n{raw}\n\nfp32 vs bf16 vector of each variant: cosine min {fmt(c['min'], 5)}, "
             f"1st percentile {fmt(c['p1'], 5)}, mean {fmt(c['mean'], 5)}.\n\nLocal features, {what}:\n\n{feats}\n\n"
             f"180,000 references, embedding in {res['build_precision']} (what `--precision auto` picks here), "
@@ -224,9 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-sizes", type=_ints, default=[4, 8, 16, 32])
     ap.add_argument("--logos", type=Path, default=WORK / "roster-logos", help="folder of generated logos")
     ap.add_argument("--model", default=DEFAULT_MODEL)
+    ap.add_argument("--augment-size", type=int, default=None, help="variants' long side in px (default AugmentConfig's)")
     add_no_write(ap)
     a = ap.parse_args(argv)
-    res = run(a.n, a.variants, a.fewer, a.workers, a.batch_sizes, a.logos, a.model)
+    res = run(a.n, a.variants, a.fewer, a.workers, a.batch_sizes, a.logos, a.model, a.augment_size)
     body = render(res)
     print(body)
     if not a.no_write:

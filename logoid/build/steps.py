@@ -79,10 +79,23 @@ class BuildOptions:
     embed_batch: int | None = None  # images per forward pass; None = 8 on a CPU, 128 on a GPU
 
 
-def _augment_cfg(opts: BuildOptions):
+def built_augment_size(home: Home) -> int | None:
+    """The variant size of the home's current index (its sidecar), or None without one. A home keeps it (homes built
+    before the default became 224 keep 320): a rebuild then finds every variant it embedded in the cache instead of
+    embedding them all again."""
+    if not IndexStore.exists(home.index_dir):
+        return None
+    return (IndexStore.load_meta_only(home.index_dir).get("augment") or {}).get("size")
+
+
+def _augment_cfg(opts: BuildOptions, home: Home):
+    """``opts.augment``, or the defaults at the size the home was built with."""
     from logoid.augment import AugmentConfig
 
-    return opts.augment or AugmentConfig()
+    if opts.augment is not None:
+        return opts.augment
+    size = built_augment_size(home)
+    return AugmentConfig(size=size) if size else AugmentConfig()
 
 
 def _local_cfg(opts: BuildOptions):
@@ -197,7 +210,7 @@ def build_index(
     t0 = time.perf_counter()
     opts = opts or BuildOptions()
     home.ensure()
-    aug_cfg = _augment_cfg(opts)
+    aug_cfg = _augment_cfg(opts, home)
     report = BuildReport()
     precision = resolve_precision(opts.precision, embedder.device)
     dindex, local_cfg = None, _local_cfg(opts)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from logoid import DEFAULT_MODEL, BuildOptions, LogoidError, build_index, create_embedder
-from logoid.build.steps import current_backend
+from logoid.build.steps import built_augment_size, current_backend
 from logoid.index.milvus import MilvusConfig
 from logoid.index.vectors import IndexConfig
 
@@ -18,6 +18,9 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
 @click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Model name (see `logoid models`) or checkpoint.")
 @click.option("--variants", type=int, default=None, help="Augmented variants per image, original included (default 20).")
 @click.option("--seed", type=int, default=None, help="Augmentation seed (default 0).")
+@click.option("--augment-size", type=click.IntRange(min=16), default=None,
+              help="Long side of the augmented variants in px (default: the size the home's index was built with, "
+                   "else 224, the default model's input side).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
               help="Image tower arithmetic while embedding the references: bf16 autocast is ~2.5x fp32 on a CPU "
                    "with native bf16 (a vector's cosine to its fp32 twin averages 0.998); auto = bf16 there or on a "
@@ -42,8 +45,8 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
 @json_option
 @pass_state
 @writes
-def build_index_cmd(state, model, variants, seed, precision, workers, no_local, no_names, prototypes, factory, backend,
-                    uri, milvus_index, as_json, nprobe, ef_search, memory_budget_mb):
+def build_index_cmd(state, model, variants, seed, augment_size, precision, workers, no_local, no_names, prototypes,
+                    factory, backend, uri, milvus_index, as_json, nprobe, ef_search, memory_budget_mb):
     """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
     from logoid.augment import AugmentConfig
 
@@ -52,6 +55,7 @@ def build_index_cmd(state, model, variants, seed, precision, workers, no_local, 
         raise LogoidError(f"the catalog in {state.home.root} is empty",
                           "add bands with `logoid add-band` or `logoid catalog import`; try `make demo`")
     aug = AugmentConfig()
+    aug.size = augment_size or built_augment_size(state.home) or aug.size
     if variants is not None:
         aug.n_variants = variants
     if seed is not None:
