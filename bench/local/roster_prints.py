@@ -1,7 +1,7 @@
 """Band-logo prints through the local channel, against the band logos alone and inside the roster (issue 24).
 
 Each of the 1,206 real band logos (../shared/data/band-logos) is printed on a shirt of a threadless-dev photo as the
-text benchmark prints it (bench/text/prints.py: placed by the shirt's own print, polarity as merch is printed,
+text benchmark prints it (bench/_prints.py: placed by the shirt's own print, polarity as merch is printed,
 perspective, fabric shading, blur, noise, JPEG; seed 0), and the print is answered by the local channel alone:
 search + ratio votes + geometric verification, as for the threadless-dev photos. Its right answer is its band's
 reference (``roster.BAND_ID0 + i``). The photo's shirt carried a threadless-dev design, painted over only under the
@@ -51,7 +51,7 @@ def _make_one(args: tuple[int, str, str, str, dict, str, int]) -> int:
     """Worker: print logo ``i`` on its photo, extract its query features into the cache; its keypoint count."""
     import cv2
 
-    from bench.text.prints import PrintMaker
+    from bench._prints import PrintMaker
     from logoid.engine.local import ExtractConfig, extract
 
     global _MAKER
@@ -67,7 +67,7 @@ def _make_one(args: tuple[int, str, str, str, dict, str, int]) -> int:
 
 def make_all(cfg: LocalConfig, data: Path = DATA, workers: int = 2, seed: int = PRINT_SEED, progress=None) -> int:
     """Make and extract every print not cached yet (resumable: one file per print, written when done); how many."""
-    from bench.text.prints import find_placements
+    from bench._prints import find_placements
 
     out = cache_dir(cfg, seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,7 @@ def shirt_designs(data: Path = DATA, seed: int = PRINT_SEED) -> list[int | None]
     """Per print, the enrolled threadless-dev design its photo's shirt carried (None: an unknown design). The print
     covers it only under the logo, so what is left of it is a second, real logo in the photo, and a catalog that
     holds the designs may rightly answer it."""
-    from bench.text.prints import PrintMaker
+    from bench._prints import PrintMaker
 
     maker = PrintMaker(data / "band-logos", data / "threadless-dev", seed)
     enrolled = {r["id"] for r in sweep.manifest(data / "threadless-dev") if r["role"] == "enrolled"}
@@ -170,7 +170,7 @@ def markdown(res: dict) -> str:
                          fmt(t.get("top1")) if "votes" not in v else ""])
     return ("Band-logo prints through the local channel alone (bench/local/roster_prints.py): each of the 1,206 "
             "real band logos printed on a shirt of a threadless-dev photo as the text benchmark prints it "
-            "(bench/text/prints.py, seed 0: placed on the shirt's own print, polarity as merch is printed, "
+            "(bench/_prints.py, seed 0: placed on the shirt's own print, polarity as merch is printed, "
             "perspective, fabric shading, blur, noise, JPEG), answered by search + ratio votes + verification. "
             "`band logos alone` = an index of the 1,206 band logos only (the prints' own references); the other rows"
             " are the roster's catalogs of distinct references (276 designs, the band logos, simple-icons, generated "

@@ -131,7 +131,7 @@ def main(argv=None) -> int:
         read_cached(cache, [(r["id"], lambda r=r: load_image(args.data / r["image"])) for r in rows], args.threads,
                     "clean")
         return 0
-    from bench.text.prints import PrintMaker
+    from bench._prints import PrintMaker
 
     maker = PrintMaker(args.data, args.photos, args.seed)
     facts: dict[str, dict] = {}

@@ -7,7 +7,7 @@
 The run is recorded (bench/results/text/) and BENCHMARKS.md regenerated; ``--no-write`` only prints.
 
 Reports: text-only top-1 among all 1,206 band names on the clean logos and on simulated prints of them
-(bench/text/prints.py); the same with a roster of distractor names (real names where the shared data has them,
+(bench/_prints.py); the same with a roster of distractor names (real names where the shared data has them,
 generated to fill); name-match latency and memory at roster size; OCR time per logo and per photo; the rejection
 side on the prints (a seeded part of the bands held out of the catalog: AUROC of the text score, and the
 false-accept rate at the text-only threshold that `logoid calibrate` would choose on a calibration half).
@@ -333,7 +333,7 @@ def main(argv=None) -> int:
     facts_path = RESULTS / f"prints_facts_seed{args.seed}.json"
     prints = None
     if facts_path.exists():
-        from bench.text.prints import PrintMaker
+        from bench._prints import PrintMaker
 
         maker = PrintMaker(args.data, args.photos, args.seed)
         facts = json.loads(facts_path.read_text())

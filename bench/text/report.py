@@ -59,7 +59,7 @@ def body(d: dict) -> str:
         "person in a threadless-dev photo (where that shirt's own print was located by homography, 265 photos; the "
         "old print inpainted away), light ink on dark garments and dark ink on light ones as merch is printed, "
         "with perspective, fabric shading, blur, noise and JPEG, photo enlarged to 1024 px "
-        f"(bench/text/prints.py, seed {d['seed']}). Roster = {ro['real_names']:,} real names (the {n:,} bands, "
+        f"(bench/_prints.py, seed {d['seed']}). Roster = {ro['real_names']:,} real names (the {n:,} bands, "
         f"plus {ro['real_extra']:,} artist names and album titles from albums-dev) and {ro['generated']:,} "
         f"generated band-like names (1–3 words of the real names, seeded); {ro['names']:,} index entries with "
         "aliases (\"The X\" → \"X\"). OCR ran on one thread (ONNX Runtime intra-op threads = 1) on a shared machine.",
