@@ -28,8 +28,8 @@ from logoid.index.vectors import encode_ids
 
 #: Images per forward pass on a CPU: EfficientNet-Lite0's raw forward pass on the AMD EPYC (2 threads) ran at
 #: 97 / 70 / 52 img/s in fp32 and 185 / 142 / 113 in bf16 at batches of 8 / 16 / 32 (bench/results/build,
-#: 2026-12-06 00:03): bigger batches fall out of the cache. The stage's batches are always full (padded), so an
-#: image's vector does not depend on the batch size's kernels changing mid-build.
+#: 2026-12-06 00:03): bigger batches fall out of the cache. The stage's batches are always full (the last one
+#: padded), so every batch runs the same kernels and an image's vector does not depend on its batch-mates.
 CPU_BATCH = 8
 #: Images per forward pass on a GPU.
 GPU_BATCH = 128
