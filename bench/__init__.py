@@ -48,6 +48,7 @@ SUBJECTS: dict[str, Subject] = {
         "roster-nprobe": "Local channel on the roster: IVF lists visited",
         "roster-votes": "Local channel on the roster: votes a candidate needs",
         "roster-prints": "Local channel on the roster: band-logo prints",
+        "roster-fused": "threadless-dev fused (every channel) among the roster's distinct references",
         "milvus": "Local channel's descriptor index: FAISS vs Milvus Lite on the roster",
     }),
     "mosaic": Subject("Multi-logo mosaics", {"designs": "Multi-logo mosaics of threadless-dev photos"}),

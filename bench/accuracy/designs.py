@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench._common import DATA, WORK, fmt, table
-from bench._designs import home_path, setup_home
+from bench._designs import evidence_path, home_path, save_evidence, setup_home, subset_metrics
 from bench.record import add_no_write, save_record
 from logoid import DEFAULT_MODEL
 
@@ -28,8 +28,7 @@ def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progre
         precision: str = "fp32", augment_size: int | None = None) -> dict:
     from logoid.augment import AugmentConfig
     from logoid.eval.manifest import LabelledQuery
-    from logoid.eval.metrics import evaluate
-    from logoid.eval.run import apply_calibration, collect, fit, fusion_scorer, to_results
+    from logoid.eval.run import collect
     from logoid.identify import Identifier
 
     home_dir = home_path(model)
@@ -54,57 +53,12 @@ def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progre
     out = {"build": build_report.to_dict(), "build_seconds": build_s, "queries": len(collected),
            "variants": variants or 20, "precision": home_index_precision(home),
            "augment_size": augment_size or AugmentConfig().size,
-           "collect_seconds": collect_s, "subsets": {}}
+           "collect_seconds": collect_s}
     out["median_query_s"] = {
         ch: statistics.median(c.evidence.timings.get(ch, 0.0) for c in collected) for ch in ("global", "local", "text")
     }
-    for subset in SUBSETS:
-        name = "+".join(subset)
-        before = to_results(ident, test, cat, subset)
-        m_before = evaluate(before, ident.threshold)
-        try:
-            model_, cal = fit(ident, calib, cat, channels=subset)
-            after = apply_calibration(to_results(ident, test, cat, subset, scorer=fusion_scorer(model_)), cal)
-            m_after = evaluate(after, cal.threshold)
-            cal_d = cal.to_dict()
-        except Exception as e:  # noqa: BLE001 - a channel with no right candidates cannot be fitted; say so
-            m_after, cal_d = {"error": str(e)}, {}
-        out["subsets"][name] = {"before": m_before, "after": m_after, "calibration": cal_d}
+    out["subsets"] = subset_metrics(ident, cat, calib, test, SUBSETS)
     return out
-
-
-def save_evidence(collected, path: Path) -> None:
-    """Keep every photo's raw evidence, so fusion settings can be compared without querying again."""
-    import pickle
-
-    path.write_bytes(pickle.dumps([(c.query, c.evidence) for c in collected]))
-
-
-def evidence_path(model: str) -> Path:
-    home = home_path(model)
-    return home.with_name(home.name + "-evidence.pkl")
-
-
-def load_evidence(model: str) -> tuple:
-    """What :func:`run` saved: ``(identifier, catalog, calib, test)``, the last two lists of ``Collected``.
-
-    Raises FileNotFoundError naming the file and the command that writes it.
-    """
-    import pickle
-
-    from logoid.catalog import Catalog
-    from logoid.core.paths import Home
-    from logoid.eval.run import Collected
-    from logoid.identify import Identifier
-
-    path = evidence_path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found; run `python -m bench accuracy` first")
-    home = Home(home_path(model))
-    cat = Catalog.open(home)
-    collected = [Collected(q, ev) for q, ev in pickle.loads(path.read_bytes())]
-    return (Identifier(home, cat), cat, [c for c in collected if c.query.split == "calib"],
-            [c for c in collected if c.query.split == "test"])
 
 
 def markdown(res: dict) -> str:

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     add_no_write(ap)
     args = ap.parse_args(argv)
 
-    from bench.accuracy.designs import load_evidence
+    from bench._designs import load_evidence
     from logoid.eval.fusion import choose_c, fit_fusion
     from logoid.eval.metrics import evaluate
     from logoid.eval.run import apply_calibration, fusion_scorer, to_results

@@ -44,7 +44,7 @@ def main(argv=None) -> int:
 
     import numpy as np
 
-    from bench.accuracy.designs import load_evidence
+    from bench._designs import load_evidence
     from logoid.eval.run import apply_calibration, fit, fusion_scorer, to_results
     from logoid.scoring.stats import auroc, fpr_at_tpr
 

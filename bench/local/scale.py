@@ -33,6 +33,7 @@ end to end on 2 threads, accuracy where every reference is distinct. Fill the fe
     python -m bench local-scale roster --layout ram --min-votes 4 --min-votes 3 --min-votes 2   # roster-votes
     python -m bench.local.roster_prints && \
         python -m bench local-scale roster --prints --refs 10000 --refs 50000 --layout ram   # roster-prints
+    python -m bench local-scale roster-fused [--refs 276 --refs 50000]   # every channel fused (bench.local.roster_fused)
 
 ``milvus``: the same roster's descriptors in Milvus Lite beside the FAISS index, per-photo latency and memory
 (``bench.local.roster_milvus``):
@@ -265,7 +266,7 @@ def _also_row(spec: str) -> tuple:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["distractors", "index", "e2e", "roster", "milvus"])
+    ap.add_argument("what", choices=["distractors", "index", "e2e", "roster", "roster-fused", "milvus"])
     ap.add_argument("--data", type=Path, default=DATA / "threadless-dev")
     ap.add_argument("--n", type=int, action="append", default=None, help="distractor counts (default 1000, 3000)")
     ap.add_argument("--refs", type=int, action="append", default=None,
@@ -323,6 +324,11 @@ def main(argv=None) -> int:
 
         res = roster_milvus.run(args.refs or [1000, 10000], args.milvus_index or ["auto"], args.timed)
         md, summary = roster_milvus.markdown(res), roster_milvus.summary(res)
+    elif args.what == "roster-fused":
+        from bench.local import roster_fused
+
+        res = roster_fused.run(args.refs or [276, 50_000], data=args.data.parent)
+        md, summary = roster_fused.markdown(res), roster_fused.summary(res)
     elif args.what == "roster":
         from bench.local import roster
 

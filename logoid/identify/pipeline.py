@@ -310,15 +310,7 @@ class Identifier:
             t = time.perf_counter()
             extra = [c["image_id"] for c in cands.values() if "image_id" in c]
             verifs, logos_v = self._local(img, extra, find_all)
-            for v in verifs:
-                key = self.entity_of_image(v.image_id)
-                if key is None:
-                    continue
-                c = cands.setdefault(key, {"cos": floor, "image_id": v.image_id})
-                if v.score > c.get("local_score", -1.0):
-                    c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score),
-                             inlier_coverage=float(v.coverage), polygon=np.asarray(v.polygon, dtype=np.float64).round(1).tolist(),
-                             local_image_id=v.image_id)
+            add_local(cands, verifs, self.entity_of_image, floor)
             timings["local"] = time.perf_counter() - t
         read: list[dict] = []
         if "text" in ch:
@@ -328,11 +320,7 @@ class Identifier:
             except Exception as e:  # noqa: BLE001 - OCR must never take the answer down with it
                 warnings.warn(f"text channel failed ({e}); answering from the image channels", stacklevel=2)
                 matches = []
-            for m in matches:
-                c = cands.setdefault(m.entity_key, {"cos": floor})
-                if m.similarity > c.get("text_sim", 0):
-                    c.update(text_sim=float(m.similarity), text_coverage=float(m.coverage),
-                             text_conf=float(getattr(m, "line_conf", 0.0)), text=m.name)
+            add_text(cands, matches, floor)
             timings["text"] = time.perf_counter() - t
         return Evidence(path=path, cands=cands, floor=floor, read=read, logos=logos_v, timings=timings,
                         channels=tuple(ch))
@@ -403,6 +391,30 @@ class Identifier:
     def _meta(self, key: str) -> dict:
         etype, eid = key.split(":")
         return self.catalog.entity_meta(etype, int(eid))
+
+
+def add_local(cands: dict[str, dict], verifs, entity_of_image: Callable[[int], str | None], floor: float) -> None:
+    """Merge the local channel's verified references into ``cands`` (entity key -> raw values): each entity keeps
+    its best-scored reference; one the global search missed enters at ``floor`` cosine. ``entity_of_image``: a
+    reference image id's entity key (None: not an answer)."""
+    for v in verifs:
+        key = entity_of_image(v.image_id)
+        if key is None:
+            continue
+        c = cands.setdefault(key, {"cos": floor, "image_id": v.image_id})
+        if v.score > c.get("local_score", -1.0):
+            c.update(inliers=int(v.inliers), inlier_ratio=float(v.inlier_ratio), local_score=float(v.score),
+                     inlier_coverage=float(v.coverage), polygon=np.asarray(v.polygon, dtype=np.float64).round(1).tolist(),
+                     local_image_id=v.image_id)
+
+
+def add_text(cands: dict[str, dict], matches, floor: float) -> None:
+    """Merge the text channel's name matches into ``cands``: each entity keeps its most similar name read."""
+    for m in matches:
+        c = cands.setdefault(m.entity_key, {"cos": floor})
+        if m.similarity > c.get("text_sim", 0):
+            c.update(text_sim=float(m.similarity), text_coverage=float(m.coverage),
+                     text_conf=float(getattr(m, "line_conf", 0.0)), text=m.name)
 
 
 def entity_name(catalog, key: str) -> str | None:
