@@ -50,11 +50,11 @@ def distractor_names(refs: list, data: Path = DATA) -> dict[int, str]:
     out = {}
     for r in refs:
         if r.kind == "band":
-            out[r.id] = bands[r.id - roster.BAND_ID0]
+            out[r.image_id] = bands[r.image_id - roster.BAND_ID0]
         elif r.kind == "icon":
-            out[r.id] = slugs[r.id - ICON_ID0]
+            out[r.image_id] = slugs[r.image_id - ICON_ID0]
         elif r.kind == "generated":
-            out[r.id] = generated[r.id - roster.GEN_ID0]
+            out[r.image_id] = generated[r.image_id - roster.GEN_ID0]
     return out
 
 
