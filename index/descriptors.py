@@ -53,6 +53,10 @@ from logoid.index.descriptor_structure import (
 if TYPE_CHECKING:
     import faiss
 
+#: Most stored descriptors a restricted search compares exactly (:meth:`DescriptorIndex._restricted_exact`); a
+#: shortlist of 50 references holds ~20k.
+EXACT_RESTRICT_ROWS = 200_000
+
 @dataclass
 class DescriptorIndex(DescriptorBase):
     """FAISS (L2) index of reference RootSIFT descriptors with keypoint coordinates per (image, variant)."""
@@ -244,6 +248,8 @@ class DescriptorIndex(DescriptorBase):
         kk = k * self.config.refine if codes is not None else k  # candidates to re-rank
         if restrict is None:
             D, ids = index.search(desc, kk)
+        elif (near := self._restricted_exact(desc, k, {int(i) for i in restrict})) is not None:
+            return near
         else:
             sel, _keep = self._selector({int(i) for i in restrict})
             # Attribute assignment is what faiss's kwargs constructor does (its stubs omit the kwargs).
@@ -270,6 +276,50 @@ class DescriptorIndex(DescriptorBase):
                                list(zip(cuts[:-1], cuts[1:], strict=True)), min_items=2)
             return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
         D = np.where(ids < 0, np.inf, D).astype(np.float32)
+        return D, owners
+
+    def _restricted_exact(self, desc: np.ndarray, k: int, restrict: set[int]) -> tuple[np.ndarray, np.ndarray] | None:
+        """A search of a few references (the global shortlist's, :func:`~logoid.identify.match.match_local`'s extra
+        candidates) against all their descriptors, decoded from the re-ranking codes: None where the index is not
+        IVF, has no codes, or the references hold more than :data:`EXACT_RESTRICT_ROWS` descriptors.
+
+        An IVF search with an id selector scans the same lists as a whole search, off fast-scan's SIMD path: at 50k
+        references it took 0.6 s a photo against the whole search's 0.35 s (AMD EPYC, 2 threads), and it grows
+        with the catalog. The references' own rows are a few thousand: compared with each photo descriptor exactly,
+        in milliseconds, and no true neighbour is lost in an IVF list not visited. Distances are the codes', as the
+        re-ranking's are. The codes may be memory-mapped: only the references' pages are read.
+        """
+        codes = self._codes
+        if not self.config.ivf or codes is None:
+            return None
+        keys, counts = [], []
+        for i in sorted(restrict):
+            if not 0 <= i <= MAX_IMAGE_ID:
+                continue
+            for v in range(1 << VARIANT_BITS):
+                n = self._geo.count(entry_key(i, v))
+                if n is None:
+                    continue
+                if codes.rows.count(entry_key(i, v)) != n:
+                    return None  # codes and keypoints disagree: leave it to FAISS
+                keys.append((i, v))
+                counts.append(n)
+        if sum(counts) > EXACT_RESTRICT_ROWS:
+            return None
+        nq = desc.shape[0]
+        D = np.full((nq, k), np.inf, np.float32)
+        owners = np.full((nq, k, 3), -1, np.int64)
+        if not keys or sum(counts) == 0:
+            return D, owners
+        import faiss
+
+        codes.rows.prepare()
+        base = np.ascontiguousarray(np.concatenate([codes.sq.decode(codes.get(key)) for key in keys]), np.float32)
+        ids = np.concatenate([encode_ids(i, v, n) for (i, v), n in zip(keys, counts, strict=True)])
+        kk = min(k, len(base))
+        d, rows = faiss.knn(desc, base, kk)
+        D[:, :kk] = np.maximum(d, 0)
+        owners[:, :kk] = np.stack(decode_ids(ids[rows]), axis=-1)
         return D, owners
 
     # ---- persistence -----------------------------------------------------------------------

@@ -337,6 +337,24 @@ def test_ivf_save_load_and_restricted_search(tmp_path):
     assert set(np.unique(owners)) <= {7, 8, -1} and (owners[:, 0] >= 0).mean() > 0.5
 
 
+
+def test_ivf_restricted_search_is_exact_over_the_references_asked(tmp_path):
+    # A search restricted to a few references compares every descriptor of theirs (decoded re-ranking codes): the
+    # exact index's answers, whatever IVF lists a whole search would visit (nprobe 1 of 32), codes in RAM or mapped.
+    rng = np.random.default_rng(5)
+    feats = [(i, [Features(rng.random((150, 2)).astype(np.float32), rng.random((150, 128)).astype(np.float32),
+                           (50, 50))]) for i in range(20)]
+    exact = DescriptorIndex.build(feats)
+    ivf = DescriptorIndex.build(feats, DescriptorConfig(ivf=True, nlist=32, nprobe=1))
+    assert ivf.config.ivf and ivf._codes is not None
+    ivf.save(tmp_path / "d")
+    q = feats[6][1][0].desc[:100] + rng.normal(0, 0.02, (100, 128)).astype(np.float32)
+    want = exact.search(q, 4, restrict=[6, 9, 13])[1]
+    for index in (ivf, DescriptorIndex.load(tmp_path / "d"), DescriptorIndex.load(tmp_path / "d", refine=0)):
+        got = index.search(q, 4, restrict=[6, 9, 13])[1]
+        assert (got[:, 0] == want[:, 0]).all(axis=1).all()  # every nearest: image, variant and keypoint
+        assert (got[:, :, 0] == want[:, :, 0]).mean() > 0.98
+
 # ---- multi-scale tiled extraction, soft candidate matches, cache keys ------------------------
 def test_tile_grid_cores_partition_the_image():
     from logoid.engine.local.tiles import _tile_grid
