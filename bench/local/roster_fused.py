@@ -18,9 +18,11 @@ Then, as the accuracy bench does: the fusion fitted and the rejection calibrated
 split=test, every photo (known and unknown). ``n = 276`` (the designs alone, through this same path) is the baseline
 the 50k catalog is compared with; the stored evidence itself is reported beside it.
 
-    python -m bench accuracy                                   # the home and its evidence (once)
-    python -m bench local-scale roster --refs 276 --refs 50000   # the roster's indexes (once)
+    python -m bench accuracy --precision fp32                  # the home and its evidence (once)
     python -m bench local-scale roster-fused [--refs 276 --refs 50000]
+
+The roster's references are extracted (cached, a bar with ETA) and its indexes built here where the roster bench
+has not already done so (``bench.local.roster.build`` reuses a built one).
 """
 
 from __future__ import annotations
@@ -155,6 +157,7 @@ def run(sizes: list[int], model: str | None = None, data: Path = DATA) -> dict:
     res: dict = {"photos": {"calib": len(calib), "test": len(test)},
                  "stored": {"subsets": subset_metrics(ident, cat, calib, test, SUBSETS)}}
     for n in sizes:
+        _ensure_index(n, data)
         both, facts = regather(n, ident, cat, calib + test, data)
         roster_names = distractor_names(roster.catalog(n, data), data)
         wide = _WithDistractors(cat, roster_names)
@@ -163,6 +166,19 @@ def run(sizes: list[int], model: str | None = None, data: Path = DATA) -> dict:
                        "distractor_first": _distractor_first(ident, both, roster_names)}
         ident.catalog = cat
     return res
+
+
+def _ensure_index(n: int, data: Path) -> None:
+    """The roster's first ``n`` references extracted into the feature cache and indexed, unless already done."""
+    import sys
+
+    from tqdm import tqdm
+
+    cfg = LocalConfig()
+    if not roster.index_path(n, cfg).with_name("build.json").exists():
+        roster.extract_all(roster.catalog(n, data), cfg, progress=lambda total: tqdm(
+            total=total, desc=f"roster {n} reference features", unit="img", file=sys.stderr))
+        roster.build(n, cfg, n, data=data)
 
 
 def _distractor_first(ident, collected: list, names: dict[int, str]) -> int:
