@@ -77,7 +77,7 @@ def save_index(dindex: DescriptorIndex, path: str | Path) -> None:
     write_json_atomic(_file(path, ".json"), {
         "schema_version": SCHEMA_VERSION,
         "kind": KIND,
-        "config": dindex.config.to_dict(),
+        "config": {**dindex.config.to_dict(), **({"refine": dindex.saved_refine} if dindex.saved_refine else {})},
         "structure": dindex.structure(),
         "feature_config": dindex.feature_config,
         "ntotal": dindex.ntotal,
@@ -105,12 +105,17 @@ def load_index(cls: type[DescriptorIndex], path: str | Path, mmap: bool = True, 
         raise IndexMismatchError(f"{side} has descriptor schema {meta.get('schema_version')}, "
                                  f"this logoid reads {SCHEMA_VERSION}", "rebuild with `logoid build-index`")
     config = DescriptorConfig.from_dict(meta.get("config", {}))
+    saved_refine = None
+    if refine is None and config.refines() and config.rerank_budget_mb is not None and \
+            int(meta.get("ntotal") or 0) * 128 / 2**20 > config.rerank_budget_mb:
+        saved_refine, refine = config.refine, 0  # over the budget: no re-ranking (DescriptorConfig.rerank_budget_mb)
     if refine is not None:
         config = DescriptorConfig.from_dict({**config.to_dict(), "refine": int(refine)})
     files = meta.get("files") or {}  # saved before versioned file names: path.faiss / path.npz
     index = faiss.read_index(str(path.parent / files["faiss"] if files else _file(path, ".faiss")))
     zero_block_tails(index)  # indexes saved before remove() zeroed them may carry stale codes in their last blocks
     obj = cls(config=config, feature_config=meta.get("feature_config", {}), _index=index)
+    obj.saved_refine = saved_refine
     obj.set_search_params()
     if "refs" in files:
         refs = np.load(path.parent / files["refs"])

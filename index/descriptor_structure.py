@@ -57,6 +57,12 @@ class DescriptorConfig:
     # index has no copies; built with > 0 it keeps them, and setting 0 after loading skips re-ranking at search
     # (the copies, memory-mapped, then cost no resident memory) while a later save still writes them.
     refine: int = 4
+    # Re-ranking reads the SQ8 copies of ~128k candidates a photo, spread over the whole file, so their pages end up
+    # resident however they are mapped. A loaded index whose copies exceed this many MB searches without re-ranking
+    # (as if loaded with ``refine=0``; the saved ``refine`` is kept): at 180k references they are 9.2 GB, against a
+    # 6 GB machine budget, while at 50k (2.4 GB) re-ranking fits and is worth 0.02 top-1. The copies stay on disk,
+    # mapped, for the exact search over a few references (the global shortlist's extra candidates). None: always.
+    rerank_budget_mb: float | None = 4096.0
     pq_m: int = 0  # legacy (indexes saved before ``codes``): m > 0 meant codes "PQ{m}", 0 meant "Flat"
     train_sample: int = 200_000  # descriptors sampled to train the IVF coarse quantiser and the codes (at least)
     # ... and at least this many per IVF list (FAISS's k-means warns below 39: a 16,384-list index of 8.6M

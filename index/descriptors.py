@@ -72,6 +72,8 @@ class DescriptorIndex(DescriptorBase):
     # Folder for the rows put while building (coordinates and codes, 136 B a descriptor) as unnamed files: a
     # 180k-reference build's 17 GB of codes are then file-backed pages the kernel writes back, not anonymous memory
     spill: Path | None = None
+    # ``config.refine`` as saved, where loading turned re-ranking off for the memory budget (saved back unchanged)
+    saved_refine: int | None = None
 
     def __post_init__(self) -> None:
         if self.spill is not None:

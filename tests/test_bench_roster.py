@@ -47,3 +47,24 @@ def test_lazy_items_reuse_generated_features_under_new_ids(refs):
 def test_lazy_items_name_the_missing_cache(refs):
     with pytest.raises(RuntimeError, match="roster extract"):
         list(roster.LazyItems(refs, LocalConfig()))
+
+
+def test_roster_global_index_keeps_the_designs_vectors_under_their_roster_ids(tmp_path, monkeypatch):
+    from bench.local import roster_e2e
+    from logoid.index.vectors import IndexConfig, VectorIndex, decode_ids, encode_ids
+
+    monkeypatch.setattr(roster_e2e, "GLOBAL_DIR", tmp_path)
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((3 * 4, 512)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    home = VectorIndex.build(vecs, encode_ids(np.repeat([7, 8, 9], 4), np.tile(np.arange(4), 3)))  # home image ids
+    row_of_image = {7: 101, 8: 103, 9: 104}  # home image id -> the design's roster id
+    ids = [101, 103, 104] + [roster.BAND_ID0 + j for j in range(50)]
+    facts = roster_e2e.build_global(len(ids), ids, home, row_of_image, IndexConfig(), "m@1")
+    assert facts["vectors"] == 12 + 50 * 20 and facts["synthetic"] == 1000
+    got = VectorIndex.load(roster_e2e.global_path(len(ids), "m@1"), IndexConfig())
+    sims, found = got.search(vecs[[5]], 1)  # design 8's variant 1, now roster id 103
+    assert found[0, 0] == encode_ids(103, 1) and sims[0, 0] > 0.999
+    image_ids, _ = decode_ids(got.ids())
+    assert set(image_ids) == set(ids)  # every reference has its 20 views (designs: their own 4)
+    assert roster_e2e.build_global(len(ids), ids, home, {}, IndexConfig(), "m@1") == facts  # cached

@@ -6,6 +6,7 @@ import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -131,6 +132,23 @@ def test_index_from_another_model_is_refused(built, tmp_path, _isolated_home):
 def test_rebuild_uses_cache(built):
     out = json.loads(run("build-index", *FAST, "--json").stdout)
     assert out["embedded"] == 0 and out["cached"] == 9
+
+
+def test_rerank_budget_is_kept_with_the_descriptor_index(logos, tmp_path):
+    import os
+
+    from logoid.index.store import IndexStore
+
+    for band, p in logos.items():
+        run("add-band", "--name", band, "--image", p)
+    run("build-index", *FAST, "--rerank-budget-mb", "0")
+    store = IndexStore.load(Path(os.environ["LOGOID_HOME"]) / "index")
+    assert store.descriptors.config.rerank_budget_mb == 0
+    ph = tmp_path / "photo.jpg"
+    photo_of(text_logo("KORN", seed=3)).save(ph)
+    assert json.loads(run("query", ph, *CH, "--json").stdout)["answer"] == "Korn"
+    bad = run("build-index", *FAST, "--rerank-budget-mb", "-1", ok=False)
+    assert bad.exit_code == 2 and "--rerank-budget-mb" in bad.output
 
 
 def test_catalog_import_show_and_reimport(tmp_path, logos):

@@ -116,6 +116,29 @@ def test_index_without_reranking_from_the_same_files(tmp_path, built, items, que
     _same(plain.search(q, 4), built.search(q, 4))
 
 
+def test_codes_over_the_rerank_budget_are_not_used_to_rerank_but_stay_for_restricted_search(tmp_path, built, items,
+                                                                                              queries):
+    q, _ = queries
+    n = built.ntotal
+    over = DescriptorIndex.build(items, DescriptorConfig.from_dict({**CONFIG.to_dict(),
+                                                                   "rerank_budget_mb": n * 128 / 2**20 * 0.9}))
+    over.save(tmp_path / "over")
+    loaded = DescriptorIndex.load(tmp_path / "over")  # codes 10 % over the budget: searched as refine=0
+    assert loaded.config.refine == 0 and loaded.saved_refine == CONFIG.refine and "Refine" not in loaded.structure()
+    _same(loaded.search(q, 4), DescriptorIndex.load(tmp_path / "over", refine=0).search(q, 4))
+    # the codes are still there, mapped: a search over a few references is exact over them
+    asked = {3, 17, 42}
+    exact = loaded.search(q, 4, restrict=asked)
+    _same(exact, built.search(q, 4, restrict=asked))
+    loaded.save(tmp_path / "again")  # the saved setting is kept: a bigger machine's budget re-ranks it
+    assert json.loads((tmp_path / "again.json").read_text())["config"]["refine"] == CONFIG.refine
+    assert DescriptorIndex.load(tmp_path / "over", refine=CONFIG.refine).config.refine == CONFIG.refine  # asked
+    under = DescriptorIndex.build(items, DescriptorConfig.from_dict({**CONFIG.to_dict(),
+                                                                    "rerank_budget_mb": n * 128 / 2**20 * 1.1}))
+    under.save(tmp_path / "under")
+    _same(DescriptorIndex.load(tmp_path / "under").search(q, 4), built.search(q, 4))  # within it: re-ranked
+
+
 # ---- against exact search --------------------------------------------------------------------------------------
 
 def test_reranked_ivf_finds_the_exact_nearest_neighbour(tmp_path, built, items, queries):

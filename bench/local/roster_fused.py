@@ -60,7 +60,19 @@ def distractor_names(refs: list, data: Path = DATA) -> dict[int, str]:
     return out
 
 
-class _WithDistractors:
+def design_maps(cat, rows: list[dict]) -> tuple[dict[int, str], dict[int, int]]:
+    """A design's roster id is its manifest id; the home holds it as a band with that external id:
+    ``(roster id -> entity key, home image id -> roster id)``."""
+    row_of_image, key_of_row = {}, {}
+    for r in rows:
+        if r["role"] == "enrolled" and int(r["id"]) not in key_of_row:
+            band = cat.find_band(f"threadless:{r['id']}")
+            key_of_row[int(r["id"])] = f"band:{band.id}"
+            row_of_image.update({im.id: int(r["id"]) for im in cat.images("band", band.id)})
+    return key_of_row, row_of_image
+
+
+class WithDistractors:
     """The home's catalog with the roster's distractors as bands ``band:<roster id>`` (names only, no metadata)."""
 
     def __init__(self, catalog, names: dict[int, str]):
@@ -102,13 +114,7 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA) -> tuple[li
     rows = sweep.manifest(designs)
     # by the photo's path inside the data set (the evidence may come from a checkout elsewhere)
     feats = {r["photo"]: f for r, f in zip(rows, sweep.query_features(designs, rows, cfg), strict=True)}
-    # a design's roster id is its manifest id; the home holds it as a band with that external id
-    row_of_image, key_of_row = {}, {}
-    for r in rows:
-        if r["role"] == "enrolled" and int(r["id"]) not in key_of_row:
-            band = cat.find_band(f"threadless:{r['id']}")
-            key_of_row[int(r["id"])] = f"band:{band.id}"
-            row_of_image.update({im.id: int(r["id"]) for im in cat.images("band", band.id)})
+    key_of_row, row_of_image = design_maps(cat, rows)
     refs = roster.catalog(n, data)
     names = distractor_names(refs, data)
     text_index = copy.deepcopy(ident.store.names) if ident.store.names is not None else NameIndex()
@@ -160,7 +166,7 @@ def run(sizes: list[int], model: str | None = None, data: Path = DATA) -> dict:
         _ensure_index(n, data)
         both, facts = regather(n, ident, cat, calib + test, data)
         roster_names = distractor_names(roster.catalog(n, data), data)
-        wide = _WithDistractors(cat, roster_names)
+        wide = WithDistractors(cat, roster_names)
         ident.catalog = wide
         res[str(n)] = {**facts, "subsets": subset_metrics(ident, wide, both[:len(calib)], both[len(calib):], SUBSETS),
                        "distractor_first": _distractor_first(ident, both, roster_names)}

@@ -34,6 +34,7 @@ end to end on 2 threads, accuracy where every reference is distinct. Fill the fe
     python -m bench.local.roster_prints && \
         python -m bench local-scale roster --prints --refs 10000 --refs 50000 --layout ram   # roster-prints
     python -m bench local-scale roster-fused [--refs 276 --refs 50000]   # every channel fused (bench.local.roster_fused)
+    python -m bench local-scale roster-e2e [--refs 276 --refs 180000]   # a whole query at roster size (roster_e2e)
 
 ``milvus``: the same roster's descriptors in Milvus Lite beside the FAISS index, per-photo latency and memory
 (``bench.local.roster_milvus``):
@@ -266,7 +267,7 @@ def _also_row(spec: str) -> tuple:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("what", choices=["distractors", "index", "e2e", "roster", "roster-fused", "milvus"])
+    ap.add_argument("what", choices=["distractors", "index", "e2e", "roster", "roster-fused", "roster-e2e", "milvus"])
     ap.add_argument("--data", type=Path, default=DATA / "threadless-dev")
     ap.add_argument("--n", type=int, action="append", default=None, help="distractor counts (default 1000, 3000)")
     ap.add_argument("--refs", type=int, action="append", default=None,
@@ -329,6 +330,11 @@ def main(argv=None) -> int:
 
         res = roster_fused.run(args.refs or [276, 50_000], data=args.data.parent)
         md, summary = roster_fused.markdown(res), roster_fused.summary(res)
+    elif args.what == "roster-e2e":
+        from bench.local import roster_e2e
+
+        res = roster_e2e.run(args.refs or [276, 180_000], args.timed, distinct=args.distinct, data=args.data.parent)
+        md, summary = roster_e2e.markdown(res), roster_e2e.summary(res)
     elif args.what == "roster":
         from bench.local import roster
 

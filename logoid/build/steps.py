@@ -77,6 +77,7 @@ class BuildOptions:
     precision: str = "fp32"  # image tower arithmetic: auto | fp32 | bf16 (engine.embedder.resolve_precision)
     workers: int | None = None  # processes extracting local features; None = this machine's cores, 1 = here
     embed_batch: int | None = None  # images per forward pass; None = 8 on a CPU, 128 on a GPU
+    descriptors: object = None  # logoid.index.descriptor_structure.DescriptorConfig (FAISS); None = defaults
 
 
 def built_augment_size(home: Home) -> int | None:
@@ -237,7 +238,8 @@ def build_index(
         # Built in one go so the index structure (exact or IVF) is chosen for the whole catalog's size; the rows put
         # while building (coordinates, re-ranking codes: 136 B a descriptor, ~9 GB at 180k references) go to unnamed
         # files in the index folder, pages the kernel can write back, not anonymous memory.
-        dindex = DescriptorIndex.build(feature_items, feature_config=local_cfg.extract, spill=home.index_dir) \
+        dindex = DescriptorIndex.build(feature_items, config=opts.descriptors, feature_config=local_cfg.extract,
+                                       spill=home.index_dir) \
             if opts.milvus is None \
             else _build_milvus_descriptors(home, store.meta, feature_items, local_cfg, opts)
     store.descriptors = dindex

@@ -8,6 +8,7 @@ import click
 
 from logoid import DEFAULT_MODEL, BuildOptions, LogoidError, build_index, create_embedder
 from logoid.build.steps import built_augment_size, current_backend
+from logoid.index.descriptor_structure import DescriptorConfig
 from logoid.index.milvus import MilvusConfig
 from logoid.index.vectors import IndexConfig
 
@@ -35,6 +36,9 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
 @click.option("--ef-search", type=int, default=None, help="HNSW efSearch of the IVF coarse quantiser (default 64).")
 @click.option("--memory-budget-mb", type=float, default=None,
               help="RAM for the vector index; over it the index is compressed (IVF-PQ, re-ranked from disk).")
+@click.option("--rerank-budget-mb", type=click.FloatRange(min=0), default=None,
+              help="Local features: re-rank descriptor hits by their SQ8 copies only while the copies fit this many "
+                   "MB (default 4096: re-ranked up to ~60k references, not at the 180k roster; 0 = never).")
 @click.option("--backend", type=click.Choice(["faiss", "milvus"]), default=None,
               help="Where the global vectors and local descriptors live (default: the current index's backend, else faiss).")
 @click.option("--uri", default=None,
@@ -46,7 +50,8 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
 @pass_state
 @writes
 def build_index_cmd(state, model, variants, seed, augment_size, precision, workers, no_local, no_names, prototypes,
-                    factory, backend, uri, milvus_index, as_json, nprobe, ef_search, memory_budget_mb):
+                    factory, rerank_budget_mb, backend, uri, milvus_index, as_json, nprobe, ef_search,
+                    memory_budget_mb):
     """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
     from logoid.augment import AugmentConfig
 
@@ -64,7 +69,8 @@ def build_index_cmd(state, model, variants, seed, augment_size, precision, worke
                         index=IndexConfig(factory=factory, **{k: v for k, v in (("nprobe", nprobe), (
                             "ef_search", ef_search), ("memory_budget_mb", memory_budget_mb)) if v is not None}),
                         milvus=_milvus_config(state, backend, uri, milvus_index), precision=precision,
-                        workers=workers)
+                        workers=workers, descriptors=None if rerank_budget_mb is None else
+                        DescriptorConfig(rerank_budget_mb=rerank_budget_mb))
     embedder = create_embedder(model)
     report = build_index(state.home, cat, embedder, opts, progress=stage_bar,
                          on_skip=lambda p, r: warn(f"skipping {p}: {r}"))
