@@ -205,7 +205,7 @@ def query(n: int, model: str, timed: int, distinct: int = 50_000, data: Path = D
 
 def run(sizes: list[int], timed: int = 40, model: str | None = None, distinct: int = 50_000,
         data: Path = DATA) -> dict:
-    """Each size prepared here, then answered in a fresh process."""
+    """Every size prepared here first (builds), then each answered in a fresh process, one after another."""
     import subprocess
     import tempfile
 
@@ -213,15 +213,15 @@ def run(sizes: list[int], timed: int = 40, model: str | None = None, distinct: i
 
     model = model or DEFAULT_MODEL
     out: dict = {"_meta": {"timed": timed, "model": model, "distinct": distinct}}
+    built = {n: prepare(n, model, distinct, data) for n in sizes}
     for n in sizes:
-        built = prepare(n, model, distinct, data)
         with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
             subprocess.run([sys.executable, "-m", "bench.local.roster_e2e", "query", "--refs", str(n), "--timed",
                             str(timed), "--model", model, "--distinct", str(distinct), "--data", str(data),
                             "--out", tmp.name], check=True)
             got = json.loads(Path(tmp.name).read_text())
         print(n, {k: v for k, v in got.items() if k != "answers"}, file=sys.stderr, flush=True)
-        out[str(n)] = {**built, **got}
+        out[str(n)] = {**built[n], **got}
     out["_meta"]["load_avg"] = Path("/proc/loadavg").read_text().split()[:3]
     return out
 
