@@ -9,7 +9,7 @@ and holds the models. Here ``Identifier.identify`` answers threadless-dev photos
   (``DescriptorIndex.load``: memory-mapped; codes over ``DescriptorConfig.rerank_budget_mb``: no re-ranking);
 - **global vectors**: ``n`` × 20 variants in the structure a home of that size builds (``IndexConfig`` by size:
   IVF-PQ64 re-ranked from a float16 file beyond its 1.5 GB budget): the designs' own vectors from the threadless-dev
-  home, and 20 synthetic views for every other reference (``bench.scale.structures``: 512-d, between-reference
+  home, and 20 synthetic views for every other reference (``bench._embeddings``: 512-d, between-reference
   cosine 0.55 ± 0.09 like the default model's on band logos). Embedding 3.6M real variants would take ~9 h here;
 - **names**: the home's, plus every other reference's (band-logos bands, icon slugs, generated band names; reused
   references get further generated names);
@@ -80,8 +80,8 @@ def global_path(n: int, model_id: str) -> Path:
 
 def build_global(n: int, ids: list[int], home_vectors, row_of_image: dict[int, int], config, model_id: str) -> dict:
     """The global index of ``n`` references × 20 variants (see the module's docstring); cached with its facts."""
+    from bench import _embeddings as emb
     from bench._common import peak_rss_mb
-    from bench.scale import structures
     from logoid.index.vectors import VectorIndex, decode_ids, encode_ids
 
     path = global_path(n, model_id)
@@ -94,19 +94,19 @@ def build_global(n: int, ids: list[int], home_vectors, row_of_image: dict[int, i
     design_ids = encode_ids(np.array([row_of_image[int(i)] for i in image_ids]), variants)
     designs = {row_of_image[int(i)] for i in image_ids}
     others = np.array([i for i in ids if i not in designs], np.int64)
-    cent = structures.centres(len(others))
+    cent = emb.centres(len(others))
     total = len(vecs) + VARIANTS * len(others)
     # training sample: the designs' vectors and the views of evenly spread references, config.train_sample in all
     step = max(1, len(others) * VARIANTS // max(1, config.train_sample - len(vecs)))
     picked = np.arange(0, len(others), step)
-    train = np.concatenate([vecs] + [structures.views(cent[picked], s, min(s + 4096, len(picked)))
+    train = np.concatenate([vecs] + [emb.views(cent[picked], s, min(s + 4096, len(picked)))
                                      for s in range(0, len(picked), 4096)])
     vindex = VectorIndex.create(vecs.shape[1], total, train, config)
     del train
     vindex.add(vecs, design_ids)
-    for first in range(0, len(others), structures.CHUNK_CENTRES):
-        stop = min(first + structures.CHUNK_CENTRES, len(others))
-        vindex.add(structures.views(cent, first, stop),
+    for first in range(0, len(others), 4096):
+        stop = min(first + 4096, len(others))
+        vindex.add(emb.views(cent, first, stop),
                    encode_ids(np.repeat(others[first:stop], VARIANTS), np.tile(np.arange(VARIANTS), stop - first)))
     build_s = time.perf_counter() - t
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import ROOT, WORK, table
+from bench._embeddings import DIM, NOISE, VIEWS, centres, unit, views
 from bench.record import add_no_write, save_record
 
 RESULTS = WORK / "scale.json"
 
-DIM, VIEWS, CENTRES = 512, 20, 180_000
-CONE, ALPHA, NOISE = 1.1, 1.0, 0.42  # mean-direction weight, spectrum decay, view noise (cos ~ 1/(1+NOISE^2))
+CENTRES = 180_000
 NOISE_HARD = 0.8  # views at cosine ~0.6 (the untrained default model's 0.64): for the prototype comparison
 PROTOS = WORK / "scale_prototypes.json"
 CHUNK_CENTRES = 4096
@@ -58,33 +58,7 @@ PLAN = {
 }
 
 
-# ---- data -------------------------------------------------------------------------------
-def _unit(x: np.ndarray) -> np.ndarray:
-    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
-
-
-def centres(n_centres: int, seed: int = 0) -> np.ndarray:
-    """The first ``n_centres`` of the fixed 180k (a prefix, so every size shares its centres)."""
-    rng = np.random.default_rng(seed)
-    rot, _ = np.linalg.qr(rng.standard_normal((DIM, DIM)))
-    mean = rng.standard_normal(DIM)
-    mean /= np.linalg.norm(mean)
-    lam = np.arange(1, DIM + 1, dtype=np.float64) ** -ALPHA
-    lam /= lam.sum()
-    out = np.empty((n_centres, DIM), np.float32)
-    for s in range(0, n_centres, 16384):
-        g = np.random.default_rng([seed, 1, s]).standard_normal((min(16384, n_centres - s), DIM)) * np.sqrt(lam)
-        out[s:s + len(g)] = _unit(CONE * mean + g @ rot.T)
-    return out
-
-
-def views(cent: np.ndarray, first: int, stop: int, seed: int = 0, salt: int = 2, noise: float = NOISE) -> np.ndarray:
-    """The 20 views of centres [first, stop), row j*20+v = view v of centre j."""
-    rng = np.random.default_rng([seed, salt, first])
-    base = np.repeat(cent[first:stop], VIEWS, axis=0)
-    return _unit(base + rng.standard_normal(base.shape, dtype=np.float32) * (noise / np.sqrt(DIM)))
-
-
+# ---- data ----------------------------------------------------------------------------------
 def chunks(cent: np.ndarray, n: int):
     """(ids, vectors) chunks covering the first ``n`` vectors; id = encode_ids(centre, view)."""
     from logoid.index.vectors import encode_ids
@@ -100,7 +74,7 @@ def fresh_views(cent: np.ndarray, n_centres: int, count: int, salt: int,
     """``count`` new views (not in the index) of random centres, with the centre of each."""
     rng = np.random.default_rng([salt, n_centres])
     which = rng.integers(0, n_centres, count)
-    return _unit(cent[which] + rng.standard_normal((count, DIM), dtype=np.float32) * (noise / np.sqrt(DIM))), which
+    return unit(cent[which] + rng.standard_normal((count, DIM), dtype=np.float32) * (noise / np.sqrt(DIM))), which
 
 
 # ---- workers ----------------------------------------------------------------------------
@@ -316,7 +290,7 @@ def prototypes(size: str, noise: str, work: Path) -> dict:
         j = s.argmax(1)
         better = s[np.arange(N_QUERIES), j] > best_s
         best_s[better], best_c[better] = s[np.arange(N_QUERIES), j][better], first + j[better] // VIEWS
-        proto[first:stop] = _unit(x.reshape(stop - first, VIEWS, DIM).mean(1))
+        proto[first:stop] = unit(x.reshape(stop - first, VIEWS, DIM).mean(1))
         if within is None:
             v = x[:VIEWS * 200].reshape(200, VIEWS, DIM)
             within = float(np.einsum("ivd,iwd->ivw", v, v)[:, 0, 1:].mean())
