@@ -119,7 +119,14 @@ def build_global(n: int, ids: list[int], home_vectors, row_of_image: dict[int, i
     return facts
 
 
-def prepare(n: int, model: str, distinct: int = 50_000, data: Path = DATA) -> dict:
+def descriptor_tag(n: int, distinct: int, straight: bool) -> str:
+    """The roster index a size uses: ``straight`` builds beyond ``distinct`` with their own lists, as
+    ``build-index`` would (``bench.local.roster.build`` with a config), instead of assembling them from the distinct
+    index's (fewer, longer lists: the slower side)."""
+    return "straight" if straight and n > distinct else "flipped"
+
+
+def prepare(n: int, model: str, distinct: int = 50_000, data: Path = DATA, straight: bool = False) -> dict:
     """Everything a size needs on disk (roster descriptor index, global index); their build facts."""
     if n <= 276:
         return {}
@@ -129,16 +136,20 @@ def prepare(n: int, model: str, distinct: int = 50_000, data: Path = DATA) -> di
 
     cfg = LocalConfig()
     home, cat = _home(model)
-    desc_facts = roster.build(n, cfg, distinct, data=data)
+    from logoid.index.descriptor_structure import DescriptorConfig
+
+    tag = descriptor_tag(n, distinct, straight)
+    desc_facts = roster.build(n, cfg, distinct, config=DescriptorConfig() if tag == "straight" else None, tag=tag,
+                              data=data)
     store = IndexStore.load(home.index_dir)
     _, row_of_image = design_maps(cat, sweep.manifest(data / "threadless-dev"))
     refs = roster.catalog(min(n, distinct), data)
     glob = build_global(n, reference_ids(refs, n), store.vectors, row_of_image,
                         IndexConfig.from_dict(store.meta.get("index_config") or {}), store.meta["model"]["model_id"])
-    return {"descriptor_index": desc_facts, "global_index": glob}
+    return {"descriptor_index_build": desc_facts, "global_index": glob}
 
 
-def query(n: int, model: str, timed: int, distinct: int = 50_000, data: Path = DATA) -> dict:
+def query(n: int, model: str, timed: int, distinct: int = 50_000, data: Path = DATA, straight: bool = False) -> dict:
     """Answer the photos among ``n`` references in this process (see the module's docstring)."""
     import copy
 
@@ -167,7 +178,7 @@ def query(n: int, model: str, timed: int, distinct: int = 50_000, data: Path = D
         store = IndexStore(root=base.root, meta=base.meta, _pins=base._pins)
         config = IndexConfig.from_dict(base.meta.get("index_config") or {})
         store.vectors = VectorIndex.load(global_path(n, base.meta["model"]["model_id"]), config)
-        dindex = DescriptorIndex.load(roster.index_path(n, cfg))
+        dindex = DescriptorIndex.load(roster.index_path(n, cfg, descriptor_tag(n, distinct, straight)))
         dindex.check_features(cfg.extract)
         store.descriptors = dindex
         text = copy.deepcopy(base.names) if base.names is not None else NameIndex()
@@ -204,7 +215,7 @@ def query(n: int, model: str, timed: int, distinct: int = 50_000, data: Path = D
 
 
 def run(sizes: list[int], timed: int = 40, model: str | None = None, distinct: int = 50_000,
-        data: Path = DATA) -> dict:
+        data: Path = DATA, straight: bool = False) -> dict:
     """Every size prepared here first (builds), then each answered in a fresh process, one after another."""
     import subprocess
     import tempfile
@@ -212,13 +223,13 @@ def run(sizes: list[int], timed: int = 40, model: str | None = None, distinct: i
     from logoid import DEFAULT_MODEL
 
     model = model or DEFAULT_MODEL
-    out: dict = {"_meta": {"timed": timed, "model": model, "distinct": distinct}}
-    built = {n: prepare(n, model, distinct, data) for n in sizes}
+    out: dict = {"_meta": {"timed": timed, "model": model, "distinct": distinct, "straight": straight}}
+    built = {n: prepare(n, model, distinct, data, straight) for n in sizes}
     for n in sizes:
         with tempfile.NamedTemporaryFile(suffix=".json") as tmp:
             subprocess.run([sys.executable, "-m", "bench.local.roster_e2e", "query", "--refs", str(n), "--timed",
                             str(timed), "--model", model, "--distinct", str(distinct), "--data", str(data),
-                            "--out", tmp.name], check=True)
+                            "--out", tmp.name, *(["--straight"] if straight else [])], check=True)
             got = json.loads(Path(tmp.name).read_text())
         print(n, {k: v for k, v in got.items() if k != "answers"}, file=sys.stderr, flush=True)
         out[str(n)] = {**built[n], **got}
@@ -241,15 +252,18 @@ def markdown(res: dict) -> str:
     for key, r in res.items():
         if key == "_meta":
             continue
-        m, st, g = r["mem_timed"], r["stages"], r.get("global_index") or {}
+        m, st, g, d = r["mem_timed"], r["stages"], r.get("global_index") or {}, r.get("descriptor_index_build") or {}
+        built = ("" if not d else f"{fmt(d['build_s'] / 60, 0)} min" + (
+            " (extrapolated; assembled)" if d.get("build_s_extrapolated") else " (straight)"))
         rows.append([f"{r['refs']:,}", f"{r['vectors']:,}" + (f" ({g['factory']})" if g else ""),
-                     f"{r['descriptors'] / 1e6:.1f}M ({r['descriptor_index']})", f"{r['names']:,}",
+                     f"{r['descriptors'] / 1e6:.1f}M ({r['descriptor_index']})", built, f"{r['names']:,}",
                      fmt(m["VmRSS"], 0), fmt(m["RssAnon"], 0), fmt(m["RssFile"], 0), fmt(m["VmHWM"], 0),
                      fmt(r["p50_s"]), fmt(r["p90_s"]), fmt(st.get("decode")), fmt(st.get("global")),
                      fmt(st.get("local")), fmt(st.get("text")), f"{r['correct']}/{r['timed']}", _same_as_home(res, r)])
     return ("Every channel among the roster, `Identifier.identify` in one warm process (bench/local/roster_e2e.py): "
             "descriptors from the roster's index (beyond 50k distinct references, generated logos' descriptor sets "
-            "reused under new ids, SQ8 codes on disk, loaded as a home loads it), global vectors at 20 variants a "
+            "reused under new ids, SQ8 codes on disk, loaded as a home loads it; `assembled` = added to the 50k "
+            "index's IVF lists, `straight` = built with lists of their own, as build-index would), global vectors at 20 variants a "
             "reference in the structure a home of that size builds (the designs' real vectors, synthetic views for "
             "the rest), the names of every reference, the home's image tower and OCR. `276` is the threadless-dev home"
             f" itself. The first {meta['timed']} test photos after two warm-up photos, default threads; p50/p90 of "
@@ -258,7 +272,7 @@ def markdown(res: dict) -> str:
             f"peak = VmHWM. Load average at the end {' '.join(meta.get('load_avg', []))}. `right` = answers equal "
             "to the manifest's (an enrolled design's band, or unknown); `same as 276` = photos answered as the home "
             "answers them.\n\n"
-            + table(["refs", "global vectors", "descriptors", "names", "resident MB", "anon MB", "file MB",
+            + table(["refs", "global vectors", "descriptors", "descriptor build", "names", "resident MB", "anon MB", "file MB",
                      "peak MB", "p50 s", "p90 s", "decode s", "global s", "local s", "text s", "right",
                      "same as 276"], rows))
 
@@ -281,9 +295,10 @@ def main(argv=None) -> int:
     q.add_argument("--model", required=True)
     q.add_argument("--distinct", type=int, default=50_000)
     q.add_argument("--data", type=Path, default=DATA)
+    q.add_argument("--straight", action="store_true", help="beyond --distinct, the straight-built roster index")
     q.add_argument("--out", type=Path, required=True)
     a = ap.parse_args(argv)
-    a.out.write_text(json.dumps(query(a.refs, a.model, a.timed, a.distinct, a.data), indent=1))
+    a.out.write_text(json.dumps(query(a.refs, a.model, a.timed, a.distinct, a.data, a.straight), indent=1))
     return 0
 
 

@@ -34,7 +34,7 @@ end to end on 2 threads, accuracy where every reference is distinct. Fill the fe
     python -m bench.local.roster_prints && \
         python -m bench local-scale roster --prints --refs 10000 --refs 50000 --layout ram   # roster-prints
     python -m bench local-scale roster-fused [--refs 276 --refs 50000]   # every channel fused (bench.local.roster_fused)
-    python -m bench local-scale roster-e2e [--refs 276 --refs 180000]   # a whole query at roster size (roster_e2e)
+    python -m bench local-scale roster-e2e [--refs 276 --refs 180000] [--straight]   # a whole query (roster_e2e)
 
 ``milvus``: the same roster's descriptors in Milvus Lite beside the FAISS index, per-photo latency and memory
 (``bench.local.roster_milvus``):
@@ -294,6 +294,9 @@ def main(argv=None) -> int:
                          "them (a record of its own, roster-prints)")
     ap.add_argument("--distinct", type=int, default=50_000,
                     help="roster: distinct references available; larger catalogs reuse generated ones under new ids")
+    ap.add_argument("--straight", action="store_true",
+                    help="roster-e2e: build catalogs beyond --distinct straight (their own IVF lists, as build-index "
+                         "would) instead of assembling them from the distinct index's lists")
     ap.add_argument("--milvus-index", action="append", default=None, choices=["auto", "IVF_FLAT", "IVF_SQ8", "HNSW"],
                     help="milvus: Milvus Lite index types beside FAISS (default auto: what build-index makes)")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/work/local_scale_<what>.json)")
@@ -333,7 +336,8 @@ def main(argv=None) -> int:
     elif args.what == "roster-e2e":
         from bench.local import roster_e2e
 
-        res = roster_e2e.run(args.refs or [276, 180_000], args.timed, distinct=args.distinct, data=args.data.parent)
+        res = roster_e2e.run(args.refs or [276, 180_000], args.timed, distinct=args.distinct, data=args.data.parent,
+                             straight=args.straight)
         md, summary = roster_e2e.markdown(res), roster_e2e.summary(res)
     elif args.what == "roster":
         from bench.local import roster
