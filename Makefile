@@ -23,7 +23,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e ".[ocr,milvus,server,dev]"
+	$(BIN)/pip install -q -e ".[ocr,milvus,milvus-server,server,dev]"
 	touch $@
 
 install: $(VENV)/.installed browser ## Create .venv and install logoid with its offline models (torch pinned)

@@ -50,6 +50,7 @@ SUBJECTS: dict[str, Subject] = {
         "roster-prints": "Local channel on the roster: band-logo prints",
         "roster-fused": "threadless-dev fused (every channel) among the roster's distinct references",
         "milvus": "Local channel's descriptor index: FAISS vs Milvus Lite on the roster",
+        "milvus-server": "Local channel's descriptor index: FAISS vs a Milvus standalone server on the roster",
         "roster-e2e": "A whole query (every channel, one warm process) among the roster, up to 180k references",
     }),
     "mosaic": Subject("Multi-logo mosaics", {"designs": "Multi-logo mosaics of threadless-dev photos"}),

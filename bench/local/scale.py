@@ -40,7 +40,7 @@ end to end on 2 threads, accuracy where every reference is distinct. Fill the fe
 (``bench.local.roster_milvus``):
 
     python -m bench local-scale milvus [--refs 1000 --refs 10000] [--milvus-index auto --milvus-index IVF_SQ8]
-        [--timed 10] [--no-write]
+        [--timed 10] [--milvus-server] [--no-write]
 
 Every run is recorded (bench/results/local/) and BENCHMARKS.md regenerated; ``--no-write`` only prints.
 """
@@ -299,6 +299,9 @@ def main(argv=None) -> int:
                          "would) instead of assembling them from the distinct index's lists")
     ap.add_argument("--milvus-index", action="append", default=None, choices=["auto", "IVF_FLAT", "IVF_SQ8", "HNSW"],
                     help="milvus: Milvus Lite index types beside FAISS (default auto: what build-index makes)")
+    ap.add_argument("--milvus-server", action="store_true",
+                    help="milvus: a Milvus standalone server started for the run (PyPI `milvus`, installed by make "
+                         "install) instead of Milvus Lite files (a record of its own, milvus-server)")
     ap.add_argument("--out", type=Path, default=None, help="result JSON (default bench/work/local_scale_<what>.json)")
     ap.add_argument("--from", dest="saved", type=Path, nargs="+", default=None,
                     help="e2e: record one table of these saved result JSON files (--out of runs of one size each) "
@@ -326,7 +329,8 @@ def main(argv=None) -> int:
     if args.what == "milvus":
         from bench.local import roster_milvus
 
-        res = roster_milvus.run(args.refs or [1000, 10000], args.milvus_index or ["auto"], args.timed)
+        res = roster_milvus.run(args.refs or [1000, 10000], args.milvus_index or ["auto"], args.timed,
+                                server=args.milvus_server)
         md, summary = roster_milvus.markdown(res), roster_milvus.summary(res)
     elif args.what == "roster-fused":
         from bench.local import roster_fused
@@ -372,6 +376,7 @@ def main(argv=None) -> int:
         name = args.what if args.what != "roster" else \
             "roster-prints" if args.prints else "roster-votes" if args.min_votes else \
             "roster-nprobe" if args.nprobe else "roster"
+        name = "milvus-server" if args.what == "milvus" and args.milvus_server else name
         _record(name, res, md, summary)
     return 0
 
