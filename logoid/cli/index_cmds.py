@@ -37,7 +37,7 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
 @click.option("--memory-budget-mb", type=float, default=None,
               help="RAM for the vector index; over it the index is compressed (IVF-PQ, re-ranked from disk).")
 @click.option("--rerank-budget-mb", type=click.FloatRange(min=0), default=None,
-              help="Local features: re-rank descriptor hits by their SQ8 copies only while the copies fit this many "
+              help="Local features (FAISS): re-rank descriptor hits by their SQ8 copies only while they fit this many "
                    "MB (default 4096: re-ranked up to ~60k references, not at the 180k roster; 0 = never).")
 @click.option("--backend", type=click.Choice(["faiss", "milvus"]), default=None,
               help="Where the global vectors and local descriptors live (default: the current index's backend, else faiss).")
