@@ -22,9 +22,10 @@ def logos_and_photos(folder, names: dict[str, tuple[str, int]]) -> tuple[dict, d
 BACKEND_BANDS = {"Mayhem": ("MAYHEM", 1), "Deftones": ("DEFTONES", 2), "Korn": ("KORN", 3), "Slayer": ("SLAYER", 9)}
 
 
-def faiss_and_milvus_homes(tmp_path, run, build_args) -> tuple[dict, dict, dict, dict]:
+def faiss_and_milvus_homes(tmp_path, run, build_args, milvus_args=()) -> tuple[dict, dict, dict, dict]:
     """Two homes with Mayhem, Deftones and Korn (Slayer's photo stays unknown), one built with ``--backend faiss``
-    and one with ``--backend milvus``, through the CLI ``run(home, *args)``: (logos, photos, homes, build outputs)."""
+    and one with ``--backend milvus`` (and ``milvus_args``, e.g. a server's ``--uri``), through the CLI
+    ``run(home, *args)``: (logos, photos, homes, build outputs)."""
     import json
 
     logos, photos = logos_and_photos(tmp_path, BACKEND_BANDS)
@@ -33,5 +34,7 @@ def faiss_and_milvus_homes(tmp_path, run, build_args) -> tuple[dict, dict, dict,
     for backend, home in homes.items():
         for band in ("Mayhem", "Deftones", "Korn"):
             run(home, "add-band", "--name", band, "--image", logos[band])
-        outs[backend] = json.loads(run(home, "build-index", *build_args, "--backend", backend, "--json").stdout)
+        where = milvus_args if backend == "milvus" else ()
+        outs[backend] = json.loads(run(home, "build-index", *build_args, "--backend", backend, *where,
+                                       "--json").stdout)
     return logos, photos, homes, outs

@@ -169,6 +169,25 @@ def _answer(home, photo) -> dict:
     return ans
 
 
+def answer_alike_through_add_and_remove(homes: dict, logos: dict, photos: dict) -> None:
+    """The FAISS and the Milvus home answer Deftones' and Slayer's photos alike: before, after `add-band Slayer` and
+    after `remove-band Slayer` (no backend flag: each command follows its home's sidecar)."""
+
+    def check(expect_slayer: bool) -> None:
+        for band in ("Deftones", "Slayer"):
+            f, m = _answer(homes["faiss"], photos[band]), _answer(homes["milvus"], photos[band])
+            assert f == m, band
+            assert (m["answer"] == band) == (band != "Slayer" or expect_slayer), (band, m["answer"])
+
+    check(expect_slayer=False)
+    for home in homes.values():
+        _run(home, "add-band", "--name", "Slayer", "--image", logos["Slayer"])
+    check(expect_slayer=True)
+    for home in homes.values():
+        _run(home, "remove-band", "Slayer")
+    check(expect_slayer=False)
+
+
 def test_cli_milvus_descriptors_answer_like_faiss(tmp_path):
     from synth import faiss_and_milvus_homes
 
@@ -180,19 +199,6 @@ def test_cli_milvus_descriptors_answer_like_faiss(tmp_path):
     desc = IndexStore.load(homes["milvus"] / "index").descriptors
     assert isinstance(desc, MilvusDescriptorIndex) and desc.collection.endswith(SUFFIX)
     del desc  # Milvus Lite serves one process, and the CLI below opens it again in this one
-
-    def check(expect_slayer: bool) -> None:
-        for band in ("Deftones", "Slayer"):
-            f, m = _answer(homes["faiss"], photos[band]), _answer(homes["milvus"], photos[band])
-            assert f == m, band
-            assert (m["answer"] == band) == (band != "Slayer" or expect_slayer), (band, m["answer"])
-
-    check(expect_slayer=False)
-    for home in homes.values():  # no backend flag: each command follows its home's sidecar
-        _run(home, "add-band", "--name", "Slayer", "--image", logos["Slayer"])
-    check(expect_slayer=True)
-    for home in homes.values():
-        _run(home, "remove-band", "Slayer")
-    check(expect_slayer=False)
+    answer_alike_through_add_and_remove(homes, logos, photos)
     meta = json.loads((homes["milvus"] / "index" / SIDECAR).read_text())
     assert meta["counts"]["descriptors"] == faiss_n and "descriptors_pending" not in meta["files"]

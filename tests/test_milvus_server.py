@@ -9,8 +9,8 @@ import json
 
 import numpy as np
 import pytest
-from synth import BACKEND_BANDS, logos_and_photos
-from test_milvus_descriptors import FAST, K, _answer, _run, _same
+from synth import faiss_and_milvus_homes
+from test_milvus_descriptors import FAST, K, _run, _same, answer_alike_through_add_and_remove
 from test_milvus_descriptors import data as data  # noqa: PLC0414 - the same seeded references and queries
 
 from bench._milvus_server import available, running
@@ -47,26 +47,7 @@ def test_server_descriptors_find_what_faiss_finds(data, server, kind):  # noqa: 
 
 
 def test_cli_against_the_server_answers_like_faiss(tmp_path, server):
-    logos, photos = logos_and_photos(tmp_path, BACKEND_BANDS)
-    homes = {"faiss": tmp_path / "home-faiss", "milvus": tmp_path / "home-milvus"}
-    for backend, home in homes.items():
-        for band in ("Mayhem", "Deftones", "Korn"):
-            _run(home, "add-band", "--name", band, "--image", logos[band])
-        where = ["--uri", server.uri] if backend == "milvus" else []
-        _run(home, "build-index", *FAST, "--backend", backend, *where)
+    logos, photos, homes, _ = faiss_and_milvus_homes(tmp_path, _run, FAST, ["--uri", server.uri])
     meta = json.loads((homes["milvus"] / "index" / SIDECAR).read_text())
     assert meta["backend"]["uri"] == server.uri and meta["counts"]["descriptors"] > 0
-
-    def check(expect_slayer: bool) -> None:
-        for band in ("Deftones", "Slayer"):
-            f, m = _answer(homes["faiss"], photos[band]), _answer(homes["milvus"], photos[band])
-            assert f == m, band
-            assert (m["answer"] == band) == (band != "Slayer" or expect_slayer), (band, m["answer"])
-
-    check(expect_slayer=False)
-    for home in homes.values():
-        _run(home, "add-band", "--name", "Slayer", "--image", logos["Slayer"])
-    check(expect_slayer=True)
-    for home in homes.values():
-        _run(home, "remove-band", "Slayer")
-    check(expect_slayer=False)
+    answer_alike_through_add_and_remove(homes, logos, photos)
