@@ -322,9 +322,19 @@ def query(path: Path, layout: str, accuracy: bool, timed: int, threads: int, dat
     if prints:
         from bench.local import roster_prints
 
-        out["prints"] = roster_prints.score(dindex, cfg, data, votes)
+        out["prints"] = roster_prints.score(dindex, cfg, data, votes, refs=_refs_of(path, data))
     out["mem_after"] = _status_mb()
     return out
+
+
+def _refs_of(path: Path, data: Path = DATA) -> list[Ref]:
+    """The references of a roster index (:func:`index_path`: ``<tag>-<n>refs-<hash>/descriptors``)."""
+    from bench.local import roster_prints
+
+    tag, n = path.parent.name.split("-")[:2]
+    if tag == roster_prints.BANDS_TAG:
+        return [r for r in catalog(276 + len(roster_prints.band_rows(data)), data) if r.kind == "band"]
+    return catalog(int(n.removesuffix("refs")), data)
 
 
 def time_photos(dindex, rows: list[dict], designs: Path, cfg: LocalConfig) -> tuple[dict, list[int | None]]:

@@ -127,7 +127,9 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA) -> tuple[li
     dindex = DescriptorIndex.load(roster.index_path(n, cfg), mmap=False)
     load_s = time.perf_counter() - t
     dindex.check_features(cfg.extract)
-    out, local_s, text_distractor = [], [], 0
+    verifier = _text_verifier(dindex, [(r.image_id, entity_of(r.image_id)) for r in refs], text_index,
+                              ident.config)
+    out, local_s, text_distractor, named_verified = [], [], 0, 0
     k = max(2, cfg.match.neighbours)
     for c in collected:
         ev = c.evidence
@@ -145,13 +147,32 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA) -> tuple[li
             kept = [m for m in matches if m.similarity >= ident.config.text_min_sim]
             add_text(cands, kept, ev.floor)
             text_distractor += any(m.entity_key not in key_of_row.values() for m in kept)
+            named = verifier.named_images(kept, cands) if len(qf) else []
+            if named:  # as Identifier.collect: the names read, verified on their own references
+                verifs = verifier.verify_named((qf, cfg), named)
+                add_local(cands, verifs, entity_of, ev.floor)
+                named_verified += bool(verifs)
         out.append(Collected(c.query, Evidence(path=ev.path, cands=cands, floor=ev.floor, read=ev.read, logos=[],
                                                timings={}, channels=ev.channels)))
     facts = {"refs": n, "kinds": {k_: sum(r.kind == k_ for r in refs) for k_ in ("design", "band", "icon", "generated")},
              "descriptors": dindex.ntotal, "structure": dindex.structure(), "names": len(text_index),
              "load_s": load_s, "median_local_match_s": statistics.median(local_s),
-             "text_distractor_photos": text_distractor}
+             "text_distractor_photos": text_distractor, "named_verified_photos": named_verified}
     return out, facts
+
+
+def _text_verifier(dindex, images: list[tuple[int, str | None]], names, config):
+    """An Identifier over the roster's descriptor index whose catalog holds ``images`` ((roster id, entity key))
+    and whose text channel knows ``names``: its ``named_images`` and ``verify_named`` are the product's own."""
+    from logoid.identify.pipeline import Identifier
+
+    class _Catalog:
+        def images(self, *_):
+            return [SimpleNamespace(id=i, entity_type=key.split(":")[0], entity_id=int(key.split(":")[1]))
+                    for i, key in images if key is not None]
+
+    return Identifier(home=None, catalog=_Catalog(), config=config,
+                      store=SimpleNamespace(descriptors=dindex, names=names, meta={}))
 
 
 def run(sizes: list[int], model: str | None = None, data: Path = DATA) -> dict:
@@ -204,6 +225,7 @@ def markdown(res: dict) -> str:
             rows.append([name, sub, fmt(m.get("top1")), fmt(m.get("auroc")), fmt(m.get("open_set_accuracy")),
                          r.get("distractor_first", "") if sub == "global+local+text" else "",
                          r.get("text_distractor_photos", "") if sub == "global+local+text" else "",
+                         r.get("named_verified_photos", "") if sub == "global+local+text" else "",
                          fmt(r.get("median_local_match_s")) if sub == "local" else ""])
     return ("threadless-dev, split=test, fusion fitted and rejection calibrated on split=calib "
             "(bench/local/roster_fused.py): each photo's evidence from `python -m bench accuracy` gathered again "
@@ -213,9 +235,11 @@ def markdown(res: dict) -> str:
             "at chance on threadless-dev). `roster 276` is the designs alone through the same path. `distractor "
             "first` = photos (both splits) whose best candidate before calibration is a distractor. Match s = median "
             "descriptor search + verification per photo, features precomputed. `text reads a distractor` = photos (both "
-            "splits) where a distractor's name is among the text channel's matches.\n\n"
+            "splits) where a distractor's name is among the text channel's matches; `name read verified` = photos where a "
+            "reference of a name read was then verified on its own (`IdentifyConfig.text_verify`, as the Identifier "
+            "does).\n\n"
             + table(["catalog", "channels", "top-1", "AUROC", "open-set acc", "distractor first",
-                     "text reads a distractor", "match s"], rows))
+                     "text reads a distractor", "name read verified", "match s"], rows))
 
 
 def summary(res: dict) -> str:

@@ -107,22 +107,96 @@ def shirt_designs(data: Path = DATA, seed: int = PRINT_SEED) -> list[int | None]
     return [int(pid) if (pid := maker.photo_for(r["id"])) in enrolled else None for r in band_rows(data)]
 
 
-def score(dindex, cfg: LocalConfig, data: Path = DATA, votes: list[int] | None = None) -> dict:
+def text_reads(data: Path = DATA) -> list[list]:
+    """Per print (band order), the lines the text channel reads on it: the text benchmark's OCR of the same prints
+    (``python -m bench text-cache prints``; invert-if-little, as ``TextReader`` reads a photo)."""
+    from types import SimpleNamespace
+
+    from bench.text.cache import RESULTS, OcrCache
+    from bench.text.channel import strategy_lines
+    from logoid.engine.ocr import OcrConfig
+
+    cache = OcrCache(RESULTS / "ocr_cache_prints.json", OcrConfig().to_dict())
+    keys = cache.data.get("_names", {})
+    out = []
+    for r in band_rows(data):
+        if keys.get(r["id"]) not in cache:
+            raise SystemExit(f"{cache.path}: print {r['id']} not read; run `python -m bench text-cache prints`")
+        out.append([SimpleNamespace(text=t, conf=c) for t, c, *_ in strategy_lines(cache.get(keys[r["id"]]))])
+    return out
+
+
+def catalog_names(refs: list, data: Path = DATA) -> list[tuple[str, str]]:
+    """(entity key, name) of every reference of a roster catalog, each its own band ``band:<roster id>``: a design
+    by its home's name (``threadless <id>``), the others as bench.local.roster_fused names them."""
+    from bench.local.roster_fused import distractor_names
+
+    names = distractor_names(refs, data)
+    return [(f"band:{r.image_id}", names.get(r.image_id, f"threadless {r.image_id}")) for r in refs]
+
+
+def _text_verifier(dindex, refs: list, data: Path):
+    """An Identifier over ``dindex`` whose text channel knows every reference's name: its ``named_images`` and
+    ``verify_named`` are the product's own."""
+    from types import SimpleNamespace
+
+    from logoid.identify.pipeline import Identifier
+    from logoid.index.names import NameIndex
+
+    class _Catalog:
+        def images(self, *_):
+            return [SimpleNamespace(id=r.image_id, entity_type="band", entity_id=r.image_id) for r in refs]
+
+    store = SimpleNamespace(descriptors=dindex, names=NameIndex(catalog_names(refs, data)), meta={})
+    return Identifier(home=None, catalog=_Catalog(), store=store)
+
+
+def _with_named(ident, f: Features, cfg: LocalConfig, res: list, lines: list) -> list:
+    """``res`` (verified references, best first) with the references of the names read verified as the
+    Identifier verifies them (``IdentifyConfig.text_verify``); each image keeps its best verification."""
+    from logoid.identify.pipeline import add_local
+
+    if not lines:
+        return res
+    cands: dict = {}
+    add_local(cands, res, lambda i: f"band:{i}", 0.0)
+    matches = [m for m in ident.store.names.match(lines, k=ident.config.shortlist)
+               if m.similarity >= ident.config.text_min_sim]
+    named = ident.named_images(matches, cands)
+    if not named:
+        return res
+    best = {v.image_id: v for v in res}
+    for v in ident.verify_named((f, cfg), named):
+        if v.image_id not in best or v.score > best[v.image_id].score:
+            best[v.image_id] = v
+    return sorted(best.values(), key=lambda v: (-v.score, -v.inliers, v.image_id))
+
+
+def score(dindex, cfg: LocalConfig, data: Path = DATA, votes: list[int] | None = None, refs: list | None = None
+          ) -> dict:
     """Every print through the local channel of ``dindex``: top-1 (its band's reference is the best verified one,
     the shirt's own design set aside: :func:`shirt_designs`), nothing verified, and what else came out on top; with
     ``votes``, the same searches verified with each ``MatchConfig.min_votes``. ``verified``: each print's first
-    three verified references (image id, score), as answered."""
+    three verified references (image id, score), as answered. ``refs`` (the index's references): also
+    ``names_read``, the same searches with the references of the names the text channel reads on the print verified
+    as well (:func:`_with_named`), as the Identifier does."""
     from bench.local.roster import BAND_ID0, _kind
     from logoid.identify.match import verify_search
 
     settings = [cfg] + [cfg.override(min_votes=v) for v in votes or []]
     answers: list[list[list]] = [[] for _ in settings]
+    named: list[list] = []
+    ident = _text_verifier(dindex, refs, data) if refs is not None else None
+    reads = text_reads(data) if refs is not None else []
     k = max(2, cfg.match.neighbours)
-    for _, f in features(cfg, data):
+    for i, f in features(cfg, data):
         D, own = dindex.search(f.desc, k=k) if len(f) else (None, None)
         for s, c in enumerate(settings):
             res = verify_search(f, dindex, D, own, c) if len(f) else []
             answers[s].append([[v.image_id, round(float(v.score), 3)] for v in res[:3]])
+            if s == 0 and ident is not None:
+                res = _with_named(ident, f, c, res, reads[i]) if len(f) else []
+                named.append([[v.image_id, round(float(v.score), 3)] for v in res[:3]])
     shirts = shirt_designs(data)
 
     def summed(got: list[list]) -> dict:
@@ -140,6 +214,8 @@ def score(dindex, cfg: LocalConfig, data: Path = DATA, votes: list[int] | None =
     out = {**summed(answers[0]), "verified": answers[0]}
     if votes:
         out["votes"] = [{"min_votes": v, **summed(a)} for v, a in zip(votes, answers[1:], strict=True)]
+    if ident is not None:
+        out["names_read"] = {**summed(named), "verified": named}
     return out
 
 
@@ -161,13 +237,16 @@ def markdown(res: dict) -> str:
     for r in runs(res):
         if "prints" not in r:
             continue
-        for v in [{"min_votes": "3 (default)", **r["prints"]}] + r["prints"].get("votes", []):
+        p = r["prints"]
+        named = [{"min_votes": "3 (default)", "named": True, **p["names_read"]}] if "names_read" in p else []
+        for v in [{"min_votes": "3 (default)", **p}] + p.get("votes", []) + named:
             t = r.get("test") or {}
             others = {k: n for k, n in v["tops"].items() if k not in ("right", "none")}
             rows.append(["band logos alone" if r["distinct"] == r["kinds"]["band"] else r["refs"], r["distinct"],
-                         r["layout"], v["min_votes"], v["n"], fmt(v["top1"]), fmt(v["none"]), v["shirt_design_first"],
+                         r["layout"], "votes + names read" if v.get("named") else "votes", v["min_votes"], v["n"],
+                         fmt(v["top1"]), fmt(v["none"]), v["shirt_design_first"],
                          ", ".join(f"{k} {n}" for k, n in sorted(others.items())) or "-",
-                         fmt(t.get("top1")) if "votes" not in v else ""])
+                         fmt(t.get("top1")) if "votes" not in v and not v.get("named") else ""])
     return ("Band-logo prints through the local channel alone (bench/local/roster_prints.py): each of the 1,206 "
             "real band logos printed on a shirt of a threadless-dev photo as the text benchmark prints it "
             "(bench/_prints.py, seed 0: placed on the shirt's own print, polarity as merch is printed, "
@@ -177,11 +256,15 @@ def markdown(res: dict) -> str:
             "band-like logos). The photo's shirt carried a threadless-dev design, painted over only under the logo; "
             "where it is enrolled (every roster catalog holds the 276), what is left of it is a real second logo in "
             "the photo: `shirt design first` counts the prints where it was the best verified reference, and it is "
-            "set aside when reading the answer. top-1 = the print's band is then the best verified reference; "
+            "set aside when reading the answer. `candidates`: `votes` = the references the descriptor votes pick (the "
+            "local channel alone); `votes + names read` = also the references of the names the text channel reads "
+            "on the print (the text benchmark's OCR of the same prints, matched against every reference's name), "
+            "verified on their own as the Identifier does (`IdentifyConfig.text_verify`). "
+            "top-1 = the print's band is then the best verified reference; "
             "`nothing verified` = no other reference verified; `other on top` = what else was best, by kind (`band` = "
             "another band's logo, `design` = another threadless design). "
             "`threadless top-1` = the threadless-dev test photos against the same index (roster table).\n\n"
-            + table(["catalog", "distinct refs", "layout", "min_votes", "prints", "top-1", "nothing verified",
+            + table(["catalog", "distinct refs", "layout", "candidates", "min_votes", "prints", "top-1", "nothing verified",
                      "shirt design first", "other on top", "threadless top-1"], rows))
 
 
@@ -190,7 +273,9 @@ def summary(res: dict) -> str:
     from bench.local.roster import runs
 
     return "; ".join(("band logos alone" if r["distinct"] == r["kinds"]["band"] else f"{r['refs']} refs")
-                     + f": prints top-1 {fmt(r['prints']['top1'])}" for r in runs(res) if "prints" in r)
+                     + f": prints top-1 {fmt(r['prints']['top1'])}"
+                     + (f" ({fmt(r['prints']['names_read']['top1'])} with the names read verified)"
+                        if "names_read" in r["prints"] else "") for r in runs(res) if "prints" in r)
 
 
 def main(argv=None) -> int:

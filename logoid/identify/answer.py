@@ -49,7 +49,7 @@ class Answer:
     threshold: float
     logos: list[Candidate] = field(default_factory=list)  # every verified logo (find_all mode)
     read: list[dict] = field(default_factory=list)  # OCR lines
-    timings: dict = field(default_factory=dict)  # seconds per step: decode, global, local, text, albums, total
+    timings: dict = field(default_factory=dict)  # seconds per step: decode, global, local, text, text_verify (names read, verified), albums, total
     rejection_score: float = 0.0  # what the threshold was compared with (per the calibrated rule)
     rule: str = "max_score"
     # album extras (logoid.albums.AlbumStep): the artist model's guess when no album was accepted, and the genre

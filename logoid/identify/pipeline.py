@@ -44,6 +44,10 @@ class IdentifyConfig:
     # wrong ids per mosaic on both (3×3: 0.20 -> 0.10, recall 0.832 -> 0.815; BENCHMARKS.md#mosaic-designs, run of 2026-11-23 18:37).
     all_min_score: float | None = 0.7
     text_min_sim: float = 0.55  # name matches below this similarity are not candidates
+    # The text channel's best-matched entities (up to this many) that the local channel has not verified are
+    # verified on their own references (a search restricted to them): among 180k logos a print's descriptors find
+    # other logos' strokes nearer than its own, and its band gets no votes, though its name is read (0: off).
+    text_verify: int = 5
     # Album extras on every answer (logoid.albums.AlbumStep): the artist of an album not in the catalog, the
     # genre of a cover. Each needs its model (`logoid artist fit`, `logoid genre train`) or album covers.
     albums: bool = True
@@ -107,6 +111,7 @@ class Identifier:
         self._threshold_override = threshold
         self._store: IndexStore | None = store
         self._entity_of_image: dict[int, str] | None = None
+        self._images_of_entity: dict[str, list[int]] | None = None
         self._reader = reader
         self._scorer: Callable[[list[dict]], list[float]] | None = None
         self._album_step: AlbumStep | None = None
@@ -149,6 +154,16 @@ class Identifier:
         if self._entity_of_image is None:
             self._entity_of_image = {r.id: f"{r.entity_type}:{r.entity_id}" for r in self.catalog.images()}
         return self._entity_of_image.get(int(image_id))
+
+    def images_of_entity(self, key: str) -> list[int]:
+        """The reference image ids of an entity (``band:3``), as the catalog held them when first asked."""
+        if self._images_of_entity is None:
+            self.entity_of_image(-1)
+            out: dict[str, list[int]] = {}
+            for iid, k in (self._entity_of_image or {}).items():
+                out.setdefault(k, []).append(iid)
+            self._images_of_entity = out
+        return self._images_of_entity.get(key, [])
 
     @property
     def reader(self):
@@ -217,21 +232,42 @@ class Identifier:
         return max(long_side, short_side), short_side
 
     def _local(self, img: Image.Image, extra_images: list[int], find_all: bool):
+        """(verified references, every logo with ``find_all``, the photo's local features and settings for a later
+        :meth:`verify_named`; None where there are none)."""
         dindex = self.store.descriptors
         if dindex is None or dindex.ntotal == 0:
-            return [], []
+            return [], [], None
         cfg = self._local_cfg()
         if find_all:
             # Several logos in one photo are each a small part of it: read it finer, in tiles.
             cfg = replace(cfg, extract=cfg.extract.for_find_all())
         qf = extract(img, cfg.extract, role="query")
         if len(qf.xy) == 0:
-            return [], []
+            return [], [], None
         # One k-NN search of the photo's descriptors serves both the best answer and every logo in it.
         search = dindex.search(qf.desc, k=max(2, cfg.match.neighbours))
         verifs = match_local(qf, dindex, cfg, extra_candidates=extra_images, search=search)
         logos = _find_all(qf, dindex, cfg, max_logos=self.config.max_logos, search=search) if find_all else []
-        return verifs, logos
+        return verifs, logos, (qf, cfg)
+
+    def named_images(self, matches, cands: dict[str, dict]) -> list[int]:
+        """Reference images of the ``text_verify`` most similar names read whose entity has no local evidence yet."""
+        out: list[int] = []
+        seen: set[str] = set()
+        for m in sorted(matches, key=lambda m: -m.similarity):
+            if len(seen) >= self.config.text_verify:
+                break
+            if m.entity_key in seen or "local_score" in cands.get(m.entity_key, {}):
+                continue
+            seen.add(m.entity_key)
+            out += self.images_of_entity(m.entity_key)
+        return out
+
+    def verify_named(self, local: tuple, images: list[int]):
+        """The local channel's verification of ``images`` alone: matched by a search restricted to their
+        descriptors (exact where the index keeps codes), so other references' nearer strokes cannot outvote them."""
+        qf, cfg = local
+        return match_local(qf, self.store.descriptors, cfg, restrict=images)
 
     def _text(self, img: Image.Image, regions: list | None = None):
         names = self.store.names
@@ -306,10 +342,11 @@ class Identifier:
             cands.update(g)
             timings["global"] = time.perf_counter() - t
         logos_v = []
+        local = None
         if "local" in ch:
             t = time.perf_counter()
             extra = [c["image_id"] for c in cands.values() if "image_id" in c]
-            verifs, logos_v = self._local(img, extra, find_all)
+            verifs, logos_v, local = self._local(img, extra, find_all)
             add_local(cands, verifs, self.entity_of_image, floor)
             timings["local"] = time.perf_counter() - t
         read: list[dict] = []
@@ -322,6 +359,11 @@ class Identifier:
                 matches = []
             add_text(cands, matches, floor)
             timings["text"] = time.perf_counter() - t
+            named = self.named_images(matches, cands) if local is not None else []
+            if local is not None and named:
+                t = time.perf_counter()
+                add_local(cands, self.verify_named(local, named), self.entity_of_image, floor)
+                timings["text_verify"] = time.perf_counter() - t
         return Evidence(path=path, cands=cands, floor=floor, read=read, logos=logos_v, timings=timings,
                         channels=tuple(ch))
 
