@@ -22,15 +22,15 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
 
 
-def _catalog_and_photo(seed: int = 0) -> tuple[DescriptorIndex, Features]:
+def _catalog_and_photo(seed: int = 0, clear: int = CLEAR) -> tuple[DescriptorIndex, Features]:
     rng = np.random.default_rng(seed)
     design = _unit(rng.random((N, 128)))
     xy = (rng.random((N, 2)) * [360, 260] + 20).astype(np.float32)
     photo_desc = _unit(design + rng.normal(0, 0.01, design.shape))
     # Another logo has a twin of every keypoint but the first CLEAR, mirrored through the photo's descriptor and
     # 2 % farther: the second-nearest is then ANOTHER reference at ratio ~0.98, so the Lowe test (0.95) fails.
-    twins = _unit(photo_desc[CLEAR:] + 1.02 * (photo_desc[CLEAR:] - design[CLEAR:]))
-    other_xy = (rng.random((N - CLEAR, 2)) * 380).astype(np.float32)
+    twins = _unit(photo_desc[clear:] + 1.02 * (photo_desc[clear:] - design[clear:]))
+    other_xy = (rng.random((N - clear, 2)) * 380).astype(np.float32)
     filler = [(i, [Features((rng.random((N, 2)) * 380).astype(np.float32), _unit(rng.random((N, 128))), (400, 300))])
               for i in range(2, 12)]
     items = [(0, [Features(xy, design, (400, 300))]), (1, [Features(other_xy, twins, (400, 300))]), *filler]
@@ -54,3 +54,21 @@ def test_a_design_with_three_votes_is_verified_on_its_soft_matches():
 def test_with_four_votes_needed_the_same_design_is_never_tried():
     dindex, photo = _catalog_and_photo()
     assert match_local(photo, dindex, LocalConfig.of(min_votes=4)) == []
+
+
+def test_a_shortlisted_design_with_too_few_votes_is_verified_on_its_own_descriptors():
+    # Two votes: too few to be tried from the votes, but the global channel shortlisted it. It used to be left out of
+    # the restricted search as well (it was among the voted groups), so it was never verified at all.
+    dindex, photo = _catalog_and_photo(clear=2)
+    assert match_local(photo, dindex, LocalConfig()) == []
+    found = match_local(photo, dindex, LocalConfig(), extra_candidates=[0, 5])
+    assert [v.image_id for v in found] == [0]
+    assert found[0].inliers >= N - 2
+
+
+def test_a_shortlisted_design_the_votes_verified_is_not_searched_again(monkeypatch):
+    dindex, photo = _catalog_and_photo()
+    asked = []
+    monkeypatch.setattr(dindex, "match", lambda *a, **k: asked.append(a[3]) or np.zeros((0, 4), np.int64))
+    found = match_local(photo, dindex, LocalConfig(), extra_candidates=[0, 5])
+    assert [v.image_id for v in found] == [0] and asked == [{5}]

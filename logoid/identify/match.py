@@ -207,9 +207,10 @@ def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig
     """Verified references in the photo, best first (one per image id, sorted by inliers).
 
     ``restrict``: search only these reference image ids. ``extra_candidates``: image ids (e.g. from
-    the global-embedding shortlist) that are verified even if they did not win enough votes; their
-    matches come from a search restricted to them, so a crowded vote cannot hide them. ``search``: the
-    ``(D, owners)`` k-NN result of this photo's descriptors with these settings, if already done.
+    the global-embedding shortlist) that are verified even if the votes did not verify them (too few votes, or too
+    few soft matches among a crowd); their matches come from a search restricted to them, so a crowded vote cannot
+    hide them. ``search``: the ``(D, owners)`` k-NN result of this photo's descriptors with these settings, if
+    already done.
     """
     cfg = cfg or LocalConfig()
     if len(query_feats) == 0 or dindex.ntotal == 0:
@@ -217,17 +218,16 @@ def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig
     D, owners = search if search is not None else \
         dindex.search(query_feats.desc, k=max(2, cfg.match.neighbours), restrict=restrict)
     groups = group_matches(ratio_matches(D, owners, cfg.match.ratio), top=cfg.match.shortlist)
-    extra_ids = {int(i) for i in extra_candidates} - {k[0] for k in _top(groups, cfg.match)}
+    found = _verify_groups(query_feats, dindex, groups, cfg, search=(D, owners))
+    extra_ids = {int(i) for i in extra_candidates} - {v.image_id for v in found}
     if restrict is not None:
         extra_ids &= {int(i) for i in restrict}
     extra_ids = {i for i in extra_ids if dindex.contains(i)}  # not a set of every id per photo (10-20 ms at 180k)
-    extra = group_matches(dindex.match(query_feats, cfg.match.ratio, cfg.match.neighbours, extra_ids)) \
-        if extra_ids else {}
-    return _verify_groups(query_feats, dindex, groups, cfg, extra, search=(D, owners))
-
-
-def _top(groups: dict, cfg: MatchConfig) -> list[tuple[int, int]]:
-    return [k for k, _ in sorted(groups.items(), key=lambda kv: -len(kv[1]))[: cfg.shortlist]]
+    if not extra_ids:
+        return found
+    extra = group_matches(dindex.match(query_feats, cfg.match.ratio, cfg.match.neighbours, extra_ids))
+    return sorted(found + _verify_groups(query_feats, dindex, {}, cfg, extra),
+                  key=lambda v: (-v.score, -v.inliers, v.image_id))
 
 
 def _inside_convex(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
