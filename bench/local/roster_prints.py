@@ -112,8 +112,7 @@ def text_reads(data: Path = DATA) -> list[list]:
     (``python -m bench text-cache prints``; invert-if-little, as ``TextReader`` reads a photo)."""
     from types import SimpleNamespace
 
-    from bench.text.cache import RESULTS, OcrCache
-    from bench.text.channel import strategy_lines
+    from bench._ocr import RESULTS, OcrCache, strategy_lines
     from logoid.engine.ocr import OcrConfig
 
     cache = OcrCache(RESULTS / "ocr_cache_prints.json", OcrConfig().to_dict())

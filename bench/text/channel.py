@@ -27,33 +27,17 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from bench._common import DATA, read_manifest
+from bench._ocr import RESULTS, STRATEGY, OcrCache, _alnum, read_cached, strategy_lines
 from bench.record import add_no_write
-from bench.text.cache import RESULTS, OcrCache, read_cached
 from logoid.engine.ocr import OcrConfig
 from logoid.index.names import NameIndex, normalise
 
 STRATEGIES = ("plain", "invert-if-little", "union")
-STRATEGY = "invert-if-little"  # what TextReader does
 
 
 def _rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def _alnum(lines) -> int:
-    return sum(ch.isalnum() for ln in lines for ch in ln[0])
-
-
-def strategy_lines(rec: dict, strategy: str = STRATEGY, below: int = 4) -> list:
-    """Which lines a strategy feeds the matcher: plain only, inverted when plain reads little, or both."""
-    if strategy == "plain":
-        return rec["plain"]
-    if strategy == "union":
-        return rec["plain"] + rec["inv"]
-    if _alnum(rec["plain"]) < below and _alnum(rec["inv"]) > _alnum(rec["plain"]):
-        return rec["inv"]
-    return rec["plain"]
 
 
 def strategy_time(rec: dict, strategy: str = STRATEGY, below: int = 4) -> float:
