@@ -269,6 +269,7 @@ def test_logos_located_by_the_local_channel_are_reread_as_regions():
     ident = _name_only_identifier(Spy(), NAME_ONLY)
     ident._entity_of_image = {7: "band:3"}
     ident._local = lambda img, extra, find_all: ([SimpleNamespace(image_id=7, inliers=40, inlier_ratio=0.5,
-                                                                   score=40.0, polygon=poly, coverage=0.5)], [])
+                                                                   score=40.0, polygon=poly, coverage=0.5)], [],
+                                                      None)
     ident.collect(Image.new("RGB", (120, 60)))
     assert ident.reader.regions == [poly]
