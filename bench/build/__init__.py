@@ -1,5 +1,4 @@
-"""Building the index: the two stages whose time grows with the catalog, measured on generated logos and
-extrapolated to the 180,000-band roster.
+"""Building the index: the two stages that grow with the catalog, on generated logos, extrapolated to 180k.
 
 `python -m bench build` takes N distinct generated logos (`bench/_logos.py`, the same ones the large-catalog benches
 use) as one catalog and measures, in one run on one machine: the image tower's raw forward pass (model inputs
