@@ -127,7 +127,7 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA) -> tuple[li
     dindex = DescriptorIndex.load(roster.index_path(n, cfg), mmap=False)
     load_s = time.perf_counter() - t
     dindex.check_features(cfg.extract)
-    verifier = _text_verifier(dindex, [(r.image_id, entity_of(r.image_id)) for r in refs], text_index,
+    verifier = text_verifier(dindex, [(r.image_id, entity_of(r.image_id)) for r in refs], text_index,
                               ident.config)
     out, local_s, text_distractor, named_verified = [], [], 0, 0
     k = max(2, cfg.match.neighbours)
@@ -161,7 +161,7 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA) -> tuple[li
     return out, facts
 
 
-def _text_verifier(dindex, images: list[tuple[int, str | None]], names, config):
+def text_verifier(dindex, images: list[tuple[int, str | None]], names, config):
     """An Identifier over the roster's descriptor index whose catalog holds ``images`` ((roster id, entity key))
     and whose text channel knows ``names``: its ``named_images`` and ``verify_named`` are the product's own."""
     from logoid.identify.pipeline import Identifier

@@ -135,19 +135,13 @@ def catalog_names(refs: list, data: Path = DATA) -> list[tuple[str, str]]:
 
 
 def _text_verifier(dindex, refs: list, data: Path):
-    """An Identifier over ``dindex`` whose text channel knows every reference's name: its ``named_images`` and
-    ``verify_named`` are the product's own."""
-    from types import SimpleNamespace
-
-    from logoid.identify.pipeline import Identifier
+    """An Identifier over ``dindex`` whose text channel knows every reference's name (bench.local.roster_fused's)."""
+    from bench.local.roster_fused import text_verifier
+    from logoid.identify.pipeline import IdentifyConfig
     from logoid.index.names import NameIndex
 
-    class _Catalog:
-        def images(self, *_):
-            return [SimpleNamespace(id=r.image_id, entity_type="band", entity_id=r.image_id) for r in refs]
-
-    store = SimpleNamespace(descriptors=dindex, names=NameIndex(catalog_names(refs, data)), meta={})
-    return Identifier(home=None, catalog=_Catalog(), store=store)
+    return text_verifier(dindex, [(r.image_id, f"band:{r.image_id}") for r in refs], NameIndex(catalog_names(refs, data)),
+                    IdentifyConfig())
 
 
 def _with_named(ident, f: Features, cfg: LocalConfig, res: list, lines: list) -> list:
