@@ -17,6 +17,7 @@ from logoid.core.paths import Home
 from logoid.engine.embedder import resolve_precision
 from logoid.identify.match import LocalConfig
 from logoid.index.backend import MILVUS, backend_kind
+from logoid.index.descriptor_structure import DescriptorConfig
 from logoid.index.milvus import MilvusConfig, MilvusVectorIndex
 from logoid.index.names import NameIndex
 from logoid.index.store import IndexStore
@@ -77,7 +78,7 @@ class BuildOptions:
     precision: str = "fp32"  # image tower arithmetic: auto | fp32 | bf16 (engine.embedder.resolve_precision)
     workers: int | None = None  # processes extracting local features; None = this machine's cores, 1 = here
     embed_batch: int | None = None  # images per forward pass; None = 8 on a CPU, 128 on a GPU
-    descriptors: object = None  # logoid.index.descriptor_structure.DescriptorConfig (FAISS); None = defaults
+    descriptors: DescriptorConfig | None = None  # the FAISS descriptor index's settings; None = defaults
 
 
 def built_augment_size(home: Home) -> int | None:

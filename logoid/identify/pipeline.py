@@ -150,17 +150,20 @@ class Identifier:
         t = ((self.store.meta.get("calibration") or {}).get("text_only") or {}).get("threshold")
         return float(t) if t is not None else self.threshold
 
-    def entity_of_image(self, image_id: int) -> str | None:
+    def _image_entities(self) -> dict[int, str]:
+        """Reference image id -> entity key (``band:3``), as the catalog held them when first asked."""
         if self._entity_of_image is None:
             self._entity_of_image = {r.id: f"{r.entity_type}:{r.entity_id}" for r in self.catalog.images()}
-        return self._entity_of_image.get(int(image_id))
+        return self._entity_of_image
+
+    def entity_of_image(self, image_id: int) -> str | None:
+        return self._image_entities().get(int(image_id))
 
     def images_of_entity(self, key: str) -> list[int]:
-        """The reference image ids of an entity (``band:3``), as the catalog held them when first asked."""
+        """The reference image ids of an entity (``band:3``): the inverse of :meth:`entity_of_image`."""
         if self._images_of_entity is None:
-            self.entity_of_image(-1)
             out: dict[str, list[int]] = {}
-            for iid, k in (self._entity_of_image or {}).items():
+            for iid, k in self._image_entities().items():
                 out.setdefault(k, []).append(iid)
             self._images_of_entity = out
         return self._images_of_entity.get(key, [])
