@@ -66,9 +66,35 @@ def test_a_shortlisted_design_with_too_few_votes_is_verified_on_its_own_descript
     assert found[0].inliers >= N - 2
 
 
+def _asked(monkeypatch, dindex) -> list:
+    """The image ids each restricted search of ``dindex.match`` is asked for, in order (that search finds nothing)."""
+    asked: list = []
+    monkeypatch.setattr(dindex, "match", lambda *a, **k: asked.append(a[3]) or np.zeros((0, 4), np.int64))
+    return asked
+
+
 def test_a_shortlisted_design_the_votes_verified_is_not_searched_again(monkeypatch):
     dindex, photo = _catalog_and_photo()
-    asked = []
-    monkeypatch.setattr(dindex, "match", lambda *a, **k: asked.append(a[3]) or np.zeros((0, 4), np.int64))
-    found = match_local(photo, dindex, LocalConfig(), extra_candidates=[0, 5])
+    asked = _asked(monkeypatch, dindex)
+    found = match_local(photo, dindex, LocalConfig.of(extras_until_inliers=0), extra_candidates=[0, 5])
     assert [v.image_id for v in found] == [0] and asked == [{5}]
+
+
+def test_no_extra_candidate_is_searched_once_the_votes_verified_a_strong_reference(monkeypatch):
+    dindex, photo = _catalog_and_photo()
+    asked = _asked(monkeypatch, dindex)
+    inliers = match_local(photo, dindex, LocalConfig())[0].inliers
+    assert inliers >= LocalConfig().match.extras_until_inliers  # the premise: the design verifies strongly
+    found = match_local(photo, dindex, LocalConfig(), extra_candidates=[0, 5])
+    assert [v.image_id for v in found] == [0] and asked == []
+    # below the limit the shortlist's other image is searched as before
+    match_local(photo, dindex, LocalConfig.of(extras_until_inliers=inliers + 1), extra_candidates=[0, 5])
+    assert asked == [{5}]
+
+
+def test_an_older_sidecar_searches_the_extra_candidates_as_it_did():
+    from logoid.identify.match import MatchConfig
+
+    stored = {k: v for k, v in MatchConfig().to_dict().items() if k != "extras_until_inliers"}
+    assert MatchConfig.from_dict(stored).extras_until_inliers == 0
+    assert MatchConfig.from_dict({}).extras_until_inliers == MatchConfig().extras_until_inliers

@@ -22,7 +22,7 @@ from logoid.index.descriptors import DescriptorIndex, group_matches, ratio_match
 from .verify import Verification, VerifyConfig, verify
 
 # Values that reproduce what logoid did before a field existed (applied by from_dict to older sidecars).
-_LEGACY = {"tile_shortlist": 0, "tile_min_votes": 4}
+_LEGACY = {"tile_shortlist": 0, "tile_min_votes": 4, "extras_until_inliers": 0}
 
 
 @dataclass
@@ -46,6 +46,12 @@ class MatchConfig:
     # its inlier ratio. This many most-voted candidates per window are verified on the window's matches only.
     tile_shortlist: int = 3
     tile_min_votes: int = 4  # votes a candidate needs inside one tile window (min_votes's value before 3, kept)
+    # match_local's extra candidates (the global shortlist's images the votes did not verify) are searched and
+    # verified only while the votes' best verified reference has fewer inliers than this; 0 = always. Their search
+    # is the photo's costliest step after the whole-catalog one (0.24 s median, every descriptor against ~20k rows).
+    # On threadless-dev no such image ever verified with more than 6 inliers, and half the photos had a reference
+    # verified by votes with 20 or more (all 464 photos, home of 276 designs; BENCHMARKS.md#local-roster-extras).
+    extras_until_inliers: int = 20
 
     def __post_init__(self) -> None:
         if not 0.0 < self.ratio <= 1.0:
@@ -56,6 +62,8 @@ class MatchConfig:
             raise ConfigError(f"neighbours must be at least 2, got {self.neighbours}")
         if self.tile_shortlist < 0:
             raise ConfigError(f"tile_shortlist must be >= 0, got {self.tile_shortlist}")
+        if self.extras_until_inliers < 0:
+            raise ConfigError(f"extras_until_inliers must be >= 0 (0 = always), got {self.extras_until_inliers}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -209,8 +217,8 @@ def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig
     ``restrict``: search only these reference image ids. ``extra_candidates``: image ids (e.g. from
     the global-embedding shortlist) that are verified even if the votes did not verify them (too few votes, or too
     few soft matches among a crowd); their matches come from a search restricted to them, so a crowded vote cannot
-    hide them. ``search``: the ``(D, owners)`` k-NN result of this photo's descriptors with these settings, if
-    already done.
+    hide them; not once the votes verified a reference with ``MatchConfig.extras_until_inliers`` inliers.
+    ``search``: the ``(D, owners)`` k-NN result of this photo's descriptors with these settings, if already done.
     """
     cfg = cfg or LocalConfig()
     if len(query_feats) == 0 or dindex.ntotal == 0:
@@ -219,6 +227,9 @@ def match_local(query_feats: Features, dindex: DescriptorIndex, cfg: LocalConfig
         dindex.search(query_feats.desc, k=max(2, cfg.match.neighbours), restrict=restrict)
     groups = group_matches(ratio_matches(D, owners, cfg.match.ratio), top=cfg.match.shortlist)
     found = _verify_groups(query_feats, dindex, groups, cfg, search=(D, owners))
+    until = cfg.match.extras_until_inliers
+    if until and any(v.inliers >= until for v in found):
+        return found
     extra_ids = {int(i) for i in extra_candidates} - {v.image_id for v in found}
     if restrict is not None:
         extra_ids &= {int(i) for i in restrict}
