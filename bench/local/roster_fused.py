@@ -92,8 +92,10 @@ class WithDistractors:
         return self._catalog.entity_meta(entity_type, entity_id)
 
 
-def regather(n: int, ident, cat, collected: list, data: Path = DATA) -> tuple[list, dict]:
-    """Every photo's evidence with the roster's first ``n`` references in the catalog (see the module's docstring):
+def regather(n: int, ident, cat, collected: list, data: Path = DATA, extras_until: tuple[int, ...] = (20,)
+             ) -> dict[int, tuple[list, dict]]:
+    """Every photo's evidence with the roster's first ``n`` references in the catalog (see the module's docstring),
+    once for each ``MatchConfig.extras_until_inliers`` in ``extras_until`` from the same descriptor search: for each,
     the new ``Collected`` list (same order) and the run's facts."""
     import cv2
     import faiss
@@ -104,8 +106,8 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA) -> tuple[li
     from logoid.index.descriptors import DescriptorIndex
     from logoid.index.names import NameIndex
 
-    cfg = LocalConfig()
-    if LocalConfig.from_dict(ident.store.meta.get("local") or {}).extract.to_dict() != cfg.extract.to_dict():
+    base = LocalConfig()
+    if LocalConfig.from_dict(ident.store.meta.get("local") or {}).extract.to_dict() != base.extract.to_dict():
         raise SystemExit("the threadless-dev home was built with other local-feature settings; rerun "
                          "`python -m bench accuracy`")
     faiss.omp_set_num_threads(2)
@@ -113,7 +115,7 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA) -> tuple[li
     designs = data / "threadless-dev"
     rows = sweep.manifest(designs)
     # by the photo's path inside the data set (the evidence may come from a checkout elsewhere)
-    feats = {r["photo"]: f for r, f in zip(rows, sweep.query_features(designs, rows, cfg), strict=True)}
+    feats = {r["photo"]: f for r, f in zip(rows, sweep.query_features(designs, rows, base), strict=True)}
     key_of_row, row_of_image = design_maps(cat, rows)
     refs = roster.catalog(n, data)
     names = distractor_names(refs, data)
@@ -124,41 +126,60 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA) -> tuple[li
         return key_of_row.get(roster_id) or (f"band:{roster_id}" if roster_id in names else None)
 
     t = time.perf_counter()
-    dindex = DescriptorIndex.load(roster.index_path(n, cfg), mmap=False)
+    dindex = DescriptorIndex.load(roster.index_path(n, base), mmap=False)
     load_s = time.perf_counter() - t
-    dindex.check_features(cfg.extract)
+    dindex.check_features(base.extract)
     verifier = text_verifier(dindex, [(r.image_id, entity_of(r.image_id)) for r in refs], text_index,
                               ident.config)
-    out, local_s, text_distractor, named_verified = [], [], 0, 0
-    k = max(2, cfg.match.neighbours)
+    cfgs = {u: LocalConfig.of(extras_until_inliers=u) for u in extras_until}
+    runs = {u: {"out": [], "local_s": [], "text_distractor": 0, "named_verified": 0, "verified": []} for u in cfgs}
+    k = max(2, base.match.neighbours)
     for c in collected:
         ev = c.evidence
-        cands = {key: dict(v) for key, v in ev.restrict(("global",)).cands.items()}
         qf = feats[Path(c.query.path).relative_to(Path(c.query.path).parents[1]).as_posix()]
         t = time.perf_counter()
-        if len(qf):
-            extra = [row_of_image[v["image_id"]] for v in cands.values() if v.get("image_id") in row_of_image]
-            verifs = match_local(qf, dindex, cfg, extra_candidates=extra, search=dindex.search(qf.desc, k=k))
-            add_local(cands, verifs, entity_of, ev.floor)
-        local_s.append(time.perf_counter() - t)
+        search = dindex.search(qf.desc, k=k) if len(qf) else None
+        search_s = time.perf_counter() - t
         lines = [SimpleNamespace(text=r["text"], conf=r["conf"]) for r in ev.read]
-        if lines:
-            matches = text_index.match(lines, k=ident.config.shortlist)
-            kept = [m for m in matches if m.similarity >= ident.config.text_min_sim]
-            add_text(cands, kept, ev.floor)
-            text_distractor += any(m.entity_key not in key_of_row.values() for m in kept)
-            named = verifier.named_images(kept, cands) if len(qf) else []
-            if named:  # as Identifier.collect: the names read, verified on their own references
-                verifs = verifier.verify_named((qf, cfg), named)
+        matches = text_index.match(lines, k=ident.config.shortlist) if lines else []
+        kept = [m for m in matches if m.similarity >= ident.config.text_min_sim]
+        for u, cfg in cfgs.items():
+            run = runs[u]
+            cands = {key: dict(v) for key, v in ev.restrict(("global",)).cands.items()}
+            t = time.perf_counter()
+            verifs = []
+            if len(qf):
+                extra = [row_of_image[v["image_id"]] for v in cands.values() if v.get("image_id") in row_of_image]
+                verifs = match_local(qf, dindex, cfg, extra_candidates=extra, search=search)
                 add_local(cands, verifs, entity_of, ev.floor)
-                named_verified += bool(verifs)
-        out.append(Collected(c.query, Evidence(path=ev.path, cands=cands, floor=ev.floor, read=ev.read, logos=[],
-                                               timings={}, channels=ev.channels)))
-    facts = {"refs": n, "kinds": {k_: sum(r.kind == k_ for r in refs) for k_ in ("design", "band", "icon", "generated")},
-             "descriptors": dindex.ntotal, "structure": dindex.structure(), "names": len(text_index),
-             "load_s": load_s, "median_local_match_s": statistics.median(local_s),
-             "text_distractor_photos": text_distractor, "named_verified_photos": named_verified}
-    return out, facts
+            run["local_s"].append(search_s + time.perf_counter() - t)
+            run["verified"].append({v.image_id: v.inliers for v in verifs})
+            if lines:
+                add_text(cands, kept, ev.floor)
+                run["text_distractor"] += any(m.entity_key not in key_of_row.values() for m in kept)
+                named = verifier.named_images(kept, cands) if len(qf) else []
+                if named:  # as Identifier.collect: the names read, verified on their own references
+                    nv = verifier.verify_named((qf, cfg), named)
+                    add_local(cands, nv, entity_of, ev.floor)
+                    run["named_verified"] += bool(nv)
+            run["out"].append(Collected(c.query, Evidence(path=ev.path, cands=cands, floor=ev.floor, read=ev.read,
+                                                          logos=[], timings={}, channels=ev.channels)))
+    always = runs.get(0)
+    out = {}
+    for u, run in runs.items():
+        facts = {"refs": n, "kinds": {k_: sum(r.kind == k_ for r in refs) for k_ in ("design", "band", "icon", "generated")},
+                 "descriptors": dindex.ntotal, "structure": dindex.structure(), "names": len(text_index),
+                 "load_s": load_s, "extras_until_inliers": u, "median_local_match_s": statistics.median(run["local_s"]),
+                 "text_distractor_photos": run["text_distractor"], "named_verified_photos": run["named_verified"]}
+        if always is not None and u != 0:
+            # what the skip left out: images the always-searched run verified and this one did not
+            missed = [{i: m for i, m in a.items() if i not in b} for a, b in zip(always["verified"], run["verified"],
+                                                                                   strict=True)]
+            facts.update(extras_skipped_photos=sum(any(m >= u for m in b.values()) for b in run["verified"]),
+                         extras_missed_photos=sum(bool(m) for m in missed),
+                         extras_missed_max_inliers=max((x for m in missed for x in m.values()), default=0))
+        out[u] = (run["out"], facts)
+    return out
 
 
 def text_verifier(dindex, images: list[tuple[int, str | None]], names, config):
@@ -175,24 +196,36 @@ def text_verifier(dindex, images: list[tuple[int, str | None]], names, config):
                       store=SimpleNamespace(descriptors=dindex, names=names, meta={}))
 
 
-def run(sizes: list[int], model: str | None = None, data: Path = DATA) -> dict:
-    """The stored evidence's metrics, then each roster size's (see the module's docstring)."""
+def run(sizes: list[int], model: str | None = None, data: Path = DATA, extras_until: tuple[int, ...] | None = None
+        ) -> dict:
+    """The stored evidence's metrics, then each roster size's (see the module's docstring): for each setting of
+    ``MatchConfig.extras_until_inliers`` in ``extras_until`` (default: the default only), keyed ``n`` for the first
+    and ``n@u`` for the others."""
     from bench._designs import load_evidence, subset_metrics
     from logoid import DEFAULT_MODEL
+    from logoid.identify.match import MatchConfig
 
+    extras_until = tuple(extras_until or (MatchConfig().extras_until_inliers,))
     ident, cat, calib, test = load_evidence(model or DEFAULT_MODEL)
-    res: dict = {"photos": {"calib": len(calib), "test": len(test)},
+    res: dict = {"photos": {"calib": len(calib), "test": len(test)}, "extras_until": list(extras_until),
                  "stored": {"subsets": subset_metrics(ident, cat, calib, test, SUBSETS)}}
     for n in sizes:
         _ensure_index(n, data)
-        both, facts = regather(n, ident, cat, calib + test, data)
+        by_setting = regather(n, ident, cat, calib + test, data, extras_until)
         roster_names = distractor_names(roster.catalog(n, data), data)
         wide = WithDistractors(cat, roster_names)
         ident.catalog = wide
-        res[str(n)] = {**facts, "subsets": subset_metrics(ident, wide, both[:len(calib)], both[len(calib):], SUBSETS),
-                       "distractor_first": _distractor_first(ident, both, roster_names)}
+        for j, (u, (both, facts)) in enumerate(by_setting.items()):
+            res[str(n) if j == 0 else f"{n}@{u}"] = {
+                **facts, "subsets": subset_metrics(ident, wide, both[:len(calib)], both[len(calib):], SUBSETS),
+                "distractor_first": _distractor_first(ident, both, roster_names)}
         ident.catalog = cat
     return res
+
+
+def _sizes(res: dict) -> list[tuple[str, dict]]:
+    """The roster rows of a result: ``n`` and ``n@u`` keys."""
+    return [(k, r) for k, r in res.items() if k.split("@")[0].isdigit()]
 
 
 def _ensure_index(n: int, data: Path) -> None:
@@ -219,14 +252,17 @@ def markdown(res: dict) -> str:
 
     rows = []
     for name, r in [("stored evidence (home of the 276 designs)", res["stored"])] + \
-            [(f"roster {int(n):,}", r) for n, r in res.items() if n.isdigit()]:
+            [(f"roster {int(n.split('@')[0]):,}", r) for n, r in _sizes(res)]:
+        until = r.get("extras_until_inliers")
         for sub in ("local", "global+local+text"):
             m = r["subsets"][sub]["after"]
-            rows.append([name, sub, fmt(m.get("top1")), fmt(m.get("auroc")), fmt(m.get("open_set_accuracy")),
+            rows.append([name, "" if until is None else str(until), sub, fmt(m.get("top1")), fmt(m.get("auroc")),
+                         fmt(m.get("open_set_accuracy")),
                          r.get("distractor_first", "") if sub == "global+local+text" else "",
                          r.get("text_distractor_photos", "") if sub == "global+local+text" else "",
                          r.get("named_verified_photos", "") if sub == "global+local+text" else "",
-                         fmt(r.get("median_local_match_s")) if sub == "local" else ""])
+                         fmt(r.get("median_local_match_s")) if sub == "local" else "",
+                         _skipped(r) if sub == "local" else ""])
     return ("threadless-dev, split=test, fusion fitted and rejection calibrated on split=calib "
             "(bench/local/roster_fused.py): each photo's evidence from `python -m bench accuracy` gathered again "
             "with the roster's first N distinct references in the catalog: local channel from the roster's "
@@ -237,9 +273,20 @@ def markdown(res: dict) -> str:
             "descriptor search + verification per photo, features precomputed. `text reads a distractor` = photos (both "
             "splits) where a distractor's name is among the text channel's matches; `name read verified` = photos where a "
             "reference of a name read was then verified on its own (`IdentifyConfig.text_verify`, as the Identifier "
-            "does).\n\n"
-            + table(["catalog", "channels", "top-1", "AUROC", "open-set acc", "distractor first",
-                     "text reads a distractor", "name read verified", "match s"], rows))
+            "does). `extras until` = `MatchConfig.extras_until_inliers`: the global shortlist's images the votes did "
+            "not verify are searched and verified only while no reference verified with this many inliers (0 = "
+            "always); each setting from the same search. `extras skipped` = photos (both splits) where that cut in, "
+            "and of them those where the always-searched run verified an image this one did not (the most inliers "
+            "such an image had).\n\n"
+            + table(["catalog", "extras until", "channels", "top-1", "AUROC", "open-set acc", "distractor first",
+                     "text reads a distractor", "name read verified", "match s", "extras skipped (missed, max inliers)"],
+                    rows))
+
+
+def _skipped(r: dict) -> str:
+    if "extras_skipped_photos" not in r:
+        return ""
+    return f"{r['extras_skipped_photos']} ({r['extras_missed_photos']}, {r['extras_missed_max_inliers']})"
 
 
 def summary(res: dict) -> str:
@@ -249,5 +296,8 @@ def summary(res: dict) -> str:
         m = r["subsets"]["global+local+text"]["after"]
         return " / ".join(fmt(m.get(k)) for k in ("top1", "auroc", "open_set_accuracy"))
 
+    def until(r: dict) -> str:
+        return f" (extras until {r['extras_until_inliers']})" if len(res.get("extras_until", [])) > 1 else ""
+
     return "fused calibrated test top-1 / AUROC / open-set: " + "; ".join(
-        f"{int(n):,} refs {trio(r)}" for n, r in res.items() if n.isdigit())
+        f"{int(n.split('@')[0]):,} refs{until(r)} {trio(r)}" for n, r in _sizes(res))

@@ -33,7 +33,8 @@ end to end on 2 threads, accuracy where every reference is distinct. Fill the fe
     python -m bench local-scale roster --layout ram --min-votes 4 --min-votes 3 --min-votes 2   # roster-votes
     python -m bench.local.roster_prints && \
         python -m bench local-scale roster --prints --refs 10000 --refs 50000 --layout ram   # roster-prints
-    python -m bench local-scale roster-fused [--refs 276 --refs 50000]   # every channel fused (bench.local.roster_fused)
+    python -m bench local-scale roster-fused [--refs 276 --refs 50000] [--extras-until 20 --extras-until 0]
+        # every channel fused (bench.local.roster_fused)
     python -m bench local-scale roster-e2e [--refs 276 --refs 180000] [--straight]   # a whole query (roster_e2e)
 
 ``milvus``: the same roster's descriptors in Milvus Lite beside the FAISS index, per-photo latency and memory
@@ -289,6 +290,9 @@ def main(argv=None) -> int:
                     help="roster: descriptor-index layouts to query (default all three)")
     ap.add_argument("--min-votes", type=int, action="append", default=None,
                     help="roster: score accuracy with each of these MatchConfig.min_votes (a record of its own)")
+    ap.add_argument("--extras-until", type=int, action="append", default=None,
+                    help="roster-fused: each of these MatchConfig.extras_until_inliers side by side (0 = the global "
+                         "shortlist's images always searched; default: the default alone)")
     ap.add_argument("--prints", action="store_true",
                     help="roster: also the band-logo prints, against the band logos alone and each catalog holding "
                          "them (a record of its own, roster-prints)")
@@ -335,7 +339,7 @@ def main(argv=None) -> int:
     elif args.what == "roster-fused":
         from bench.local import roster_fused
 
-        res = roster_fused.run(args.refs or [276, 50_000], data=args.data.parent)
+        res = roster_fused.run(args.refs or [276, 50_000], data=args.data.parent, extras_until=args.extras_until)
         md, summary = roster_fused.markdown(res), roster_fused.summary(res)
     elif args.what == "roster-e2e":
         from bench.local import roster_e2e
