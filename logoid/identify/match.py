@@ -50,7 +50,7 @@ class MatchConfig:
     # verified only while the votes' best verified reference has fewer inliers than this; 0 = always. Their search
     # is the photo's costliest step after the whole-catalog one (0.24 s median, every descriptor against ~20k rows).
     # On threadless-dev no such image ever verified with more than 6 inliers, and half the photos had a reference
-    # verified by votes with 20 or more (all 464 photos, home of 276 designs; BENCHMARKS.md#local-roster-extras).
+    # verified by votes with 20 or more (all 464 photos, home of 276 designs; BENCHMARKS.md#local-roster-fused).
     extras_until_inliers: int = 20
 
     def __post_init__(self) -> None:
