@@ -92,11 +92,11 @@ class WithDistractors:
         return self._catalog.entity_meta(entity_type, entity_id)
 
 
-def regather(n: int, ident, cat, collected: list, data: Path = DATA, extras_until: tuple[int, ...] = (20,)
+def regather(n: int, ident, cat, collected: list, data: Path = DATA, extras_until: tuple[int, ...] | None = None
              ) -> dict[int, tuple[list, dict]]:
     """Every photo's evidence with the roster's first ``n`` references in the catalog (see the module's docstring),
-    once for each ``MatchConfig.extras_until_inliers`` in ``extras_until`` from the same descriptor search: for each,
-    the new ``Collected`` list (same order) and the run's facts."""
+    once for each ``MatchConfig.extras_until_inliers`` in ``extras_until`` (default: the default alone) from the same
+    descriptor search: for each, the new ``Collected`` list (same order) and the run's facts."""
     import cv2
     import faiss
 
@@ -131,7 +131,7 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA, extras_unti
     dindex.check_features(base.extract)
     verifier = text_verifier(dindex, [(r.image_id, entity_of(r.image_id)) for r in refs], text_index,
                               ident.config)
-    cfgs = {u: LocalConfig.of(extras_until_inliers=u) for u in extras_until}
+    cfgs = {u: LocalConfig.of(extras_until_inliers=u) for u in (extras_until or (base.match.extras_until_inliers,))}
     runs = {u: {"out": [], "local_s": [], "text_distractor": 0, "named_verified": 0, "verified": []} for u in cfgs}
     k = max(2, base.match.neighbours)
     for c in collected:
