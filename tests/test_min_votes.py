@@ -92,7 +92,7 @@ def test_no_extra_candidate_is_searched_once_the_votes_verified_a_strong_referen
     assert asked == [{5}]
 
 
-def test_an_older_sidecar_searches_the_extra_candidates_as_it_did():
+def test_an_older_sidecar_reads_extras_until_inliers_as_0_and_a_new_one_the_default():
     from logoid.identify.match import MatchConfig
 
     stored = {k: v for k, v in MatchConfig().to_dict().items() if k != "extras_until_inliers"}

@@ -132,7 +132,8 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA, extras_unti
     verifier = text_verifier(dindex, [(r.image_id, entity_of(r.image_id)) for r in refs], text_index,
                               ident.config)
     cfgs = {u: LocalConfig.of(extras_until_inliers=u) for u in (extras_until or (base.match.extras_until_inliers,))}
-    runs = {u: {"out": [], "local_s": [], "text_distractor": 0, "named_verified": 0, "verified": []} for u in cfgs}
+    runs = {u: {"out": [], "local_s": [], "text_distractor": 0, "named_verified": 0, "verified": [], "skipped": 0}
+            for u in cfgs}
     k = max(2, base.match.neighbours)
     for c in collected:
         ev = c.evidence
@@ -143,6 +144,8 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA, extras_unti
         lines = [SimpleNamespace(text=r["text"], conf=r["conf"]) for r in ev.read]
         matches = text_index.match(lines, k=ident.config.shortlist) if lines else []
         kept = [m for m in matches if m.similarity >= ident.config.text_min_sim]
+        # the votes' own verifications (untimed): whether a setting skips this photo's extra candidates
+        voted = match_local(qf, dindex, base, search=search) if len(qf) and len(cfgs) > 1 else []
         for u, cfg in cfgs.items():
             run = runs[u]
             cands = {key: dict(v) for key, v in ev.restrict(("global",)).cands.items()}
@@ -152,6 +155,8 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA, extras_unti
                 extra = [row_of_image[v["image_id"]] for v in cands.values() if v.get("image_id") in row_of_image]
                 verifs = match_local(qf, dindex, cfg, extra_candidates=extra, search=search)
                 add_local(cands, verifs, entity_of, ev.floor)
+                run["skipped"] += bool(u and set(extra) - {v.image_id for v in voted}
+                                       and any(v.inliers >= u for v in voted))
             run["local_s"].append(search_s + time.perf_counter() - t)
             run["verified"].append({v.image_id: v.inliers for v in verifs})
             if lines:
@@ -175,7 +180,7 @@ def regather(n: int, ident, cat, collected: list, data: Path = DATA, extras_unti
             # what the skip left out: images the always-searched run verified and this one did not
             missed = [{i: m for i, m in a.items() if i not in b} for a, b in zip(always["verified"], run["verified"],
                                                                                    strict=True)]
-            facts.update(extras_skipped_photos=sum(any(m >= u for m in b.values()) for b in run["verified"]),
+            facts.update(extras_skipped_photos=run["skipped"],
                          extras_missed_photos=sum(bool(m) for m in missed),
                          extras_missed_max_inliers=max((x for m in missed for x in m.values()), default=0))
         out[u] = (run["out"], facts)
@@ -205,7 +210,7 @@ def run(sizes: list[int], model: str | None = None, data: Path = DATA, extras_un
     from logoid import DEFAULT_MODEL
     from logoid.identify.match import MatchConfig
 
-    extras_until = tuple(extras_until or (MatchConfig().extras_until_inliers,))
+    extras_until = tuple(dict.fromkeys(extras_until or (MatchConfig().extras_until_inliers,)))  # each once, in order
     ident, cat, calib, test = load_evidence(model or DEFAULT_MODEL)
     res: dict = {"photos": {"calib": len(calib), "test": len(test)}, "extras_until": list(extras_until),
                  "stored": {"subsets": subset_metrics(ident, cat, calib, test, SUBSETS)}}
@@ -275,8 +280,9 @@ def markdown(res: dict) -> str:
             "reference of a name read was then verified on its own (`IdentifyConfig.text_verify`, as the Identifier "
             "does). `extras until` = `MatchConfig.extras_until_inliers`: the global shortlist's images the votes did "
             "not verify are searched and verified only while no reference verified with this many inliers (0 = "
-            "always); each setting from the same search. `extras skipped` = photos (both splits) where that cut in, "
-            "and of them those where the always-searched run verified an image this one did not (the most inliers "
+            "always); each setting from the same search. `extras skipped` = photos (both splits) that had extra "
+            "candidates left and whose votes verified a reference with that many inliers, so none was searched; "
+            "`missed` = photos where the always-searched run verified an image this one did not (the most inliers "
             "such an image had).\n\n"
             + table(["catalog", "extras until", "channels", "top-1", "AUROC", "open-set acc", "distractor first",
                      "text reads a distractor", "name read verified", "match s", "extras skipped (missed, max inliers)"],
