@@ -50,8 +50,9 @@ class MatchConfig:
     # verified only while the votes' best verified reference has fewer inliers than this; 0 = always. Their exact
     # search (every photo descriptor, normal and flipped, against ~20k rows) is the costliest step after the
     # whole-catalog one. On threadless-dev (464 photos, the 276 designs alone and among 50k references) the images
-    # this leaves unverified had at most 6 and 7 inliers, top-1, AUROC and open-set accuracy stayed the same, and the
-    # median search + verification went 0.51 -> 0.32 s and 0.67 -> 0.49 s (BENCHMARKS.md#local-roster-fused).
+    # this leaves unverified had at most 6 and 7 inliers, the fused top-1, AUROC and open-set accuracy stayed the
+    # same, and the median search + verification went 0.51 -> 0.32 s and 0.67 -> 0.48 s
+    # (BENCHMARKS.md#local-roster-fused).
     extras_until_inliers: int = 20
 
     def __post_init__(self) -> None:
