@@ -187,6 +187,96 @@ def test_the_stage_counts_cached_and_fresh_variants_and_skips_an_unreadable_imag
     assert got.vectors.shape == (6 * VARIANTS, embedder.dim)
 
 
+def _stage(embedder, refs, cache, **kw):
+    rep, errors = BuildReport(), []
+    got = embedding_stage.embed_stage(refs, embedder, cache, kw.pop("aug", AUG), rep, batch_size=4,
+                                      on_error=lambda ref, e: errors.append(ref.path), **kw)
+    return got, rep, errors
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_augmenting_processes_give_the_reader_threads_vectors(embedder, template, tmp_path, monkeypatch, overlap):
+    """Worker processes augment into shared memory a chunk at a time (here 8 rows, so references straddle chunks;
+    on a GPU the next chunk is augmented while the model runs): the very vectors the reader thread gives."""
+    pools = []
+    start = embedding_stage._start_pool
+    monkeypatch.setattr(embedding_stage, "_start_pool", lambda n: pools.append(n) or start(n))
+    monkeypatch.setattr(embedding_stage, "CHUNK_ROWS", 6)  # rounded up to two batches of 4
+    monkeypatch.setattr(embedding_stage, "_overlap", lambda device: overlap)
+    with Catalog.open(Home(template)) as cat:
+        refs = cat.images()
+    aug = AugmentConfig(n_variants=5)
+    thread, _, _ = _stage(embedder, refs, tmp_path / "thread", aug=aug, workers=1)
+    assert pools == []
+    procs, rep, _ = _stage(embedder, refs, tmp_path / "procs", aug=aug, workers=2)
+    assert pools == [2] and (rep.embedded, rep.cached) == (N_IMAGES * 5, 0)
+    assert np.array_equal(procs.ids, thread.ids) and np.array_equal(procs.vectors, thread.vectors)
+    assert not list(embedding_stage._SHM_DIR.glob(f"{embedding_stage.SHM_PREFIX}{os.getpid()}-*"))  # all unlinked
+
+
+def test_augmenting_processes_skip_an_unreadable_image_and_keep_the_rest(embedder, template, tmp_path):
+    with Catalog.open(Home(template)) as cat:
+        refs = cat.images()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    bad = dataclasses.replace(refs[5], id=999, sha256="0" * 64, path=broken)
+    mixed = [*refs[:5], bad, *refs[5:]]
+    got, rep, errors = _stage(embedder, mixed, tmp_path / "procs", workers=2)
+    assert errors == [broken] and [r.id for r in got.refs] == [r.id for r in refs]
+    assert rep.embedded == N_IMAGES * VARIANTS
+    want, _, _ = _stage(embedder, refs, tmp_path / "thread", workers=1)
+    assert np.array_equal(got.vectors, want.vectors) and np.array_equal(got.ids, want.ids)
+
+
+def test_a_dead_augmenting_process_stops_the_stage_with_what_to_do(embedder, template, tmp_path, monkeypatch):
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    from logoid.core.errors import LogoidError
+
+    class Broken:
+        def submit(self, *a, **k):
+            f = Future()
+            f.set_exception(BrokenProcessPool("killed"))
+            return f
+
+        def shutdown(self, **k):
+            pass
+
+    monkeypatch.setattr(embedding_stage, "_start_pool", lambda n: Broken())
+    with Catalog.open(Home(template)) as cat:
+        refs = cat.images()
+    with pytest.raises(LogoidError, match="died") as err:
+        _stage(embedder, refs, tmp_path, workers=2)
+    assert "--workers 1" in err.value.hint
+
+
+def test_without_shared_memory_the_reader_thread_augments(embedder, template, tmp_path, monkeypatch):
+    def no_shm(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    pools = []
+    monkeypatch.setattr(embedding_stage, "SharedMemory", no_shm)
+    monkeypatch.setattr(embedding_stage, "_start_pool", lambda n: pools.append(n))
+    with Catalog.open(Home(template)) as cat:
+        refs = cat.images()
+    got, rep, errors = _stage(embedder, refs, tmp_path / "a", workers=2)
+    assert (pools, errors, rep.embedded) == ([], [], N_IMAGES * VARIANTS)
+    want, _, _ = _stage(embedder, refs, tmp_path / "b", workers=1)
+    assert np.array_equal(got.vectors, want.vectors)
+
+
+def test_a_stage_removes_the_shared_chunks_of_a_killed_build(tmp_path):
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead, alive = int(done.stdout), os.getppid()
+    for pid in (dead, alive, os.getpid()):
+        (tmp_path / f"{embedding_stage.SHM_PREFIX}{pid}-0").write_bytes(b"x")
+    (tmp_path / "other").write_bytes(b"x")
+    assert embedding_stage.remove_stale_chunks(tmp_path) == [f"{embedding_stage.SHM_PREFIX}{dead}-0"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["other", f"{embedding_stage.SHM_PREFIX}{alive}-0", f"{embedding_stage.SHM_PREFIX}{os.getpid()}-0"])
+
+
 # ---- local features -------------------------------------------------------------------------------------------------
 
 def test_parallel_features_give_the_same_index_as_a_serial_build(embedder, template, tmp_path, monkeypatch):
@@ -306,6 +396,23 @@ def test_a_killed_parallel_build_resumes_with_nothing_lost_or_redone(embedder, t
     assert (report["images"], report["skipped"]) == (N_IMAGES, [])
     assert _index_files(home) == _index_files(whole)
     assert not [p for p in (home.cache_dir / "features").rglob(".*.tmp")]
+
+
+def test_a_build_killed_while_processes_augment_resumes_with_nothing_lost_or_redone(embedder, template, tmp_path):
+    """Killed (SIGKILL) after the KILL_AT-th image's vectors were committed, while worker processes augment: the
+    rerun embeds only the rest, and its index is the one a build with the reader thread (--workers 1) writes."""
+    whole = _home(template, tmp_path / "whole")
+    _cli_build(whole, "--workers", "1")
+    home = _home(template, tmp_path / "killed")
+    _killed_parallel_build(home, "build-image-embedded")
+    assert not IndexStore.exists(home.index_dir)
+    report = _cli_build(home, "--workers", "2")
+    assert (report["embedded"], report["cached"]) == ((N_IMAGES - KILL_AT) * VARIANTS, KILL_AT * VARIANTS)
+    assert (report["features_extracted"], report["images"], report["skipped"]) == (N_IMAGES, N_IMAGES, [])
+    assert _index_files(home) == _index_files(whole)
+    stale = [p for p in embedding_stage._SHM_DIR.glob(embedding_stage.SHM_PREFIX + "*")
+             if not embedding_stage._alive(int(p.name[len(embedding_stage.SHM_PREFIX):].split("-")[0]))]
+    assert stale == []  # the killed build's shared chunks are gone (its resource tracker's or the rerun's doing)
 
 
 def test_a_home_keeps_the_variant_size_it_was_built_with(template, tmp_path):

@@ -3,7 +3,8 @@
     python -m bench build [--n 200] [--variants 20] [--fewer 10,5] [--workers 1,2] [--no-write]
 
 Measures the raw forward pass (fp32, bf16; batch sizes), the embedding stage at fp32 and bf16 (rate and share of
-the raw pass), the fp32-vs-bf16 cosine of every variant, and the feature stage at each worker count; records the
+the raw pass) with its worker processes augmenting (the default) and with the reader thread (``--workers 1``) side
+by side, the fp32-vs-bf16 cosine of every variant, and the feature stage at each worker count; records the
 run and regenerates BENCHMARKS.md (``--no-write``: prints only). A few hundred logos take a few minutes.
 """
 
@@ -81,18 +82,20 @@ def raw_forward(embedder, inputs: np.ndarray, batch_sizes: list[int], images: in
     return out
 
 
-def embedding_stage(embedder, refs, cache_dir: Path, aug_cfg, precision: str, batch: int
+def embedding_stage(embedder, refs, cache_dir: Path, aug_cfg, precision: str, batch: int, workers: int | None = None
                     ) -> tuple[tuple[float, float], np.ndarray]:
-    """((variants/s, variants per CPU-second), vectors) of the build's embedding stage on ``refs``, from an empty
-    cache."""
+    """((variants/s, variants per CPU-second of this process), vectors) of the build's embedding stage on ``refs``,
+    from an empty cache; ``workers`` as ``embed_stage`` takes it (None: the default, processes on every core). The
+    time includes starting the processes; the CPU-seconds do not count theirs."""
     from logoid.build.embedding import embed_stage
 
     shutil.rmtree(cache_dir, ignore_errors=True)
     rep = _Report()
     t, c = time.perf_counter(), time.process_time()
-    got = embed_stage(refs, embedder, cache_dir, aug_cfg, rep, precision=precision, batch_size=batch)
+    got = embed_stage(refs, embedder, cache_dir, aug_cfg, rep, precision=precision, batch_size=batch, workers=workers)
     rate = (rep.embedded / (time.perf_counter() - t), rep.embedded / (time.process_time() - c))
-    print(f"embedding stage {precision}: {rate[0]:.1f} variant/s ({rate[1]:.1f} per CPU-s)", file=sys.stderr)
+    how = "reader thread" if workers == 1 else "worker processes"
+    print(f"embedding stage {precision}, {how}: {rate[0]:.1f} variant/s ({rate[1]:.1f} per CPU-s)", file=sys.stderr)
     return rate, got.vectors
 
 
@@ -130,11 +133,15 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
     embedder.vectors_id("fp32")  # the weights' hash: read once, before anything is timed
     raw_images = 12 * max(batch_sizes)
     raw = raw_forward(embedder, inputs, batch_sizes, raw_images)
-    stage, vectors = {}, {}
+    stage, reader, vectors = {}, {}, {}
     for precision in PRECISIONS:
         b = max(raw[precision], key=lambda k, p=precision: raw[p][k][0])
         stage[precision], vectors[precision] = embedding_stage(embedder, refs, work / f"cache-{precision}", aug,
                                                                precision, b)
+        reader[precision], again_vectors = embedding_stage(embedder, refs, work / f"cache-{precision}", aug,
+                                                           precision, b, workers=1)
+        if not np.array_equal(again_vectors, vectors[precision]):
+            raise AssertionError(f"{precision}: the reader thread and the worker processes gave different vectors")
     again = raw_forward(embedder, inputs, batch_sizes, raw_images)  # the raw pass after the stages: the best of both
     for precision in PRECISIONS:
         for b, v in again[precision].items():
@@ -161,6 +168,9 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
         "stage_img_s": {p: stage[p][0] for p in PRECISIONS},
         "stage_img_per_cpu_s": {p: stage[p][1] for p in PRECISIONS},
         "stage_share_of_raw": {p: stage[p][0] / best_raw[p] for p in PRECISIONS},
+        "stage_workers": _stage_workers(),
+        "reader_stage_img_s": {p: reader[p][0] for p in PRECISIONS},
+        "reader_stage_share_of_raw": {p: reader[p][0] / best_raw[p] for p in PRECISIONS},
         "stage_cpu_share_of_raw": {p: stage[p][1] / best_raw_cpu[p] for p in PRECISIONS},
         "stage_bf16_share_of_raw_bf16": stage["bf16"][0] / best_raw["bf16"],
         "cos_fp32_bf16": {"min": float(cos.min()), "p1": float(np.percentile(cos, 1)), "mean": float(cos.mean())},
@@ -168,6 +178,12 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
         "feature_variants": _feature_variants(),
         "extrapolated_180k": {str(v): e for v, e in extrapolated.items()},
     }
+
+
+def _stage_workers() -> int:
+    from logoid.build.features import default_workers
+
+    return default_workers()
 
 
 def _feature_variants() -> int:
@@ -184,10 +200,14 @@ def _torch_threads() -> int:
 
 
 def render(res: dict) -> str:
-    raw = table(["precision", *[f"raw, batch {b}" for b in res["raw_img_s"]["fp32"]], "embedding stage",
-                 "stage / best raw", "same, per CPU-second"],
+    reader = "reader_stage_img_s" in res
+    workers = f" ({res['stage_workers']} processes augmenting)" if reader else ""
+    raw = table(["precision", *[f"raw, batch {b}" for b in res["raw_img_s"]["fp32"]], f"embedding stage{workers}",
+                 "stage / best raw", *(["reader thread (--workers 1)", "its share"] if reader else
+                                       ["same, per CPU-second"])],
                 [[p, *res["raw_img_s"][p].values(), res["stage_img_s"][p], res["stage_share_of_raw"][p],
-                  res["stage_cpu_share_of_raw"][p]] for p in PRECISIONS])
+                  *([res["reader_stage_img_s"][p], res["reader_stage_share_of_raw"][p]] if reader else
+                    [res["stage_cpu_share_of_raw"][p]])] for p in PRECISIONS])
     feats = table(["feature workers", "img/s"], [[w, r] for w, r in res["features_img_s"].items()])
     what = {1: "the normal variant of each reference (what a new index stores)",
             2: "normal and inverted variants"}.get(res.get("feature_variants", 2), "")
@@ -206,8 +226,10 @@ def summary(res: dict) -> str:
     e = res["extrapolated_180k"]
     v = [k for k in e if k != str(res["variants"])]
     few = f"; {v[-1]} variants {fmt(e[v[-1]]['total_h'], 1)} h" if v else ""
+    reader = (f", reader thread {fmt(100 * res['reader_stage_share_of_raw']['bf16'], 0)} %"
+              if "reader_stage_share_of_raw" in res else "")
     return (f"embedding stage bf16 **{fmt(res['stage_img_s']['bf16'], 1)} img/s** "
-            f"({fmt(100 * res['stage_bf16_share_of_raw_bf16'], 0)} % of raw bf16; fp32 "
+            f"({fmt(100 * res['stage_bf16_share_of_raw_bf16'], 0)} % of raw bf16{reader}; fp32 "
             f"{fmt(res['stage_img_s']['fp32'], 1)}); features {fmt(max(res['features_img_s'].values()), 1)} img/s; "
             f"180k refs × {res['variants']} variants **{fmt(e[str(res['variants'])]['total_h'], 1)} h**{few}")
 

@@ -149,18 +149,13 @@ def _embed_stage(refs, embedder, home: Home, aug_cfg, opts: BuildOptions, precis
     """Vectors and ids of every readable reference (``logoid.build.embedding``: batches across references, each
     image's vectors committed to the cache before the next one counts, so a kill loses at most the batch in
     flight; the next build reads the rest back)."""
-    import cv2
-
     embedder.vectors_id(precision)  # reads the weights (their hash): the bar's rate and ETA start after that
     bar = _bar(progress, "embedding", len(refs) * aug_cfg.n_variants, "variant")
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # the model has the cores; the one augmenting thread beside it needs no more
     try:
         return embed_stage(refs, embedder, home.cache_dir, aug_cfg, report, precision=precision,
                            batch_size=opts.embed_batch, prototypes=opts.prototypes, bar=bar,
-                           on_error=lambda ref, e: _skip(report, on_skip, ref, e))
+                           on_error=lambda ref, e: _skip(report, on_skip, ref, e), workers=opts.workers)
     finally:
-        cv2.setNumThreads(threads)
         if bar is not None:
             bar.close()
 

@@ -27,7 +27,8 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
                    "with native bf16 (a vector's cosine to its fp32 twin averages 0.998); auto = bf16 there or on a "
                    "GPU, fp32 otherwise. Queries are embedded in fp32.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Processes extracting local features (default: the cores; 1 = in this process).")
+              help="Processes augmenting the references and extracting their local features (default: the cores; "
+                   "1 = in this process).")
 @click.option("--no-local", is_flag=True, help="Skip local features (global embedding and text only).")
 @click.option("--no-names", is_flag=True, help="Skip the name index used by the text channel.")
 @click.option("--prototypes", is_flag=True, help="Index one mean vector per image instead of every variant.")
