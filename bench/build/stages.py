@@ -1,10 +1,11 @@
 """The build's embedding and local-feature stages on N generated logos, extrapolated to 180k references.
 
-    python -m bench build [--n 200] [--variants 20] [--fewer 10,5] [--workers 1,2] [--no-write]
+    python -m bench build [--n 200] [--variants 20] [--fewer 10,5] [--workers 1,2] [--pairs 3] [--no-write]
 
 Measures the raw forward pass (fp32, bf16; batch sizes), the embedding stage at fp32 and bf16 (rate and share of
 the raw pass) with its worker processes augmenting (the default) and with the reader thread (``--workers 1``) side
-by side, the fp32-vs-bf16 cosine of every variant, and the feature stage at each worker count; records the
+by side, the same in the build's precision between two raw passes ``--pairs`` times (the paired shares), the
+fp32-vs-bf16 cosine of every variant, and the feature stage at each worker count; records the
 run and regenerates BENCHMARKS.md (``--no-write``: prints only). A few hundred logos take a few minutes.
 """
 
@@ -62,11 +63,11 @@ class _Report:
         self.warnings: list = []
 
 
-def raw_forward(embedder, inputs: np.ndarray, batch_sizes: list[int], images: int) -> dict:
+def raw_forward(embedder, inputs: np.ndarray, batch_sizes: list[int], images: int, precisions=PRECISIONS) -> dict:
     """Per precision and batch size: (img/s, img per CPU-second of this process) of ``embed_inputs`` on ready
     inputs, the better of two passes over ``images`` inputs."""
     out: dict = {}
-    for precision in PRECISIONS:
+    for precision in precisions:
         for b in batch_sizes:
             batch = np.ascontiguousarray(np.resize(inputs, (b, *inputs.shape[1:])))
             embedder.embed_inputs(batch, precision)  # warm-up: oneDNN picks its kernels for the shape
@@ -116,8 +117,26 @@ def feature_stage(refs, cache_dir: Path, workers: int) -> float:
     return len(refs) / dt
 
 
+def paired(embedder, refs, cache_dir: Path, aug_cfg, inputs: np.ndarray, precision: str, batch: int, pairs: int
+           ) -> dict:
+    """The stage's share of the raw pass measured ``pairs`` times, each stage run between two raw passes of its
+    precision and batch (this machine's raw pass moves by a third from one minute to the next): per way of
+    augmenting, every (stage, raw before, raw after) and the median of stage / the better raw beside it."""
+    images = 12 * batch
+    out: dict = {"processes": [], "reader thread": []}
+    before = raw_forward(embedder, inputs, [batch], images, (precision,))[precision][batch][0]
+    for _ in range(pairs):
+        for how, workers in (("processes", None), ("reader thread", 1)):
+            rate = embedding_stage(embedder, refs, cache_dir, aug_cfg, precision, batch, workers)[0][0]
+            after = raw_forward(embedder, inputs, [batch], images, (precision,))[precision][batch][0]
+            out[how].append((rate, before, after))
+            before = after
+    return {how: {"runs": runs, "median_share": float(np.median([r / max(a, b) for r, a, b in runs]))}
+            for how, runs in out.items()}
+
+
 def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes: list[int], folder: Path,
-        model: str = DEFAULT_MODEL, augment_size: int | None = None) -> dict:
+        model: str = DEFAULT_MODEL, augment_size: int | None = None, pairs: int = 3) -> dict:
     from logoid.augment import AugmentConfig, variant_arrays
     from logoid.core.imageio import load_image
     from logoid.engine import create_embedder
@@ -147,10 +166,12 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
         for b, v in again[precision].items():
             raw[precision][b] = (max(raw[precision][b][0], v[0]), max(raw[precision][b][1], v[1]))
     cos = np.sum(vectors["fp32"] * vectors["bf16"], axis=1)
-    features = {w: feature_stage(refs, work / f"features-{w}", w) for w in workers}
     best_raw = {p: max(r[0] for r in raw[p].values()) for p in PRECISIONS}
     best_raw_cpu = {p: max(r[1] for r in raw[p].values()) for p in PRECISIONS}
     build_precision = "bf16" if cpu_native_bf16() else "fp32"  # what `build-index --precision auto` picks here
+    b = max(raw[build_precision], key=lambda k: raw[build_precision][k][0])
+    pair = paired(embedder, refs, work / "cache-paired", aug, inputs, build_precision, b, pairs) if pairs else {}
+    features = {w: feature_stage(refs, work / f"features-{w}", w) for w in workers}
     feat_rate = max(features.values())
     extrapolated = {}
     for v in [variants, *fewer]:
@@ -169,6 +190,7 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
         "stage_img_per_cpu_s": {p: stage[p][1] for p in PRECISIONS},
         "stage_share_of_raw": {p: stage[p][0] / best_raw[p] for p in PRECISIONS},
         "stage_workers": _stage_workers(),
+        "paired_precision": build_precision, "paired": pair,
         "reader_stage_img_s": {p: reader[p][0] for p in PRECISIONS},
         "reader_stage_share_of_raw": {p: reader[p][0] / best_raw[p] for p in PRECISIONS},
         "stage_cpu_share_of_raw": {p: stage[p][1] / best_raw_cpu[p] for p in PRECISIONS},
@@ -214,10 +236,18 @@ def render(res: dict) -> str:
     ext = table(["variants", "embedding (h)", "local features (h)", "total (h)"],
                 [[v, e["embedding_h"], e["features_h"], e["total_h"]] for v, e in res["extrapolated_180k"].items()])
     c = res["cos_fp32_bf16"]
+    pair = ""
+    if res.get("paired"):
+        rows = [[how, i + 1, r, a, b_, r / max(a, b_)] for how, v in res["paired"].items()
+                for i, (r, a, b_) in enumerate(v["runs"])]
+        med = ", ".join(f"{how} **{fmt(v['median_share'], 3)}**" for how, v in res["paired"].items())
+        pair = (f"\n\nThe stage in {res['paired_precision']} between two raw passes of its batch, each way of augmenting "
+                f"in turn (median share of the better raw beside it: {med}):\n\n"
+                + table(["augmenting", "run", "stage", "raw before", "raw after", "share"], rows))
     return (f"{res['n']} generated logos × {res['variants']} variants at {res.get('augment_size', 320)} px, "
             f"{res['model']}, torch {res['torch_threads']} "
             f"threads, img/s:\n\n{raw}\n\nfp32 vs bf16 vector of each variant: cosine min {fmt(c['min'], 5)}, "
-            f"1st percentile {fmt(c['p1'], 5)}, mean {fmt(c['mean'], 5)}.\n\nLocal features, {what}:\n\n{feats}\n\n"
+            f"1st percentile {fmt(c['p1'], 5)}, mean {fmt(c['mean'], 5)}.{pair}\n\nLocal features, {what}:\n\n{feats}\n\n"
             f"180,000 references, embedding in {res['build_precision']} (what `--precision auto` picks here), "
             f"features at the best worker count (index structures not included):\n\n{ext}")
 
@@ -228,6 +258,9 @@ def summary(res: dict) -> str:
     few = f"; {v[-1]} variants {fmt(e[v[-1]]['total_h'], 1)} h" if v else ""
     reader = (f", reader thread {fmt(100 * res['reader_stage_share_of_raw']['bf16'], 0)} %"
               if "reader_stage_share_of_raw" in res else "")
+    if res.get("paired"):
+        reader += "; paired medians " + ", ".join(f"{how} {fmt(v['median_share'], 2)}"
+                                                  for how, v in res["paired"].items())
     return (f"embedding stage bf16 **{fmt(res['stage_img_s']['bf16'], 1)} img/s** "
             f"({fmt(100 * res['stage_bf16_share_of_raw_bf16'], 0)} % of raw bf16{reader}; fp32 "
             f"{fmt(res['stage_img_s']['fp32'], 1)}); features {fmt(max(res['features_img_s'].values()), 1)} img/s; "
@@ -249,9 +282,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--logos", type=Path, default=WORK / "roster-logos", help="folder of generated logos")
     ap.add_argument("--model", default=DEFAULT_MODEL)
     ap.add_argument("--augment-size", type=int, default=None, help="variants' long side in px (default AugmentConfig's)")
+    ap.add_argument("--pairs", type=int, default=3,
+                    help="times the stage runs between two raw passes, each way of augmenting (0: none)")
     add_no_write(ap)
     a = ap.parse_args(argv)
-    res = run(a.n, a.variants, a.fewer, a.workers, a.batch_sizes, a.logos, a.model, a.augment_size)
+    res = run(a.n, a.variants, a.fewer, a.workers, a.batch_sizes, a.logos, a.model, a.augment_size, a.pairs)
     body = render(res)
     print(body)
     if not a.no_write:
