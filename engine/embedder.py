@@ -138,8 +138,12 @@ def bytes_to_input(pixels: np.ndarray, pp: dict, out: np.ndarray) -> np.ndarray:
     """:func:`input_bytes`' pixels as the model's float32 input, into ``out`` (side × side × 3)."""
     import cv2
 
-    got = cv2.LUT(np.ascontiguousarray(pixels), _byte_table(tuple(pp["mean"]), tuple(pp["std"])), dst=out)
-    if not np.may_share_memory(got, out):  # OpenCV wrote elsewhere (an ``out`` it could not take as it is)
+    table = _byte_table(tuple(pp["mean"]), tuple(pp["std"]))
+    if not (out.flags.c_contiguous and out.dtype == np.float32):  # OpenCV writes in place only into these
+        out[...] = cv2.LUT(np.ascontiguousarray(pixels), table)
+        return out
+    got = cv2.LUT(np.ascontiguousarray(pixels), table, dst=out)
+    if not np.may_share_memory(got, out):
         out[...] = got
     return out
 

@@ -143,9 +143,14 @@ def test_model_inputs_are_the_preprocessed_floats(embedder, template):
     img = load_image(sorted(template.parent.glob("logo*.png"))[0])
     arrays = variant_arrays(img, "bw", AugmentConfig(n_variants=3), "k")
     others = [img.convert("L"), img.convert("P"), img.convert("RGBA"), img.resize((20, 50))]
-    for im in [*arrays, *make_variants(img, "bw", AugmentConfig(n_variants=3), "k"), *others]:
+    side = embedder.input_side
+    every_byte = ((np.arange(side * side * 3).reshape(side, side, 3) * 7 + np.arange(3)) % 256).astype(np.uint8)
+    assert all(len(np.unique(every_byte[..., c])) == 256 for c in range(3))  # each value in each channel
+    for im in [*arrays, *make_variants(img, "bw", AugmentConfig(n_variants=3), "k"), *others, every_byte]:
         want = embedder.preprocess(im if isinstance(im, Image.Image) else Image.fromarray(im)).permute(1, 2, 0).numpy()
         assert np.array_equal(embedder.image_input(im), want)
+    strided = np.zeros((side, side, 6), np.float32)[..., ::2]  # an ``out`` OpenCV cannot write in place
+    assert np.array_equal(embedder.image_input(every_byte, out=strided), embedder.image_input(every_byte))
 
 
 def test_variant_arrays_are_make_variants_and_any_subset_of_them():
@@ -187,6 +192,10 @@ def test_the_stage_counts_cached_and_fresh_variants_and_skips_an_unreadable_imag
     assert got.vectors.shape == (6 * VARIANTS, embedder.dim)
 
 
+def _my_chunks() -> list:
+    return list(embedding_stage._SHM_DIR.glob(embedding_stage._chunk_name(0)[:-1] + "*"))
+
+
 def _stage(embedder, refs, cache, **kw):
     rep, errors = BuildReport(), []
     got = embedding_stage.embed_stage(refs, embedder, cache, kw.pop("aug", AUG), rep, batch_size=4,
@@ -211,21 +220,29 @@ def test_augmenting_processes_give_the_reader_threads_vectors(embedder, template
     procs, rep, _ = _stage(embedder, refs, tmp_path / "procs", aug=aug, workers=2)
     assert pools == [2] and (rep.embedded, rep.cached) == (N_IMAGES * 5, 0)
     assert np.array_equal(procs.ids, thread.ids) and np.array_equal(procs.vectors, thread.vectors)
-    assert not list(embedding_stage._SHM_DIR.glob(f"{embedding_stage.SHM_PREFIX}{os.getpid()}-*"))  # all unlinked
+    assert not _my_chunks()  # all unlinked
 
 
-def test_augmenting_processes_skip_an_unreadable_image_and_keep_the_rest(embedder, template, tmp_path):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_augmenting_processes_skip_an_unreadable_image_and_keep_the_rest(embedder, template, tmp_path, monkeypatch,
+                                                                         overlap):
+    """The unreadable image's 5 variants straddle two chunks of 8 rows (25 rows before it): the first task tells,
+    the rest of its variants are never augmented, and the other images' vectors are the reader thread's."""
+    monkeypatch.setattr(embedding_stage, "CHUNK_ROWS", 8)
+    monkeypatch.setattr(embedding_stage, "_overlap", lambda device: overlap)
     with Catalog.open(Home(template)) as cat:
         refs = cat.images()
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     bad = dataclasses.replace(refs[5], id=999, sha256="0" * 64, path=broken)
     mixed = [*refs[:5], bad, *refs[5:]]
-    got, rep, errors = _stage(embedder, mixed, tmp_path / "procs", workers=2)
+    aug = AugmentConfig(n_variants=5)
+    got, rep, errors = _stage(embedder, mixed, tmp_path / "procs", aug=aug, workers=2)
     assert errors == [broken] and [r.id for r in got.refs] == [r.id for r in refs]
-    assert rep.embedded == N_IMAGES * VARIANTS
-    want, _, _ = _stage(embedder, refs, tmp_path / "thread", workers=1)
+    assert rep.embedded == N_IMAGES * 5
+    want, _, _ = _stage(embedder, refs, tmp_path / "thread", aug=aug, workers=1)
     assert np.array_equal(got.vectors, want.vectors) and np.array_equal(got.ids, want.ids)
+    assert not _my_chunks()
 
 
 def test_a_dead_augmenting_process_stops_the_stage_with_what_to_do(embedder, template, tmp_path, monkeypatch):
@@ -249,6 +266,7 @@ def test_a_dead_augmenting_process_stops_the_stage_with_what_to_do(embedder, tem
     with pytest.raises(LogoidError, match="died") as err:
         _stage(embedder, refs, tmp_path, workers=2)
     assert "--workers 1" in err.value.hint
+    assert not _my_chunks()  # the shared memory is gone with the stage
 
 
 def test_without_shared_memory_the_reader_thread_augments(embedder, template, tmp_path, monkeypatch):
@@ -267,14 +285,17 @@ def test_without_shared_memory_the_reader_thread_augments(embedder, template, tm
 
 
 def test_a_stage_removes_the_shared_chunks_of_a_killed_build(tmp_path):
+    """Only a dead process's chunks, and only in this pid namespace (a container sharing /dev/shm sees other
+    pids)."""
     done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead, alive = int(done.stdout), os.getppid()
-    for pid in (dead, alive, os.getpid()):
-        (tmp_path / f"{embedding_stage.SHM_PREFIX}{pid}-0").write_bytes(b"x")
-    (tmp_path / "other").write_bytes(b"x")
-    assert embedding_stage.remove_stale_chunks(tmp_path) == [f"{embedding_stage.SHM_PREFIX}{dead}-0"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["other", f"{embedding_stage.SHM_PREFIX}{alive}-0", f"{embedding_stage.SHM_PREFIX}{os.getpid()}-0"])
+    ns = embedding_stage._pid_namespace()
+    names = {pid: f"{embedding_stage.SHM_PREFIX}{ns}-{pid}-0" for pid in (dead, alive, os.getpid())}
+    foreign = f"{embedding_stage.SHM_PREFIX}1{ns}-{dead}-0"  # another namespace's, whose pids mean nothing here
+    for name in [*names.values(), foreign, "other"]:
+        (tmp_path / name).write_bytes(b"x")
+    assert embedding_stage.remove_stale_chunks(tmp_path) == [names[dead]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["other", foreign, names[alive], names[os.getpid()]])
 
 
 # ---- local features -------------------------------------------------------------------------------------------------
@@ -398,9 +419,11 @@ def test_a_killed_parallel_build_resumes_with_nothing_lost_or_redone(embedder, t
     assert not [p for p in (home.cache_dir / "features").rglob(".*.tmp")]
 
 
-def test_a_build_killed_while_processes_augment_resumes_with_nothing_lost_or_redone(embedder, template, tmp_path):
-    """Killed (SIGKILL) after the KILL_AT-th image's vectors were committed, while worker processes augment: the
-    rerun embeds only the rest, and its index is the one a build with the reader thread (--workers 1) writes."""
+def test_a_build_killed_while_embedding_with_processes_resumes_with_nothing_lost_or_redone(embedder, template,
+                                                                                            tmp_path):
+    """Killed (SIGKILL) after the KILL_AT-th image's vectors were committed, with worker processes augmenting (on a
+    CPU they wait while the model runs, as here): the rerun embeds only the rest, and its index is the one a build
+    with the reader thread (--workers 1) writes."""
     whole = _home(template, tmp_path / "whole")
     _cli_build(whole, "--workers", "1")
     home = _home(template, tmp_path / "killed")
@@ -410,8 +433,9 @@ def test_a_build_killed_while_processes_augment_resumes_with_nothing_lost_or_red
     assert (report["embedded"], report["cached"]) == ((N_IMAGES - KILL_AT) * VARIANTS, KILL_AT * VARIANTS)
     assert (report["features_extracted"], report["images"], report["skipped"]) == (N_IMAGES, N_IMAGES, [])
     assert _index_files(home) == _index_files(whole)
-    stale = [p for p in embedding_stage._SHM_DIR.glob(embedding_stage.SHM_PREFIX + "*")
-             if not embedding_stage._alive(int(p.name[len(embedding_stage.SHM_PREFIX):].split("-")[0]))]
+    mine = f"{embedding_stage.SHM_PREFIX}{embedding_stage._pid_namespace()}-"
+    stale = [p for p in embedding_stage._SHM_DIR.glob(mine + "*")
+             if not embedding_stage._alive(int(p.name[len(mine):].split("-")[0]))]
     assert stale == []  # the killed build's shared chunks are gone (its resource tracker's or the rerun's doing)
 
 

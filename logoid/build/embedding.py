@@ -7,16 +7,17 @@ inputs:
 - **worker processes** (:class:`_Augmenters`, ``workers`` > 1 and enough references): the references' variants
   are split among processes that write their pixels into shared memory, a chunk of :data:`CHUNK_ROWS` at a time.
   On a CPU the processes and the model take turns, each with every core: a thread augmenting beside the model's
-  threads costs the model about twice its own CPU time (they stall each other on two cores), so turns are faster
-  (bench/build: 0.91 against 0.84 of the raw forward pass, scratch, Intel Xeon, 2026-12-06). On a GPU the next
-  chunk is augmented while the model runs.
+  threads costs the model ~1.6 times its own CPU time (they stall each other on two cores), so turns are faster
+  (``python -m bench build``, Intel Xeon, 2026-12-06 20:00: bf16 stage 0.91 of the best raw forward pass against
+  0.85 with the thread, paired medians 0.86 against 0.80). On CUDA the next chunk is augmented while the model
+  runs.
 - **a reader thread** (:class:`_Reader`) beside the model, for a few references (a pool costs ~1 s to start),
   ``workers=1``, and models whose inputs need torch to make.
 
 The model sees full batches of one fixed size (the last one padded), so an image's vectors do not depend on which
 other images shared its batch: a build resumed after a kill writes the very vectors an uninterrupted one does.
 References complete in catalog order: each one's fresh vectors are committed to the cache before it counts as
-done (``build-image-embedded``), so a kill loses at most the chunk in flight.
+done (``build-image-embedded``), so a kill loses at most the chunks in flight (one on a CPU, two on CUDA).
 """
 
 from __future__ import annotations
@@ -198,11 +199,24 @@ class _Reader:
 
 
 _ATTACHED: dict[str, SharedMemory] = {}  # in a worker: the shared chunks it has opened, by name
-#: Shared chunks are named ``logoid-emb-<pid>-<n>`` (``/dev/shm`` on Linux): a stage removes those of a build that
-#: was killed before it could (multiprocessing's resource tracker usually has, unless it was killed too).
+#: Shared chunks are named ``logoid-emb-<pid namespace>-<pid>-<n>`` (``/dev/shm`` on Linux): a stage removes those
+#: of a build in its own pid namespace that was killed before it could (multiprocessing's resource tracker usually
+#: has, unless it was killed too). A container sharing ``/dev/shm`` (``--ipc=host``) sees other pids: the namespace
+#: keeps it off their chunks.
 SHM_PREFIX = "logoid-emb-"
 _SHM_DIR = Path("/dev/shm")
 _serial = itertools.count()
+
+
+def _pid_namespace() -> str:
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:  # no /proc (macOS): pids are the machine's
+        return "0"
+
+
+def _chunk_name(n: int) -> str:
+    return f"{SHM_PREFIX}{_pid_namespace()}-{os.getpid()}-{n}"
 
 
 def _alive(pid: int) -> bool:
@@ -216,12 +230,17 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_chunks(shm_dir: Path = _SHM_DIR) -> list[str]:
-    """Delete the shared chunks of embedding stages whose process is gone; their names."""
+    """Delete the shared chunks of embedding stages in this pid namespace whose process is gone; their names (one
+    that cannot be deleted, another user's, is left)."""
     gone = []
-    for p in shm_dir.glob(SHM_PREFIX + "*") if shm_dir.is_dir() else []:
-        pid = p.name[len(SHM_PREFIX):].split("-")[0]
+    mine = f"{SHM_PREFIX}{_pid_namespace()}-"
+    for p in shm_dir.glob(mine + "*") if shm_dir.is_dir() else []:
+        pid = p.name[len(mine):].split("-")[0]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            p.unlink(missing_ok=True)
+            try:
+                p.unlink()
+            except OSError:
+                continue
             gone.append(p.name)
     return gone
 
@@ -258,7 +277,8 @@ class _Chunk:
 
 class _Augmenters:
     """Worker processes that read and augment references into shared memory, a chunk of rows at a time, for the
-    model in the calling thread. Yields what :class:`_Reader` yields."""
+    model in the calling thread. Yields what :class:`_Reader` yields, but a batch is a view of one buffer that the
+    next batch reuses: run the model on it before asking for the next item."""
 
     def __init__(self, refs, embedder, cache: EmbeddingCache, aug_cfg, batch: int, workers: int, overlap: bool):
         self.refs, self.embedder, self.cache, self.aug_cfg, self.batch = refs, embedder, cache, aug_cfg, batch
@@ -266,8 +286,8 @@ class _Augmenters:
         self.pp = embedder.input_bytes_config()
         self.side = embedder.input_side
         self.rows = batch * max(1, math.ceil(CHUNK_ROWS / batch))
-        # Variants per task: enough tasks that the processes finish a turn together, few enough that each image is
-        # decoded only a few times.
+        # Variants per task: a turn is many tasks, so the processes finish it close together, and each image is
+        # decoded a few times at most.
         self.split = max(4, math.ceil(aug_cfg.n_variants / workers))
         self.ahead = 1 if overlap else 0  # chunks augmented while the model runs on another
         self.pool: ProcessPoolExecutor | None = None
@@ -276,7 +296,11 @@ class _Augmenters:
         self.inputs = np.empty((self.rows, self.side, self.side, 3), np.float32)  # one chunk's, as the model reads
 
     def __enter__(self) -> _Augmenters:
-        self.free.append(self._chunk())  # OSError where there is no shared memory to have
+        try:  # every chunk now, so that no shared memory (OSError) shows here, where the reader thread can step in
+            self.free.extend(self._chunk() for _ in range(self.ahead + 1))
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:
@@ -284,7 +308,8 @@ class _Augmenters:
             self.pool.shutdown(wait=True, cancel_futures=True)
         for shm in self.shms:
             shm.close()
-            shm.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                shm.unlink()
 
     def _chunk(self) -> _Chunk:
         if self.free:
@@ -294,8 +319,14 @@ class _Augmenters:
         shape = (self.rows, self.side, self.side, 3)
         if not self.shms:
             remove_stale_chunks()
-        shm = SharedMemory(f"{SHM_PREFIX}{os.getpid()}-{next(_serial)}", create=True, size=int(np.prod(shape)))
+        size = int(np.prod(shape))
+        shm = SharedMemory(_chunk_name(next(_serial)), create=True, size=size)
         self.shms.append(shm)
+        fd = getattr(shm, "_fd", -1)
+        if hasattr(os, "posix_fallocate") and fd >= 0:
+            # tmpfs grants the size lazily: a /dev/shm too small would kill the first process to write past it
+            # (SIGBUS); reserving it now makes that an OSError here.
+            os.posix_fallocate(fd, 0, size)
         return _Chunk(shm, np.ndarray(shape, np.uint8, buffer=shm.buf))
 
     def _submit(self, chunk: _Chunk, job: _Job, variants: list[int]) -> None:
@@ -342,7 +373,7 @@ class _Augmenters:
 
     def _run(self, chunk: _Chunk) -> Iterator[tuple]:
         """The chunk's rows as full model batches, once its tasks are done; the rows of an unreadable image are
-        run as zeros (its vectors are dropped)."""
+        run as black pixels (its vectors are dropped), the padding as zeros."""
         from logoid.engine.embedder import bytes_to_input
 
         for job, rows, fut in chunk.tasks:
@@ -369,8 +400,8 @@ class _Augmenters:
 
 
 def _overlap(device: str) -> bool:
-    """Whether the processes augment the next chunk while the model runs: on a GPU (the CPU is free); on a CPU they
-    take turns (see the module)."""
+    """Whether the processes augment the next chunk while the model runs: on CUDA (the CPU is free); elsewhere they
+    and the model take turns (see the module)."""
     return device.startswith("cuda")
 
 
@@ -454,6 +485,8 @@ def embed_stage(refs: Sequence, embedder, cache_dir: Path, aug_cfg, report, *, p
                             job.fresh[v] = vec
                 while pending and pending[0].complete:
                     finish(pending.popleft())
+            if pending:  # every reference was read and every batch run: none may be left unfinished
+                raise RuntimeError(f"the embedding stage left {len(pending)} reference(s) unfinished")
     finally:
         cv2.setNumThreads(threads)
         cache.close()

@@ -147,7 +147,7 @@ def _bar(progress: Progress | None, desc: str, total: int, unit: str):
 def _embed_stage(refs, embedder, home: Home, aug_cfg, opts: BuildOptions, precision: str, report: BuildReport,
                  progress: Progress | None, on_skip) -> Embedded:
     """Vectors and ids of every readable reference (``logoid.build.embedding``: batches across references, each
-    image's vectors committed to the cache before the next one counts, so a kill loses at most the batch in
+    image's vectors committed to the cache before the next one counts, so a kill loses at most the chunk in
     flight; the next build reads the rest back)."""
     embedder.vectors_id(precision)  # reads the weights (their hash): the bar's rate and ETA start after that
     bar = _bar(progress, "embedding", len(refs) * aug_cfg.n_variants, "variant")
