@@ -99,7 +99,7 @@ def _lite0_input(img: Image.Image | np.ndarray, pp: dict, out: np.ndarray | None
     torch: :func:`input_bytes`, then ``(x / 255 - mean) / std`` looked up per byte value and channel
     (:func:`_byte_table`), so every value is the same float.
 
-    The build makes one of these per variant beside the model: the table and OpenCV's padding take ~0.08 ms of a
+    The build's reader thread makes one per variant beside the model: the table and OpenCV's padding take ~0.08 ms of a
     224-px variant where numpy's pad and three float passes took ~0.12 (Intel Xeon, scratch, 2026-12-06)."""
     side = _side(pp)
     x = out if out is not None else np.empty((side, side, 3), np.float32)
