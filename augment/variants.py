@@ -150,18 +150,26 @@ def _colour_matrix(rng: np.random.Generator, mean_grey: float, cfg: AugmentConfi
     return np.hstack([m, offset]).astype(np.float32)
 
 
-def _warp(arr: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+def _fill(arr: np.ndarray) -> tuple[float, ...]:
+    """The border value of :func:`_warp` for ``arr`` (the same for every variant of an image)."""
+    return tuple(float(v) for v in border_colour(arr if arr.ndim == 3 else arr[..., None]))
+
+
+def _warp(arr: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig, fill: tuple[float, ...]) -> np.ndarray:
     h, w = arr.shape[:2]
-    fill = border_colour(arr if arr.ndim == 3 else arr[..., None])
     return cv2.warpPerspective(arr, _homography(rng, w, h, cfg), (w, h), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=tuple(float(v) for v in fill))
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
 
 
-def _variant(base: np.ndarray, scheme: str, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    """One augmented float image; ``base`` is the resized RGB image, or its light map for the bw scheme."""
+def _variant(base: np.ndarray, scheme: str, rng: np.random.Generator, cfg: AugmentConfig,
+             fill: tuple[float, ...]) -> np.ndarray:
+    """One augmented float image; ``base`` is the resized RGB image, or its light map for the bw scheme, and
+    ``fill`` its :func:`_fill`."""
     # bw: warp the one-channel light map, then paint: the shirt colour / texture fills the whole frame
     # (no warped rectangle edge), and one channel is a third of the warping work.
-    arr: np.ndarray = recolour_bw(_warp(base, rng, cfg), rng, cfg) if scheme == "bw" else _warp(base, rng, cfg)
+    arr = _warp(base, rng, cfg, fill)
+    if scheme == "bw":
+        arr = recolour_bw(arr, rng, cfg)
     if rng.random() < cfg.p_invert:
         arr = 255.0 - arr
     arr = cv2.transform(arr, _colour_matrix(rng, float(arr[::4, ::4].reshape(-1, 3).mean(axis=0) @ _GREY), cfg))
@@ -198,6 +206,7 @@ def variant_arrays(img: Image.Image, scheme: str, cfg: AugmentConfig | None = No
     indices = range(cfg.n_variants) if indices is None else indices
     base8 = resize_long_side(np.asarray(img.convert("RGB")), cfg.size)
     base = None
+    fill: tuple[float, ...] = ()
     out = []
     for i in indices:
         if i == 0:
@@ -207,7 +216,8 @@ def variant_arrays(img: Image.Image, scheme: str, cfg: AugmentConfig | None = No
             base = base8.astype(np.float32)
             if scheme == "bw":
                 base = light_map(base)
-        out.append(_to_uint8(_variant(base, scheme, variant_rng(cfg.seed, key, i), cfg)))
+            fill = _fill(base)
+        out.append(_to_uint8(_variant(base, scheme, variant_rng(cfg.seed, key, i), cfg, fill)))
     return out
 
 

@@ -223,6 +223,42 @@ def test_augmenting_processes_give_the_reader_threads_vectors(embedder, template
     assert not _my_chunks()  # all unlinked
 
 
+def test_each_process_gets_one_run_of_a_chunks_rows(embedder, template, tmp_path, monkeypatch):
+    """A chunk's rows go to the processes as one task each, runs of consecutive rows of (near) equal length: a
+    reference is decoded once in a task, and twice in a chunk only where it straddles two runs."""
+    tasks = []
+    start = embedding_stage._start_pool
+
+    class Recording:
+        def __init__(self, n):
+            self.pool = start(n)
+
+        def submit(self, fn, shm_name, shape, parts, *rest):
+            tasks.append((shm_name, parts))
+            return self.pool.submit(fn, shm_name, shape, parts, *rest)
+
+        def shutdown(self, **k):
+            self.pool.shutdown(**k)
+
+    monkeypatch.setattr(embedding_stage, "_start_pool", Recording)
+    monkeypatch.setattr(embedding_stage, "CHUNK_ROWS", 16)
+    with Catalog.open(Home(template)) as cat:
+        refs = cat.images()
+    aug = AugmentConfig(n_variants=5)
+    got, _, _ = _stage(embedder, refs, tmp_path / "procs", aug=aug, workers=3)
+    runs = []  # per task: its rows in order, and the references of its parts
+    for _, parts in tasks:
+        rows = [r for part in parts for r in part[0]]
+        shas = [part[3] for part in parts]
+        assert rows == list(range(rows[0], rows[0] + len(rows))) and len(set(shas)) == len(shas)
+        runs.append(rows)
+    # 50 variants in chunks of 16 rows: three tasks of 5, 5, 6 rows per full chunk, then 2 rows as two tasks of 1
+    assert [len(r) for r in runs] == [5, 5, 6] * 3 + [1, 1]
+    assert sum(len(p[4]) for _, parts in tasks for p in parts) == N_IMAGES * 5
+    want, _, _ = _stage(embedder, refs, tmp_path / "thread", aug=aug, workers=1)
+    assert np.array_equal(got.vectors, want.vectors)
+
+
 @pytest.mark.parametrize("overlap", [False, True])
 def test_augmenting_processes_skip_an_unreadable_image_and_keep_the_rest(embedder, template, tmp_path, monkeypatch,
                                                                          overlap):

@@ -83,20 +83,35 @@ def raw_forward(embedder, inputs: np.ndarray, batch_sizes: list[int], images: in
     return out
 
 
+class _Clock:
+    """A progress bar that notes when each reference was done: (seconds, variants done so far)."""
+
+    def __init__(self):
+        self.marks: list[tuple[float, int]] = []
+
+    def update(self, n: int) -> None:
+        self.marks.append((time.perf_counter(), (self.marks[-1][1] if self.marks else 0) + n))
+
+
 def embedding_stage(embedder, refs, cache_dir: Path, aug_cfg, precision: str, batch: int, workers: int | None = None
-                    ) -> tuple[tuple[float, float], np.ndarray]:
-    """((variants/s, variants per CPU-second of this process), vectors) of the build's embedding stage on ``refs``,
-    from an empty cache; ``workers`` as ``embed_stage`` takes it (None: the default, processes on every core). The
-    time includes starting the processes; the CPU-seconds do not count theirs."""
+                    ) -> tuple[tuple[float, float, float], np.ndarray]:
+    """((variants/s, variants per CPU-second of this process, steady variants/s), vectors) of the build's embedding
+    stage on ``refs``, from an empty cache; ``workers`` as ``embed_stage`` takes it (None: the default, processes on
+    every core). The time includes starting the processes (the CPU-seconds do not count theirs); the steady rate
+    starts when the first reference is done, after the processes' start and the first chunk."""
     from logoid.build.embedding import embed_stage
 
     shutil.rmtree(cache_dir, ignore_errors=True)
-    rep = _Report()
+    rep, clock = _Report(), _Clock()
     t, c = time.perf_counter(), time.process_time()
-    got = embed_stage(refs, embedder, cache_dir, aug_cfg, rep, precision=precision, batch_size=batch, workers=workers)
-    rate = (rep.embedded / (time.perf_counter() - t), rep.embedded / (time.process_time() - c))
+    got = embed_stage(refs, embedder, cache_dir, aug_cfg, rep, precision=precision, batch_size=batch, workers=workers,
+                      bar=clock)
+    end = time.perf_counter()
+    t0, n0 = clock.marks[0]
+    rate = (rep.embedded / (end - t), rep.embedded / (time.process_time() - c), (rep.embedded - n0) / (end - t0))
     how = "reader thread" if workers == 1 else "worker processes"
-    print(f"embedding stage {precision}, {how}: {rate[0]:.1f} variant/s ({rate[1]:.1f} per CPU-s)", file=sys.stderr)
+    print(f"embedding stage {precision}, {how}: {rate[0]:.1f} variant/s ({rate[1]:.1f} per CPU-s, steady "
+          f"{rate[2]:.1f})", file=sys.stderr)
     return rate, got.vectors
 
 
@@ -121,17 +136,19 @@ def paired(embedder, refs, cache_dir: Path, aug_cfg, inputs: np.ndarray, precisi
            ) -> dict:
     """The stage's share of the raw pass measured ``pairs`` times, each stage run between two raw passes of its
     precision and batch (this machine's raw pass moves by a third from one minute to the next): per way of
-    augmenting, every (stage, raw before, raw after) and the median of stage / the better raw beside it."""
+    augmenting, every (stage, raw before, raw after, steady stage) and the medians of stage / the better raw beside
+    it, whole and steady."""
     images = 12 * batch
     out: dict = {"processes": [], "reader thread": []}
     before = raw_forward(embedder, inputs, [batch], images, (precision,))[precision][batch][0]
     for _ in range(pairs):
         for how, workers in (("processes", None), ("reader thread", 1)):
-            rate = embedding_stage(embedder, refs, cache_dir, aug_cfg, precision, batch, workers)[0][0]
+            rate = embedding_stage(embedder, refs, cache_dir, aug_cfg, precision, batch, workers)[0]
             after = raw_forward(embedder, inputs, [batch], images, (precision,))[precision][batch][0]
-            out[how].append((rate, before, after))
+            out[how].append((rate[0], before, after, rate[2]))
             before = after
-    return {how: {"runs": runs, "median_share": float(np.median([r / max(a, b) for r, a, b in runs]))}
+    return {how: {"runs": runs, "median_share": float(np.median([r / max(a, b) for r, a, b, _ in runs])),
+                  "median_steady_share": float(np.median([s / max(a, b) for _, a, b, s in runs]))}
             for how, runs in out.items()}
 
 
@@ -189,6 +206,8 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
         "stage_img_s": {p: stage[p][0] for p in PRECISIONS},
         "stage_img_per_cpu_s": {p: stage[p][1] for p in PRECISIONS},
         "stage_share_of_raw": {p: stage[p][0] / best_raw[p] for p in PRECISIONS},
+        "stage_steady_img_s": {p: stage[p][2] for p in PRECISIONS},
+        "stage_steady_share_of_raw": {p: stage[p][2] / best_raw[p] for p in PRECISIONS},
         "stage_workers": _stage_workers(),
         "paired_precision": build_precision, "paired": pair,
         "reader_stage_img_s": {p: reader[p][0] for p in PRECISIONS},
@@ -238,12 +257,24 @@ def render(res: dict) -> str:
     c = res["cos_fp32_bf16"]
     pair = ""
     if res.get("paired"):
-        rows = [[how, i + 1, r, a, b_, r / max(a, b_)] for how, v in res["paired"].items()
-                for i, (r, a, b_) in enumerate(v["runs"])]
-        med = ", ".join(f"{how} **{fmt(v['median_share'], 3)}**" for how, v in res["paired"].items())
+        steady = all(len(r) == 4 for v in res["paired"].values() for r in v["runs"])  # records before: no steady rate
+        rows = [[how, i + 1, r[0], r[1], r[2], r[0] / max(r[1], r[2]),
+                 *([r[3], r[3] / max(r[1], r[2])] if steady else [])]
+                for how, v in res["paired"].items() for i, r in enumerate(v["runs"])]
+        med = ", ".join(f"{how} **{fmt(v['median_share'], 3)}**"
+                        + (f" (steady {fmt(v['median_steady_share'], 3)})" if steady else "")
+                        for how, v in res["paired"].items())
         pair = (f"\n\nThe stage in {res['paired_precision']} between two raw passes of its batch, each way of augmenting "
-                f"in turn (median share of the better raw beside it: {med}):\n\n"
-                + table(["augmenting", "run", "stage", "raw before", "raw after", "share"], rows))
+                f"in turn (median share of the better raw beside it: {med}"
+                + ("; steady: from the first reference done, after the processes' start and first chunk" if steady
+                   else "") + "):\n\n"
+                + table(["augmenting", "run", "stage", "raw before", "raw after", "share",
+                         *(["steady stage", "steady share"] if steady else [])], rows))
+    if "stage_steady_img_s" in res:
+        raw += ("\n\nThe stage's steady rate (from the first reference done, after the processes' start and first "
+                "chunk): " + ", ".join(f"{p} {fmt(res['stage_steady_img_s'][p], 1)} img/s "
+                                       f"({fmt(res['stage_steady_share_of_raw'][p], 3)} of the best raw)"
+                                       for p in PRECISIONS) + ".")
     return (f"{res['n']} generated logos × {res['variants']} variants at {res.get('augment_size', 320)} px, "
             f"{res['model']}, torch {res['torch_threads']} "
             f"threads, img/s:\n\n{raw}\n\nfp32 vs bf16 vector of each variant: cosine min {fmt(c['min'], 5)}, "

@@ -245,10 +245,9 @@ def remove_stale_chunks(shm_dir: Path = _SHM_DIR) -> list[str]:
     return gone
 
 
-def _augment(shm_name: str, shape: tuple, rows: list[int], path: str, scheme: str, sha256: str, aug_cfg, pp: dict,
-             variants: list[int]) -> str | None:
-    """In a worker: variants ``variants`` of one reference as input pixels into rows ``rows`` of the shared chunk;
-    None, or why the image cannot be read."""
+def _augment(shm_name: str, shape: tuple, parts: list[tuple], aug_cfg, pp: dict) -> list[str | None]:
+    """In a worker: the variants of each part ``(rows, path, scheme, sha256, variants)`` (one reference each) as input
+    pixels into rows ``rows`` of the shared chunk; per part None, or why its image cannot be read."""
     from logoid.augment import variant_arrays
     from logoid.engine.embedder import input_bytes
 
@@ -256,13 +255,17 @@ def _augment(shm_name: str, shape: tuple, rows: list[int], path: str, scheme: st
     if shm is None:
         shm = _ATTACHED[shm_name] = SharedMemory(name=shm_name)
     chunk = np.ndarray(shape, np.uint8, buffer=shm.buf)
-    try:
-        arrays = variant_arrays(load_image(Path(path)), scheme, aug_cfg, sha256, variants)
-    except ImageError as e:
-        return e.reason
-    for row, arr in zip(rows, arrays, strict=True):
-        input_bytes(arr, pp, out=chunk[row])
-    return None
+    why: list[str | None] = []
+    for rows, path, scheme, sha256, variants in parts:
+        try:
+            arrays = variant_arrays(load_image(Path(path)), scheme, aug_cfg, sha256, variants)
+        except ImageError as e:
+            why.append(e.reason)
+            continue
+        for row, arr in zip(rows, arrays, strict=True):
+            input_bytes(arr, pp, out=chunk[row])
+        why.append(None)
+    return why
 
 
 @dataclass
@@ -272,7 +275,7 @@ class _Chunk:
     shm: SharedMemory
     pixels: np.ndarray
     rows: list[tuple[_Job, int]] = field(default_factory=list)
-    tasks: list[tuple[_Job, list[int], Future]] = field(default_factory=list)  # (job, its rows here, its task)
+    tasks: list[tuple[list[tuple[_Job, list[int]]], Future]] = field(default_factory=list)  # ([(job, its rows)], task)
 
 
 class _Augmenters:
@@ -286,9 +289,6 @@ class _Augmenters:
         self.pp = embedder.input_bytes_config()
         self.side = embedder.input_side
         self.rows = batch * max(1, math.ceil(CHUNK_ROWS / batch))
-        # Variants per task: a turn is many tasks, so the processes finish it close together, and each image is
-        # decoded a few times at most.
-        self.split = max(4, math.ceil(aug_cfg.n_variants / workers))
         self.ahead = 1 if overlap else 0  # chunks augmented while the model runs on another
         self.pool: ProcessPoolExecutor | None = None
         self.free: list[_Chunk] = []
@@ -329,15 +329,26 @@ class _Augmenters:
             os.posix_fallocate(fd, 0, size)
         return _Chunk(shm, np.ndarray(shape, np.uint8, buffer=shm.buf))
 
-    def _submit(self, chunk: _Chunk, job: _Job, variants: list[int]) -> None:
+    def _submit(self, chunk: _Chunk) -> None:
+        """The chunk's rows as one task per process, each a run of consecutive rows (their lengths differ by one at
+        most): a reference is decoded once in a task, so once in the chunk unless it straddles two runs. (Tasks of
+        half a reference each, picked up as processes came free, decoded every image twice: ~7 % more augmenting.)"""
         if self.pool is None:
             self.pool = _start_pool(self.workers)
-        first = len(chunk.rows)
-        rows = list(range(first, first + len(variants)))
-        chunk.rows.extend((job, v) for v in variants)
-        fut = self.pool.submit(_augment, chunk.shm.name, chunk.pixels.shape, rows, str(job.ref.path),
-                               job.ref.scheme, job.ref.sha256, self.aug_cfg, self.pp, variants)
-        chunk.tasks.append((job, rows, fut))
+        n, w = len(chunk.rows), self.workers
+        for start, end in zip([n * k // w for k in range(w)], [n * k // w for k in range(1, w + 1)], strict=True):
+            spans: list[tuple[_Job, list[int]]] = []  # (job, its rows in this run), in row order
+            for row in range(start, end):
+                job = chunk.rows[row][0]
+                if not spans or spans[-1][0] is not job:
+                    spans.append((job, []))
+                spans[-1][1].append(row)
+            if not spans:
+                continue
+            parts = [(rows, str(job.ref.path), job.ref.scheme, job.ref.sha256, [chunk.rows[r][1] for r in rows])
+                     for job, rows in spans]
+            fut = self.pool.submit(_augment, chunk.shm.name, chunk.pixels.shape, parts, self.aug_cfg, self.pp)
+            chunk.tasks.append((spans, fut))
 
     def items(self) -> Iterator[tuple]:
         aug_hash = self.aug_cfg.config_hash()
@@ -358,11 +369,12 @@ class _Augmenters:
                     left = list(job.missing)
                     yield ("job", job)
                     continue
-                take = left[:min(self.split, self.rows - len(chunk.rows))]
+                take = left[:self.rows - len(chunk.rows)]
                 left = left[len(take):]
                 assert job is not None
-                self._submit(chunk, job, take)
+                chunk.rows.extend((job, v) for v in take)
             if chunk.rows:
+                self._submit(chunk)
                 flight.append(chunk)
             else:
                 self.free.append(chunk)
@@ -376,18 +388,19 @@ class _Augmenters:
         run as black pixels (its vectors are dropped), the padding as zeros."""
         from logoid.engine.embedder import bytes_to_input
 
-        for job, rows, fut in chunk.tasks:
+        for spans, fut in chunk.tasks:
             try:
-                why = fut.result()
+                reasons = fut.result()
             except BrokenExecutor as e:
                 raise LogoidError("a process augmenting the references died (out of memory?); every reference "
                                   "embedded before it is in the cache",
                                   "run build-index again to go on; --workers 1 augments in the build's own "
                                   "process") from e
-            if why is not None:
-                if job.error is None:
-                    job.error = ImageError(job.ref.path, why)
-                chunk.pixels[rows] = 0
+            for (job, rows), why in zip(spans, reasons, strict=True):
+                if why is not None:
+                    if job.error is None:
+                        job.error = ImageError(job.ref.path, why)
+                    chunk.pixels[rows] = 0
         n = len(chunk.rows)
         # One lookup for the chunk, with OpenCV's threads: the model waits for it (~5 ms for 128 rows, two cores).
         bytes_to_input(chunk.pixels[:n].reshape(-1, self.side, 3), self.pp, self.inputs[:n].reshape(-1, self.side, 3))
