@@ -262,26 +262,47 @@ def test_each_process_gets_one_run_of_a_chunks_rows(embedder, template, tmp_path
 @pytest.mark.parametrize("overlap", [False, True])
 def test_augmenting_processes_skip_an_unreadable_image_and_keep_the_rest(embedder, template, tmp_path, monkeypatch,
                                                                          overlap):
-    """The unreadable image's 5 variants straddle two chunks of 8 rows (25 rows before it): the first task tells,
-    the rest of its variants are never augmented, and the other images' vectors are the reader thread's."""
+    """The unreadable image's 5 variants straddle two chunks of 8 rows (15 rows before it): the first chunk's task
+    tells, the rest of its variants are never augmented on a CPU (on CUDA the next chunk was sent before the first's
+    results were read), and the other images' vectors are the reader thread's."""
+    parts = []
+    start = embedding_stage._start_pool
+
+    class Recording:
+        def __init__(self, n):
+            self.pool = start(n)
+
+        def submit(self, fn, shm_name, shape, task_parts, *rest):
+            parts.extend(task_parts)
+            return self.pool.submit(fn, shm_name, shape, task_parts, *rest)
+
+        def shutdown(self, **k):
+            self.pool.shutdown(**k)
+
+    monkeypatch.setattr(embedding_stage, "_start_pool", Recording)
     monkeypatch.setattr(embedding_stage, "CHUNK_ROWS", 8)
     monkeypatch.setattr(embedding_stage, "_overlap", lambda device: overlap)
     with Catalog.open(Home(template)) as cat:
         refs = cat.images()
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
-    bad = dataclasses.replace(refs[5], id=999, sha256="0" * 64, path=broken)
-    mixed = [*refs[:5], bad, *refs[5:]]
+    bad = dataclasses.replace(refs[3], id=999, sha256="0" * 64, path=broken)
+    mixed = [*refs[:3], bad, *refs[3:]]
     aug = AugmentConfig(n_variants=5)
     got, rep, errors = _stage(embedder, mixed, tmp_path / "procs", aug=aug, workers=2)
     assert errors == [broken] and [r.id for r in got.refs] == [r.id for r in refs]
     assert rep.embedded == N_IMAGES * 5
+    tried = [p[0] for p in parts if p[3] == bad.sha256]  # its rows in each chunk it was sent in
+    assert tried == ([[7], [0, 1, 2, 3]] if overlap else [[7]])
     want, _, _ = _stage(embedder, refs, tmp_path / "thread", aug=aug, workers=1)
     assert np.array_equal(got.vectors, want.vectors) and np.array_equal(got.ids, want.ids)
     assert not _my_chunks()
 
 
-def test_a_dead_augmenting_process_stops_the_stage_with_what_to_do(embedder, template, tmp_path, monkeypatch):
+@pytest.mark.parametrize("when", ["result", "submit"])
+def test_a_dead_augmenting_process_stops_the_stage_with_what_to_do(embedder, template, tmp_path, monkeypatch, when):
+    """Whether the pool tells when the chunk's results are read or already when a chunk is sent (on CUDA a process
+    can die while the model runs the chunk before)."""
     from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
@@ -289,6 +310,8 @@ def test_a_dead_augmenting_process_stops_the_stage_with_what_to_do(embedder, tem
 
     class Broken:
         def submit(self, *a, **k):
+            if when == "submit":
+                raise BrokenProcessPool("killed")
             f = Future()
             f.set_exception(BrokenProcessPool("killed"))
             return f

@@ -347,7 +347,10 @@ class _Augmenters:
                 continue
             parts = [(rows, str(job.ref.path), job.ref.scheme, job.ref.sha256, [chunk.rows[r][1] for r in rows])
                      for job, rows in spans]
-            fut = self.pool.submit(_augment, chunk.shm.name, chunk.pixels.shape, parts, self.aug_cfg, self.pp)
+            try:  # on CUDA a process may have died while the model ran the chunk before
+                fut = self.pool.submit(_augment, chunk.shm.name, chunk.pixels.shape, parts, self.aug_cfg, self.pp)
+            except BrokenExecutor as e:
+                raise _died() from e
             chunk.tasks.append((spans, fut))
 
     def items(self) -> Iterator[tuple]:
@@ -392,10 +395,7 @@ class _Augmenters:
             try:
                 reasons = fut.result()
             except BrokenExecutor as e:
-                raise LogoidError("a process augmenting the references died (out of memory?); every reference "
-                                  "embedded before it is in the cache",
-                                  "run build-index again to go on; --workers 1 augments in the build's own "
-                                  "process") from e
+                raise _died() from e
             for (job, rows), why in zip(spans, reasons, strict=True):
                 if why is not None:
                     if job.error is None:
@@ -410,6 +410,12 @@ class _Augmenters:
             inputs[len(part):] = 0  # padding: the batch keeps its size (see the module's docstring)
             yield ("batch", inputs, part)
         self.free.append(chunk)
+
+
+def _died() -> LogoidError:
+    return LogoidError("a process augmenting the references died (out of memory?); every reference embedded before "
+                       "it is in the cache",
+                       "run build-index again to go on; --workers 1 augments in the build's own process")
 
 
 def _overlap(device: str) -> bool:
