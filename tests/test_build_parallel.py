@@ -21,7 +21,7 @@ from synth import text_logo
 from logoid.augment import AugmentConfig, make_variants, variant_arrays
 from logoid.build import embedding as embedding_stage
 from logoid.build import features as feature_stage
-from logoid.build.steps import BuildOptions, BuildReport, build_index
+from logoid.build.steps import BuildOptions, BuildReport, add_images, build_index
 from logoid.catalog import Catalog
 from logoid.cli import cli
 from logoid.core.errors import ConfigError
@@ -134,6 +134,65 @@ def test_the_build_records_its_precision_and_keeps_each_in_its_own_cache(embedde
         f"{embedder.model_id}_bf16.sqlite", f"{embedder.model_id}.sqlite"}  # the cache's file name for "+bf16"
     third = _build(home, embedder, precision="bf16", with_local=False)
     assert (third.embedded, third.cached) == (0, N_IMAGES * VARIANTS)
+
+
+def test_the_frozen_tower_gives_the_eager_vectors_in_fp32_and_close_ones_in_bf16(embedder, template):
+    """TorchScript's traced and frozen tower (``--frozen-tower``): fp32 the same vectors to rounding, bf16 its own
+    (frozen in fp32, run under autocast) as close to fp32 as eager bf16's, each kind in a cache of its own."""
+    imgs = [load_image(p) for p in sorted(template.parent.glob("logo*.png"))[:4]]
+    batch = np.stack([embedder.image_input(im) for im in imgs])
+    for precision in ("fp32", "bf16"):
+        eager, frozen = embedder.embed_inputs(batch, precision), embedder.embed_inputs(batch, precision + "+frozen")
+        assert frozen.dtype == np.float32 and np.array_equal(frozen, embedder.embed_inputs(batch, f"{precision}+frozen"))
+        if precision == "fp32":
+            np.testing.assert_allclose(frozen, eager, atol=1e-5)
+        else:
+            fp32 = embedder.embed_inputs(batch, "fp32")
+            assert np.sum(fp32 * frozen, axis=1).min() > 0.99
+        assert embedder.vectors_id(precision + "+frozen") not in {embedder.vectors_id("fp32"),
+                                                                   embedder.vectors_id("bf16")}
+    assert resolve_precision("auto+frozen", "cpu") == ("bf16" if cpu_native_bf16() else "fp32") + "+frozen"
+
+
+def test_a_frozen_build_records_it_and_adds_images_alike(embedder, template, tmp_path, monkeypatch):
+    home = _home(template, tmp_path / "home")
+    rep = _build(home, embedder, precision="fp32+frozen", with_local=False)
+    assert rep.embedded == N_IMAGES * VARIANTS
+    assert IndexStore.load_meta_only(home.index_dir)["model"]["precision"] == "fp32+frozen"
+    assert f"{embedder.model_id}_fp32_frozen.sqlite" in {p.name for p in (home.cache_dir / "embeddings").glob("*")}
+    used = []
+    embed = embedder.embed_inputs
+    monkeypatch.setattr(embedder, "embed_inputs", lambda batch, precision: used.append(precision) or
+                        embed(batch, precision))
+    extra = tmp_path / "extra.png"
+    text_logo("ZYXW", seed=99).save(extra)
+    with Catalog.open(home) as cat:
+        image = cat.add_image("band", cat.add_band("Extra").id, extra)
+        store, added = add_images(home, cat, embedder, [image])
+    assert added.embedded == VARIANTS and set(used) == {"fp32+frozen"}
+
+
+def test_a_tower_torchscript_cannot_trace_says_what_to_do(embedder, monkeypatch):
+    import torch
+
+    from logoid.core.errors import ModelError
+
+    def fail(*a, **k):
+        raise RuntimeError("Tracer cannot infer type of output")
+
+    monkeypatch.setattr(torch.jit, "trace", fail)
+    batch = np.zeros((2, embedder.input_side, embedder.input_side, 3), np.float32)
+    with pytest.raises(ModelError, match="cannot be frozen") as err:
+        embedder.embed_inputs(batch, "fp32+frozen")
+    assert "without --frozen-tower" in err.value.hint
+
+
+def test_build_index_frozen_tower_flag(template, tmp_path):
+    home = _home(template, tmp_path / "home")
+    res = CliRunner().invoke(cli, ["--home", str(home.root), "build-index", "--model", "tiny-test", "--frozen-tower",
+                                   "--variants", "2", "--no-local", "--no-names", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert IndexStore.load_meta_only(home.index_dir)["model"]["precision"] == "fp32+frozen"
 
 
 # ---- embedding stage ------------------------------------------------------------------------------------------------

@@ -5,7 +5,9 @@
 Measures the raw forward pass (fp32, bf16; batch sizes), the embedding stage at fp32 and bf16 (rate and share of
 the raw pass) with its worker processes augmenting (the default) and with the reader thread (``--workers 1``) side
 by side, the same in the build's precision between two raw passes ``--pairs`` times (the paired shares), the
-fp32-vs-bf16 cosine of every variant, and the feature stage at each worker count; records the
+fp32-vs-bf16 cosine of every variant, the same again with the image tower traced and frozen by TorchScript (raw
+passes of both towers side by side, the stage, its paired shares, each variant's cosine to the eager tower's), and
+the feature stage at each worker count; records the
 run and regenerates BENCHMARKS.md (``--no-write``: prints only). A few hundred logos take a few minutes.
 """
 
@@ -132,17 +134,17 @@ def feature_stage(refs, cache_dir: Path, workers: int) -> float:
     return len(refs) / dt
 
 
-def paired(embedder, refs, cache_dir: Path, aug_cfg, inputs: np.ndarray, precision: str, batch: int, pairs: int
-           ) -> dict:
+def paired(embedder, refs, cache_dir: Path, aug_cfg, inputs: np.ndarray, precision: str, batch: int, pairs: int,
+           ways: tuple = (("processes", None), ("reader thread", 1))) -> dict:
     """The stage's share of the raw pass measured ``pairs`` times, each stage run between two raw passes of its
     precision and batch (this machine's raw pass moves by a third from one minute to the next): per way of
     augmenting, every (stage, raw before, raw after, steady stage) and the medians of stage / the better raw beside
     it, whole and steady."""
     images = 12 * batch
-    out: dict = {"processes": [], "reader thread": []}
+    out: dict = {how: [] for how, _ in ways}
     before = raw_forward(embedder, inputs, [batch], images, (precision,))[precision][batch][0]
     for _ in range(pairs):
-        for how, workers in (("processes", None), ("reader thread", 1)):
+        for how, workers in ways:
             rate = embedding_stage(embedder, refs, cache_dir, aug_cfg, precision, batch, workers)[0]
             after = raw_forward(embedder, inputs, [batch], images, (precision,))[precision][batch][0]
             out[how].append((rate[0], before, after, rate[2]))
@@ -188,6 +190,8 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
     build_precision = "bf16" if cpu_native_bf16() else "fp32"  # what `build-index --precision auto` picks here
     b = max(raw[build_precision], key=lambda k: raw[build_precision][k][0])
     pair = paired(embedder, refs, work / "cache-paired", aug, inputs, build_precision, b, pairs) if pairs else {}
+    frozen = _frozen(embedder, refs, work, aug, inputs, batch_sizes, raw_images, build_precision, pairs,
+                     vectors[build_precision], vectors["fp32"])
     features = {w: feature_stage(refs, work / f"features-{w}", w) for w in workers}
     feat_rate = max(features.values())
     extrapolated = {}
@@ -218,7 +222,38 @@ def run(n: int, variants: int, fewer: list[int], workers: list[int], batch_sizes
         "features_img_s": {str(w): r for w, r in features.items()},
         "feature_variants": _feature_variants(),
         "extrapolated_180k": {str(v): e for v, e in extrapolated.items()},
+        "frozen": dict(frozen, extrapolated_180k={
+            str(v): {"embedding_h": ROSTER * v / frozen["stage_img_s"] / 3600,
+                     "total_h": ROSTER * v / frozen["stage_img_s"] / 3600 + ROSTER / feat_rate / 3600}
+            for v in [variants, *fewer]}),
     }
+
+
+def _frozen(embedder, refs, work: Path, aug, inputs: np.ndarray, batch_sizes: list[int], raw_images: int,
+            precision: str, pairs: int, eager_vectors: np.ndarray, fp32_vectors: np.ndarray) -> dict:
+    """The same in ``precision`` with the image tower traced and frozen (``build-index --frozen-tower``): the raw pass
+    of both towers side by side, the stage (worker processes) at the frozen tower's best batch, its paired shares,
+    and each variant's cosine to the eager tower's vector."""
+    from logoid.engine.embedder import FROZEN
+
+    frozen = precision + FROZEN
+    both = (precision, frozen)
+    raw = raw_forward(embedder, inputs, batch_sizes, raw_images, both)
+    again = raw_forward(embedder, inputs, batch_sizes, raw_images, both)
+    raw = {p: {b: max(raw[p][b][0], again[p][b][0]) for b in batch_sizes} for p in both}
+    b = max(raw[frozen], key=lambda k: raw[frozen][k])
+    rate, vecs = embedding_stage(embedder, refs, work / "cache-frozen", aug, frozen, b)
+    cos, cos32 = np.sum(vecs * eager_vectors, axis=1), np.sum(vecs * fp32_vectors, axis=1)
+    pair = (paired(embedder, refs, work / "cache-frozen-paired", aug, inputs, frozen, b, pairs,
+                   (("processes", None),)) if pairs else {})
+    best = max(raw[frozen].values())
+    return {"precision": frozen, "raw_img_s": {p: {str(k): v for k, v in raw[p].items()} for p in both},
+            "raw_best_batch": b, "stage_img_s": rate[0], "stage_steady_img_s": rate[2],
+            "stage_share_of_raw": rate[0] / best, "stage_steady_share_of_raw": rate[2] / best,
+            "raw_speedup": best / max(raw[precision].values()), "paired": pair,
+            "cos_vs_eager": {"min": float(cos.min()), "p1": float(np.percentile(cos, 1)), "mean": float(cos.mean())},
+            "cos_vs_fp32": {"min": float(cos32.min()), "p1": float(np.percentile(cos32, 1)),
+                            "mean": float(cos32.mean())}}
 
 
 def _stage_workers() -> int:
@@ -275,12 +310,33 @@ def render(res: dict) -> str:
                 "chunk): " + ", ".join(f"{p} {fmt(res['stage_steady_img_s'][p], 1)} img/s "
                                        f"({fmt(res['stage_steady_share_of_raw'][p], 3)} of the best raw)"
                                        for p in PRECISIONS) + ".")
+    if res.get("frozen"):
+        pair += "\n\n" + _render_frozen(res["frozen"], res["build_precision"])
     return (f"{res['n']} generated logos × {res['variants']} variants at {res.get('augment_size', 320)} px, "
             f"{res['model']}, torch {res['torch_threads']} "
             f"threads, img/s:\n\n{raw}\n\nfp32 vs bf16 vector of each variant: cosine min {fmt(c['min'], 5)}, "
             f"1st percentile {fmt(c['p1'], 5)}, mean {fmt(c['mean'], 5)}.{pair}\n\nLocal features, {what}:\n\n{feats}\n\n"
             f"180,000 references, embedding in {res['build_precision']} (what `--precision auto` picks here), "
             f"features at the best worker count (index structures not included):\n\n{ext}")
+
+
+def _render_frozen(f: dict, precision: str) -> str:
+    batches = list(f["raw_img_s"][precision])
+    raw = table(["tower", *[f"raw, batch {b}" for b in batches]],
+                [[p, *f["raw_img_s"][p].values()] for p in f["raw_img_s"]])
+    pair = f["paired"].get("processes")
+    c = f["cos_vs_eager"]
+    ext = ", ".join(f"{v} variants {fmt(e['total_h'], 1)} h" for v, e in f["extrapolated_180k"].items())
+    return (f"The image tower traced and frozen by TorchScript (`build-index --frozen-tower`), {f['precision']}, "
+            f"img/s:\n\n{raw}\n\nRaw pass {fmt(f['raw_speedup'], 2)}× the eager tower's best; the stage (worker "
+            f"processes, batch {f['raw_best_batch']}) {fmt(f['stage_img_s'], 1)} img/s, "
+            f"{fmt(f['stage_share_of_raw'], 3)} of the frozen raw pass (steady {fmt(f['stage_steady_share_of_raw'], 3)})"
+            + (f", paired median {fmt(pair['median_share'], 3)} (steady {fmt(pair['median_steady_share'], 3)})"
+               if pair else "")
+            + f"; each variant's cosine to the eager tower's vector in the same precision: min {fmt(c['min'], 5)}, "
+            f"1st percentile {fmt(c['p1'], 5)}, mean {fmt(c['mean'], 5)}; to the eager fp32 vector: min "
+            f"{fmt(f['cos_vs_fp32']['min'], 5)}, 1st percentile {fmt(f['cos_vs_fp32']['p1'], 5)}, mean "
+            f"{fmt(f['cos_vs_fp32']['mean'], 5)}. 180,000 references: {ext}.")
 
 
 def summary(res: dict) -> str:
@@ -292,6 +348,10 @@ def summary(res: dict) -> str:
     if res.get("paired"):
         reader += "; paired medians " + ", ".join(f"{how} {fmt(v['median_share'], 2)}"
                                                   for how, v in res["paired"].items())
+    if res.get("frozen"):
+        f = res["frozen"]
+        few += (f"; frozen tower: raw {fmt(f['raw_speedup'], 2)}×, stage {fmt(f['stage_img_s'], 1)} img/s, "
+                f"180k × {res['variants']} **{fmt(f['extrapolated_180k'][str(res['variants'])]['total_h'], 1)} h**")
     return (f"embedding stage bf16 **{fmt(res['stage_img_s']['bf16'], 1)} img/s** "
             f"({fmt(100 * res['stage_bf16_share_of_raw_bf16'], 0)} % of raw bf16{reader}; fp32 "
             f"{fmt(res['stage_img_s']['fp32'], 1)}); features {fmt(max(res['features_img_s'].values()), 1)} img/s; "

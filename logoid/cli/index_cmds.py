@@ -26,6 +26,11 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
               help="Image tower arithmetic while embedding the references: bf16 autocast is ~2.5x fp32 on a CPU "
                    "with native bf16 (a vector's cosine to its fp32 twin averages 0.998); auto = bf16 there or on a "
                    "GPU, fp32 otherwise. Queries are embedded in fp32.")
+@click.option("--frozen-tower", is_flag=True,
+              help="Run the image tower traced and frozen by TorchScript while embedding the references: ~1.4-1.9x "
+                   "the eager tower on a CPU. fp32: the same vectors to rounding; bf16: as close to fp32 as eager bf16 "
+                   "(mean cosine 0.995 against 0.998). Its own cache; the index records it and add-band embeds "
+                   "alike.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes augmenting the references and extracting their local features (default: the cores; "
                    "1 = in this process).")
@@ -50,11 +55,12 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
 @json_option
 @pass_state
 @writes
-def build_index_cmd(state, model, variants, seed, augment_size, precision, workers, no_local, no_names, prototypes,
+def build_index_cmd(state, model, variants, seed, augment_size, precision, frozen_tower, workers, no_local, no_names, prototypes,
                     factory, rerank_budget_mb, backend, uri, milvus_index, as_json, nprobe, ef_search,
                     memory_budget_mb):
     """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
     from logoid.augment import AugmentConfig
+    from logoid.engine.embedder import FROZEN
 
     cat = state.catalog
     if not cat.images() and not cat.list_bands() and not cat.list_albums():
@@ -69,7 +75,8 @@ def build_index_cmd(state, model, variants, seed, augment_size, precision, worke
     opts = BuildOptions(augment=aug, with_local=not no_local, with_names=not no_names, prototypes=prototypes,
                         index=IndexConfig(factory=factory, **{k: v for k, v in (("nprobe", nprobe), (
                             "ef_search", ef_search), ("memory_budget_mb", memory_budget_mb)) if v is not None}),
-                        milvus=_milvus_config(state, backend, uri, milvus_index), precision=precision,
+                        milvus=_milvus_config(state, backend, uri, milvus_index),
+                        precision=precision + (FROZEN if frozen_tower else ""),
                         workers=workers, descriptors=None if rerank_budget_mb is None else
                         DescriptorConfig(rerank_budget_mb=rerank_budget_mb))
     embedder = create_embedder(model)
