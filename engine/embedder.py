@@ -43,10 +43,10 @@ def _channels_last():
 #: What ``precision`` may ask for: "auto" resolves to one of the others (:func:`resolve_precision`).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 #: Suffix of a precision whose image tower runs traced and frozen by TorchScript (``"bf16+frozen"``): the batch norms
-#: folded into the convolutions, one graph instead of Python module calls; 1.4-1.9x the eager forward pass on a CPU
-#: (BENCHMARKS.md#build-stages). fp32 gives the eager tower's vectors to rounding (4e-7); bf16 (frozen in fp32, run
-#: under autocast) its own, a mean cosine of 0.995 to fp32 against eager bf16's 0.998 (README). They have their own
-#: cache (:meth:`Embedder.vectors_id`), and an index records which it holds.
+#: folded into the convolutions, one graph instead of Python module calls; the raw bf16 pass 1.44x the eager one at
+#: batch 8 on an Intel Xeon (BENCHMARKS.md#build-stages). fp32 gives the eager tower's vectors to rounding (4e-7);
+#: bf16 (traced in fp32, run under autocast) its own, a mean cosine of 0.9956 to fp32 against eager bf16's 0.9982
+#: (README). They have their own cache (:meth:`Embedder.vectors_id`), and an index records which it holds.
 FROZEN = "+frozen"
 
 

@@ -136,9 +136,20 @@ def test_the_build_records_its_precision_and_keeps_each_in_its_own_cache(embedde
     assert (third.embedded, third.cached) == (0, N_IMAGES * VARIANTS)
 
 
-def test_the_frozen_tower_gives_the_eager_vectors_in_fp32_and_close_ones_in_bf16(embedder, template):
+def test_the_frozen_tower_gives_the_eager_vectors_in_fp32_and_close_ones_in_bf16(embedder, template, monkeypatch):
     """TorchScript's traced and frozen tower (``--frozen-tower``): fp32 the same vectors to rounding, bf16 its own
-    (frozen in fp32, run under autocast) as close to fp32 as eager bf16's, each kind in a cache of its own."""
+    (traced in fp32, run under autocast), each kind in a cache of its own. Traced under bf16 autocast, the folded
+    weights would be rounded to bf16 (a drift tiny-test, with no batch norms, cannot show): tracing checks it is not."""
+    import torch
+
+    trace = torch.jit.trace
+
+    def fp32_trace(*a, **k):
+        assert not torch.is_autocast_cpu_enabled()
+        return trace(*a, **k)
+
+    monkeypatch.setattr(torch.jit, "trace", fp32_trace)
+    monkeypatch.setattr(embedder, "_frozen", {})
     imgs = [load_image(p) for p in sorted(template.parent.glob("logo*.png"))[:4]]
     batch = np.stack([embedder.image_input(im) for im in imgs])
     for precision in ("fp32", "bf16"):
@@ -181,6 +192,7 @@ def test_a_tower_torchscript_cannot_trace_says_what_to_do(embedder, monkeypatch)
         raise RuntimeError("Tracer cannot infer type of output")
 
     monkeypatch.setattr(torch.jit, "trace", fail)
+    monkeypatch.setattr(embedder, "_frozen", {})  # nothing traced before by another test
     batch = np.zeros((2, embedder.input_side, embedder.input_side, 3), np.float32)
     with pytest.raises(ModelError, match="cannot be frozen") as err:
         embedder.embed_inputs(batch, "fp32+frozen")
@@ -193,6 +205,11 @@ def test_build_index_frozen_tower_flag(template, tmp_path):
                                    "--variants", "2", "--no-local", "--no-names", "--workers", "1"])
     assert res.exit_code == 0, res.output
     assert IndexStore.load_meta_only(home.index_dir)["model"]["precision"] == "fp32+frozen"
+    # without the flag the next build would embed everything again: it says so before it starts, and how to keep it
+    again = CliRunner().invoke(cli, ["--home", str(home.root), "build-index", "--model", "tiny-test", "--variants",
+                                     "2", "--no-local", "--no-names", "--workers", "1"])
+    assert again.exit_code == 0 and "built in fp32+frozen" in again.output
+    assert "--precision fp32 --frozen-tower" in again.output
 
 
 # ---- embedding stage ------------------------------------------------------------------------------------------------

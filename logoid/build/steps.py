@@ -90,6 +90,13 @@ def built_augment_size(home: Home) -> int | None:
     return (IndexStore.load_meta_only(home.index_dir).get("augment") or {}).get("size")
 
 
+def built_precision(home: Home) -> str | None:
+    """The precision the home's current index was built in (its sidecar's ``model.precision``), or None."""
+    if not IndexStore.exists(home.index_dir):
+        return None
+    return (IndexStore.load_meta_only(home.index_dir).get("model") or {}).get("precision")
+
+
 def _augment_cfg(opts: BuildOptions, home: Home):
     """``opts.augment``, or the defaults at the size the home was built with."""
     from logoid.augment import AugmentConfig
