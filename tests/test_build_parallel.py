@@ -299,10 +299,9 @@ def test_augmenting_processes_give_the_reader_threads_vectors(embedder, template
     assert not _my_chunks()  # all unlinked
 
 
-def test_each_process_gets_one_run_of_a_chunks_rows(embedder, template, tmp_path, monkeypatch):
-    """A chunk's rows go to the processes as one task each, runs of consecutive rows of (near) equal length: a
-    reference is decoded once in a task, and twice in a chunk only where it straddles two runs."""
-    tasks = []
+def _record_tasks(monkeypatch) -> list:
+    """The augmenting pool's tasks as they are sent, (shared chunk, parts) each; the real pool runs them."""
+    tasks: list = []
     start = embedding_stage._start_pool
 
     class Recording:
@@ -317,6 +316,13 @@ def test_each_process_gets_one_run_of_a_chunks_rows(embedder, template, tmp_path
             self.pool.shutdown(**k)
 
     monkeypatch.setattr(embedding_stage, "_start_pool", Recording)
+    return tasks
+
+
+def test_each_process_gets_one_run_of_a_chunks_rows(embedder, template, tmp_path, monkeypatch):
+    """A chunk's rows go to the processes as one task each, runs of consecutive rows of (near) equal length: a
+    reference is decoded once in a task, and twice in a chunk only where it straddles two runs."""
+    tasks = _record_tasks(monkeypatch)
     monkeypatch.setattr(embedding_stage, "CHUNK_ROWS", 16)
     with Catalog.open(Home(template)) as cat:
         refs = cat.images()
@@ -341,21 +347,7 @@ def test_augmenting_processes_skip_an_unreadable_image_and_keep_the_rest(embedde
     """The unreadable image's 5 variants straddle two chunks of 8 rows (15 rows before it): the first chunk's task
     tells, the rest of its variants are never augmented on a CPU (on CUDA the next chunk was sent before the first's
     results were read), and the other images' vectors are the reader thread's."""
-    parts = []
-    start = embedding_stage._start_pool
-
-    class Recording:
-        def __init__(self, n):
-            self.pool = start(n)
-
-        def submit(self, fn, shm_name, shape, task_parts, *rest):
-            parts.extend(task_parts)
-            return self.pool.submit(fn, shm_name, shape, task_parts, *rest)
-
-        def shutdown(self, **k):
-            self.pool.shutdown(**k)
-
-    monkeypatch.setattr(embedding_stage, "_start_pool", Recording)
+    tasks = _record_tasks(monkeypatch)
     monkeypatch.setattr(embedding_stage, "CHUNK_ROWS", 8)
     monkeypatch.setattr(embedding_stage, "_overlap", lambda device: overlap)
     with Catalog.open(Home(template)) as cat:
@@ -368,7 +360,7 @@ def test_augmenting_processes_skip_an_unreadable_image_and_keep_the_rest(embedde
     got, rep, errors = _stage(embedder, mixed, tmp_path / "procs", aug=aug, workers=2)
     assert errors == [broken] and [r.id for r in got.refs] == [r.id for r in refs]
     assert rep.embedded == N_IMAGES * 5
-    tried = [p[0] for p in parts if p[3] == bad.sha256]  # its rows in each chunk it was sent in
+    tried = [p[0] for _, parts in tasks for p in parts if p[3] == bad.sha256]  # its rows in each chunk it was sent in
     assert tried == ([[7], [0, 1, 2, 3]] if overlap else [[7]])
     want, _, _ = _stage(embedder, refs, tmp_path / "thread", aug=aug, workers=1)
     assert np.array_equal(got.vectors, want.vectors) and np.array_equal(got.ids, want.ids)
