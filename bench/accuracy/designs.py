@@ -4,7 +4,8 @@ Protocol (the data's README): gallery = designs of `enrolled` rows; queries = ev
 enrolled, unknown = unknown rows); calibrate on split=calib, report on split=test. Evidence for each
 photo is gathered once with all channels; channel subsets and fusions are scored from it.
 
-    python -m bench accuracy [--data ../shared/data/threadless-dev] [--model NAME] [--limit N] [--no-write]
+    python -m bench accuracy [--data ../shared/data/threadless-dev] [--model NAME] [--limit N] [--precision P]
+                             [--frozen-tower] [--no-write]
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="augmented variants per design, original included (default: the build's, 20)")
     ap.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="fp32",
                     help="image tower arithmetic while building the index (build-index --precision)")
+    ap.add_argument("--frozen-tower", action="store_true",
+                    help="the image tower traced and frozen by TorchScript (build-index --frozen-tower)")
     ap.add_argument("--augment-size", type=int, default=None,
                     help="long side of the augmented variants in px (default AugmentConfig.size)")
     add_no_write(ap)
@@ -146,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     res = run(a.data, a.model, limit=a.limit, progress=lambda it: tqdm(it, leave=False, file=sys.stderr),
-              variants=a.variants, precision=a.precision, augment_size=a.augment_size)
+              variants=a.variants, precision=a.precision + ("+frozen" if a.frozen_tower else ""),
+              augment_size=a.augment_size)
     save_json(res)
     report(res, a.model, write=not a.no_write)
     return 0
