@@ -53,6 +53,8 @@ FROZEN = "+frozen"
 def split_precision(precision: str) -> tuple[str, bool]:
     """``("bf16", True)`` for ``"bf16+frozen"``: the arithmetic, and whether the tower runs frozen."""
     return (precision[:-len(FROZEN)], True) if precision.endswith(FROZEN) else (precision, False)
+
+
 #: CPU flags of native bf16 arithmetic (x86 AVX512-BF16 / AMX, Arm's BF16 extension).
 _BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 

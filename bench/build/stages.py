@@ -299,8 +299,8 @@ def render(res: dict) -> str:
         med = ", ".join(f"{how} **{fmt(v['median_share'], 3)}**"
                         + (f" (steady {fmt(v['median_steady_share'], 3)})" if steady else "")
                         for how, v in res["paired"].items())
-        pair = (f"\n\nThe stage in {res['paired_precision']} between two raw passes of its batch, each way of augmenting "
-                f"in turn (median share of the better raw beside it: {med}"
+        pair = (f"\n\nThe stage in {res['paired_precision']} between two raw passes of its batch, each way of "
+                f"augmenting in turn (median share of the better raw beside it: {med}"
                 + ("; steady: from the first reference done, after the processes' start and first chunk" if steady
                    else "") + "):\n\n"
                 + table(["augmenting", "run", "stage", "raw before", "raw after", "share",
@@ -315,7 +315,8 @@ def render(res: dict) -> str:
     return (f"{res['n']} generated logos × {res['variants']} variants at {res.get('augment_size', 320)} px, "
             f"{res['model']}, torch {res['torch_threads']} "
             f"threads, img/s:\n\n{raw}\n\nfp32 vs bf16 vector of each variant: cosine min {fmt(c['min'], 5)}, "
-            f"1st percentile {fmt(c['p1'], 5)}, mean {fmt(c['mean'], 5)}.{pair}\n\nLocal features, {what}:\n\n{feats}\n\n"
+            f"1st percentile {fmt(c['p1'], 5)}, mean {fmt(c['mean'], 5)}.{pair}\n\nLocal features, {what}:\n\n"
+            f"{feats}\n\n"
             f"180,000 references, embedding in {res['build_precision']} (what `--precision auto` picks here), "
             f"features at the best worker count (index structures not included):\n\n{ext}")
 
@@ -330,7 +331,8 @@ def _render_frozen(f: dict, precision: str) -> str:
     return (f"The image tower traced and frozen by TorchScript (`build-index --frozen-tower`), {f['precision']}, "
             f"img/s:\n\n{raw}\n\nRaw pass {fmt(f['raw_speedup'], 2)}× the eager tower's best; the stage (worker "
             f"processes, batch {f['raw_best_batch']}) {fmt(f['stage_img_s'], 1)} img/s, "
-            f"{fmt(f['stage_share_of_raw'], 3)} of the frozen raw pass (steady {fmt(f['stage_steady_share_of_raw'], 3)})"
+            f"{fmt(f['stage_share_of_raw'], 3)} of the frozen raw pass "
+            f"(steady {fmt(f['stage_steady_share_of_raw'], 3)})"
             + (f", paired median {fmt(pair['median_share'], 3)} (steady {fmt(pair['median_steady_share'], 3)})"
                if pair else "")
             + f"; each variant's cosine to the eager tower's vector in the same precision: min {fmt(c['min'], 5)}, "

@@ -75,7 +75,8 @@ class BuildOptions:
     with_names: bool = True  # index catalog names for the text channel
     prototypes: bool = False  # index one mean vector per image instead of every variant
     milvus: object = None  # logoid.index.milvus.MilvusConfig: global vectors in Milvus; None = FAISS (default)
-    precision: str = "fp32"  # image tower arithmetic: auto | fp32 | bf16, "+frozen" for the TorchScript tower (engine.embedder)
+    # image tower arithmetic: auto | fp32 | bf16, with "+frozen" for the TorchScript tower (engine.embedder.FROZEN)
+    precision: str = "fp32"
     workers: int | None = None  # processes extracting local features; None = this machine's cores, 1 = here
     embed_batch: int | None = None  # images per forward pass; None = 8 on a CPU, 128 on a GPU
     descriptors: DescriptorConfig | None = None  # the FAISS descriptor index's settings; None = defaults

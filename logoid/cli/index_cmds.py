@@ -55,8 +55,8 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
 @json_option
 @pass_state
 @writes
-def build_index_cmd(state, model, variants, seed, augment_size, precision, frozen_tower, workers, no_local, no_names, prototypes,
-                    factory, rerank_budget_mb, backend, uri, milvus_index, as_json, nprobe, ef_search,
+def build_index_cmd(state, model, variants, seed, augment_size, precision, frozen_tower, workers, no_local, no_names,
+                    prototypes, factory, rerank_budget_mb, backend, uri, milvus_index, as_json, nprobe, ef_search,
                     memory_budget_mb):
     """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
     from logoid.augment import AugmentConfig
@@ -145,9 +145,9 @@ def _warn_precision_change(home, precision: str, device: str) -> None:
     if old is None or old == new:
         return
     base, frozen = split_precision(old)
+    base = "auto" if base == "fp16" else base  # what picks fp16 (a GPU without bf16); --precision offers no fp16
     warn(f"the index in {home.root} was built in {old}; this build runs in {new}, so every reference is embedded "
          f"again (pass --precision {base}{' --frozen-tower' if frozen else ''} to keep {old})")
 
 
 COMMANDS = [build_index_cmd]
-
