@@ -57,7 +57,9 @@ SUBJECTS: dict[str, Subject] = {
     "text": Subject("Text channel", {"band-logos": "Text channel on band-logos: clean, simulated prints, 200k roster",
                                      "fused": "threadless-dev fused with and without the text channel"}),
     "albums": Subject("Albums", {"protocols": "The three albums-dev protocols",
-                                 "product": "albums-dev through the product commands (`logoid eval --task`)"}),
+                                 "product": "albums-dev through the product commands (`logoid eval --task`)",
+                                 "precision": "albums-dev answered by the index's vectors in fp32, bf16 and the frozen "
+                                              "tower"}),
     "scale": Subject("Scale", {
         "faiss": "FAISS structures at 100k-3.6M vectors",
         "milvus": "Global vectors: FAISS vs Milvus Lite",
@@ -107,6 +109,8 @@ COMMANDS: dict[str, Command] = {
     "albums-ocr": Command("bench.albums.ocr", "albums", "OCR every albums-dev cover once (a cache, no record)",
                           records=False),
     "albums-product": Command("bench.albums.product", "albums", "albums-dev through `logoid eval --task`"),
+    "albums-precision": Command("bench.albums.precision", "albums",
+                                "albums-dev answered by the vectors a build makes in fp32, bf16, the frozen tower"),
     "scale": Command("bench.scale.structures", "scale", "FAISS structures at 100k, 1M, 3.6M synthetic vectors"),
     "milvus": Command("bench.scale.milvus", "scale", "FAISS vs Milvus Lite on the same vectors"),
     "build": Command("bench.build.stages", "build",
