@@ -81,12 +81,17 @@ def _luma(paint: np.ndarray) -> float:
     return float(paint[::8, ::8].reshape(-1, 3).mean(axis=0) @ _GREY)
 
 
-def light_map(arr: np.ndarray) -> np.ndarray:
-    """HxW float map of a black-and-white image: 0 where the ink is dark, 1 where it is light."""
+def light_map(arr: np.ndarray, float64: bool = False) -> np.ndarray:
+    """HxW float32 map of a black-and-white float32 image: 0 where the ink is dark, 1 where it is light (``float64``:
+    in float64, as :attr:`AugmentConfig.bw_float64`; every step after it then runs in float64 too)."""
     lum = cv2.cvtColor(arr, cv2.COLOR_RGB2GRAY)
     small = lum[::4, ::4]  # percentiles of a subsample: same answer, 16x less sorting
     lo, hi = np.percentile(small, [1, 99])
-    return ((lum - lo) / max(float(hi - lo), 1.0)).clip(0, 1)
+    if float64:
+        return ((lum - lo) / max(float(hi - lo), 1.0)).clip(0, 1)
+    t = lum - np.float32(lo)
+    t /= np.float32(max(float(hi - lo), 1.0))
+    return np.clip(t, 0, 1, out=t)
 
 
 def recolour_bw(t: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
@@ -215,7 +220,7 @@ def variant_arrays(img: Image.Image, scheme: str, cfg: AugmentConfig | None = No
         if base is None:  # the same for every variant: compute once
             base = base8.astype(np.float32)
             if scheme == "bw":
-                base = light_map(base)
+                base = light_map(base, cfg.bw_float64)
             fill = _fill(base)
         out.append(_to_uint8(_variant(base, scheme, variant_rng(cfg.seed, key, i), cfg, fill)))
     return out

@@ -18,10 +18,10 @@ def home_path(model: str) -> Path:
 
 
 def setup_home(data: Path, home_dir: Path, model: str, *, progress=None, variants: int | None = None,
-               precision: str = "fp32", augment_size: int | None = None) -> tuple:
+               precision: str = "fp32", augment_size: int | None = None, bw_float64: bool | None = None) -> tuple:
     """Enrol threadless-dev's designs in ``home_dir`` and build its index (``variants`` per design, default the
-    build's 20, made at ``augment_size`` px, default ``AugmentConfig.size``; the image tower in ``precision``, as
-    ``build-index --precision``).
+    build's 20, made at ``augment_size`` px, default ``AugmentConfig.size``; black-and-white light maps in float64 or
+    not by ``bw_float64``, default the home's index's; the image tower in ``precision``, as ``build-index --precision``).
 
     Returns ``(home, catalog, embedder, manifest rows, design id -> entity key, build report, build seconds)``.
     """
@@ -46,6 +46,8 @@ def setup_home(data: Path, home_dir: Path, model: str, *, progress=None, variant
     embedder = create_embedder(model)
     t = time.perf_counter()
     aug = {k: v for k, v in (("n_variants", variants), ("size", augment_size)) if v}
+    if bw_float64 is not None:
+        aug["bw_float64"] = bw_float64
     opts = BuildOptions(augment=AugmentConfig(**aug) if aug else None, precision=precision)
     report = build_index(home, cat, embedder, opts, progress=progress)
     return home, cat, embedder, rows, key_of, report, time.perf_counter() - t

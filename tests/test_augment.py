@@ -115,6 +115,24 @@ def test_config_roundtrip_hash_and_validation():
         make_variants(_colour_logo(), "sepia", SMALL, key="k")
 
 
+def test_float32_light_maps_are_new_configs_and_saved_ones_keep_float64_and_their_hash():
+    """Light maps in float32 (the default): the black-and-white variants move by a few levels, colour ones not at
+    all; a config saved before the key existed made float64 ones, and keeps its hash, so its cached vectors."""
+    saved = {k: v for k, v in AugmentConfig().to_dict().items() if k != "bw_float64"}
+    old = AugmentConfig.from_dict(saved)
+    assert old.bw_float64 and not AugmentConfig().bw_float64
+    assert old.config_hash() == "2e36eb3f6787c1f1"  # AugmentConfig().config_hash() before float32 light maps
+    assert AugmentConfig.from_dict(AugmentConfig().to_dict()) == AugmentConfig() != old
+    assert AugmentConfig().config_hash() != old.config_hash()
+    new_cfg, old_cfg = AugmentConfig(n_variants=8, size=64), AugmentConfig(n_variants=8, size=64, bw_float64=True)
+    assert _bytes(make_variants(_colour_logo(), "color", new_cfg, "k")) == \
+        _bytes(make_variants(_colour_logo(), "color", old_cfg, "k"))
+    new = [np.asarray(v, np.int16) for v in make_variants(_bw_logo(), "bw", new_cfg, "k")]
+    old_v = [np.asarray(v, np.int16) for v in make_variants(_bw_logo(), "bw", old_cfg, "k")]
+    assert np.array_equal(new[0], old_v[0])  # the original
+    assert max(int(np.abs(a - b).max()) for a, b in zip(new, old_v, strict=True)) <= 8
+
+
 def test_contact_sheet_and_preview(tmp_path):
     imgs = make_variants(_colour_logo(), "color", SMALL, key="k")
     sheet = contact_sheet(imgs, cols=4, cell=40, labels=[str(i) for i in range(6)])

@@ -21,7 +21,7 @@ from synth import text_logo
 from logoid.augment import AugmentConfig, make_variants, variant_arrays
 from logoid.build import embedding as embedding_stage
 from logoid.build import features as feature_stage
-from logoid.build.steps import BuildOptions, BuildReport, add_images, build_index
+from logoid.build.steps import BuildOptions, BuildReport, add_images, build_index, build_precision
 from logoid.catalog import Catalog
 from logoid.cli import cli
 from logoid.core.errors import ConfigError
@@ -197,20 +197,44 @@ def test_a_tower_torchscript_cannot_trace_says_what_to_do(embedder, monkeypatch)
     batch = np.zeros((2, embedder.input_side, embedder.input_side, 3), np.float32)
     with pytest.raises(ModelError, match="cannot be frozen") as err:
         embedder.embed_inputs(batch, "fp32+frozen")
-    assert "without --frozen-tower" in err.value.hint
+    assert "--eager-tower" in err.value.hint
 
 
-def test_build_index_frozen_tower_flag(template, tmp_path):
+def test_a_new_index_is_built_in_auto_precision_with_the_frozen_tower_and_a_home_keeps_its_own(template, tmp_path):
+    """build-index's default: the home's index's precision and tower (every vector from the cache), else auto with
+    the frozen tower on a CPU; a flag that changes them says before it starts that everything is embedded again."""
     home = _home(template, tmp_path / "home")
-    res = CliRunner().invoke(cli, ["--home", str(home.root), "build-index", "--model", "tiny-test", "--frozen-tower",
-                                   "--variants", "2", "--no-local", "--no-names", "--workers", "1"])
-    assert res.exit_code == 0, res.output
-    assert IndexStore.load_meta_only(home.index_dir)["model"]["precision"] == "fp32+frozen"
-    # without the flag the next build would embed everything again: it says so before it starts, and how to keep it
-    again = CliRunner().invoke(cli, ["--home", str(home.root), "build-index", "--model", "tiny-test", "--variants",
-                                     "2", "--no-local", "--no-names", "--workers", "1"])
-    assert again.exit_code == 0 and "built in fp32+frozen" in again.output
-    assert "--precision fp32 --frozen-tower" in again.output
+    new = resolve_precision("auto+frozen", "cpu")
+    assert new == ("bf16" if cpu_native_bf16() else "fp32") + "+frozen"
+
+    def build(*flags: str):
+        res = CliRunner().invoke(cli, ["--home", str(home.root), "build-index", "--model", "tiny-test", "--variants",
+                                       str(VARIANTS), "--no-local", "--no-names", "--workers", "1", *flags])
+        assert res.exit_code == 0, res.output
+        return res
+
+    assert "embedded again" not in build().output
+    assert IndexStore.load_meta_only(home.index_dir)["model"]["precision"] == new
+    again = build("--json")
+    assert (json.loads(again.stdout)["embedded"], json.loads(again.stdout)["cached"]) == (0, N_IMAGES * VARIANTS)
+    eager = build("--eager-tower")
+    assert f"built in {new}" in eager.output and "leave out --eager-tower to keep it" in eager.output
+    assert IndexStore.load_meta_only(home.index_dir)["model"]["precision"] == new.removesuffix("+frozen")
+    # from now on the home keeps the eager tower, and --precision alone keeps the tower too
+    assert build_precision(home, "cpu") == new.removesuffix("+frozen")
+    assert build_precision(home, "cpu", "fp32") == "fp32"
+    assert build_precision(home, "cpu", None, True) == new
+    # an index older than the record was built in fp32, eager: kept; one in fp16 (a GPU's) gets the default on a CPU
+    meta_path = next(p for p in home.index_dir.glob("*.json") if "model" in json.loads(p.read_text()))
+    for recorded, kept in ((None, "fp32"), ("fp16", "auto+frozen"), ("fp16+frozen", "auto+frozen")):
+        meta = json.loads(meta_path.read_text())
+        meta["model"].pop("precision", None)
+        if recorded:
+            meta["model"]["precision"] = recorded
+        meta_path.write_text(json.dumps(meta))
+        assert build_precision(home, "cpu") == kept
+    assert build_precision(Home(tmp_path / "empty"), "cpu") == "auto+frozen"
+    assert build_precision(Home(tmp_path / "empty"), "cuda") == "auto"
 
 
 # ---- embedding stage ------------------------------------------------------------------------------------------------
@@ -565,6 +589,28 @@ def test_a_build_killed_while_embedding_with_processes_resumes_with_nothing_lost
     stale = [p for p in embedding_stage._SHM_DIR.glob(mine + "*")
              if not embedding_stage._alive(int(p.name[len(mine):].split("-")[0]))]
     assert stale == []  # the killed build's shared chunks are gone (its resource tracker's or the rerun's doing)
+
+
+def test_a_home_built_with_float64_light_maps_keeps_them(embedder, template, tmp_path):
+    """An index built before float32 light maps (its sidecar's augment config has no ``bw_float64``) is rebuilt with
+    float64 ones, every vector from the cache, by the CLI and the Python API alike; a new home gets float32."""
+    home = _home(template, tmp_path / "old")
+    with Catalog.open(home) as cat:
+        build_index(home, cat, embedder, BuildOptions(augment=AugmentConfig(n_variants=VARIANTS, bw_float64=True),
+                                                      with_names=False, with_local=False, precision="fp32"))
+    meta_path = next(p for p in home.index_dir.glob("*.json") if "augment" in json.loads(p.read_text()))
+    meta = json.loads(meta_path.read_text())
+    del meta["augment"]["bw_float64"]  # as the sidecar of an index built before
+    meta_path.write_text(json.dumps(meta))
+    again = _cli_build(home, "--workers", "1", "--no-local")
+    assert (again["embedded"], again["cached"]) == (0, N_IMAGES * VARIANTS)
+    assert IndexStore.load_meta_only(home.index_dir)["augment"]["bw_float64"] is True
+    with Catalog.open(home) as cat:
+        build_index(home, cat, embedder, BuildOptions(with_names=False, with_local=False))
+    assert IndexStore.load_meta_only(home.index_dir)["augment"]["bw_float64"] is True
+    new = _home(template, tmp_path / "new")
+    _cli_build(new, "--workers", "1", "--no-local")
+    assert IndexStore.load_meta_only(new.index_dir)["augment"]["bw_float64"] is False
 
 
 def test_a_home_keeps_the_variant_size_it_was_built_with(template, tmp_path):

@@ -5,7 +5,7 @@ enrolled, unknown = unknown rows); calibrate on split=calib, report on split=tes
 photo is gathered once with all channels; channel subsets and fusions are scored from it.
 
     python -m bench accuracy [--data ../shared/data/threadless-dev] [--model NAME] [--limit N] [--precision P]
-                             [--frozen-tower] [--no-write]
+                             [--frozen-tower] [--light-map float32|float64] [--no-write]
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ SUBSETS = [("global",), ("local",), ("text",), ("global", "local"), ("global", "
 
 
 def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progress=None, variants: int | None = None,
-        precision: str = "fp32", augment_size: int | None = None) -> dict:
+        precision: str = "fp32", augment_size: int | None = None, bw_float64: bool | None = None) -> dict:
     from logoid.augment import AugmentConfig
     from logoid.eval.manifest import LabelledQuery
     from logoid.eval.run import collect
@@ -39,7 +39,8 @@ def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progre
                  ) if progress else None  # build_index opens one bar per stage
     home, cat, embedder, rows, key_of, build_report, build_s = setup_home(data, home_dir, model, progress=stage_bar,
                                                                           variants=variants, precision=precision,
-                                                                          augment_size=augment_size)
+                                                                          augment_size=augment_size,
+                                                                          bw_float64=bw_float64)
     queries = [LabelledQuery(data / r["photo"], key_of.get(r["id"]) if r["role"] == "enrolled" else None, r["split"])
                for r in rows]
     if limit:
@@ -54,6 +55,7 @@ def run(data: Path, model: str = DEFAULT_MODEL, limit: int | None = None, progre
     out = {"build": build_report.to_dict(), "build_seconds": build_s, "queries": len(collected),
            "variants": variants or 20, "precision": home_index_precision(home),
            "augment_size": augment_size or AugmentConfig().size,
+           "bw_light_map": home_light_map(home),
            "collect_seconds": collect_s}
     out["median_query_s"] = {
         ch: statistics.median(c.evidence.timings.get(ch, 0.0) for c in collected) for ch in ("global", "local", "text")
@@ -83,7 +85,8 @@ def markdown(res: dict) -> str:
         f"threadless-dev, split=test ({sum(1 for _ in [0])} run): {res['queries']} photos queried; index built in "
         f"{fmt(res['build_seconds'], 1)} s ({res['build']['vectors']} vectors, {res['build']['descriptors']} "
         f"descriptors). Median per-photo time: global {fmt(ms['global'])} s, local {fmt(ms['local'])} s, "
-        f"text {fmt(ms['text'])} s.",
+        f"text {fmt(ms['text'])} s. Index vectors in {res.get('precision') or 'fp32'}, black-and-white variants' "
+        f"light maps in {res.get('bw_light_map', 'float64')}.",
         table(heads, rows),
         "Rejection rules on the calib split (AUROC of each, threshold and open-set accuracy at it):",
         table(["channels", "rule", "AUROC", "threshold", "calib open-set acc"], rule_rows),
@@ -124,6 +127,16 @@ def report(res: dict, model: str, write: bool = True) -> None:
                     title=f"Accuracy on threadless-dev ({model}{variants}{size})")
 
 
+def home_light_map(home) -> str:
+    """The dtype of the black-and-white light maps the home's index variants were made with (AugmentConfig.bw_float64;
+    float64 in sidecars from before the key)."""
+    from logoid.augment import AugmentConfig
+    from logoid.index.store import IndexStore
+
+    return "float64" if AugmentConfig.from_dict(IndexStore.load_meta_only(home.index_dir)["augment"]).bw_float64 \
+        else "float32"
+
+
 def home_index_precision(home) -> str | None:
     """The precision the home's index vectors were made in (its sidecar)."""
     from logoid.index.store import IndexStore
@@ -144,13 +157,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="the image tower traced and frozen by TorchScript (build-index --frozen-tower)")
     ap.add_argument("--augment-size", type=int, default=None,
                     help="long side of the augmented variants in px (default AugmentConfig.size)")
+    ap.add_argument("--light-map", choices=["float32", "float64"], default=None,
+                    help="black-and-white variants' light map (AugmentConfig.bw_float64; default: the home's index's)")
     add_no_write(ap)
     a = ap.parse_args(argv)
     from tqdm import tqdm
 
     res = run(a.data, a.model, limit=a.limit, progress=lambda it: tqdm(it, leave=False, file=sys.stderr),
               variants=a.variants, precision=a.precision + ("+frozen" if a.frozen_tower else ""),
-              augment_size=a.augment_size)
+              augment_size=a.augment_size, bw_float64=None if a.light_map is None else a.light_map == "float64")
     save_json(res)
     report(res, a.model, write=not a.no_write)
     return 0

@@ -5,5 +5,5 @@ query and unknown artists and a calib / test split by artist (80 enrolled artist
 album cover", before and after fine-tuning the projections on the other folds' captions. The product rows run
 `logoid eval --task genre|artist` and the `catalog import` → `artist fit` path as subprocesses (the numbers users
 get); the research ablation runs the same protocols on cached arrays to show what each step adds. `albums-ocr` reads
-every cover once (cached).
+every cover once (cached). `albums-precision` answers the protocols from the vectors a build makes in each precision.
 """

@@ -14,7 +14,7 @@ from logoid.core.errors import ConfigError, ImageError, IndexMissingError
 from logoid.core.faults import fault_point
 from logoid.core.imageio import load_image
 from logoid.core.paths import Home
-from logoid.engine.embedder import resolve_precision
+from logoid.engine.embedder import FROZEN, default_precision, resolve_precision, split_precision
 from logoid.identify.match import LocalConfig
 from logoid.index.backend import MILVUS, backend_kind
 from logoid.index.descriptor_structure import DescriptorConfig
@@ -75,37 +75,58 @@ class BuildOptions:
     with_names: bool = True  # index catalog names for the text channel
     prototypes: bool = False  # index one mean vector per image instead of every variant
     milvus: object = None  # logoid.index.milvus.MilvusConfig: global vectors in Milvus; None = FAISS (default)
-    # image tower arithmetic: auto | fp32 | bf16, with "+frozen" for the TorchScript tower (engine.embedder.FROZEN)
-    precision: str = "fp32"
+    # image tower arithmetic: auto | fp32 | bf16, with "+frozen" for the TorchScript tower (engine.embedder.FROZEN);
+    # None = the home's index's, else engine.embedder.default_precision (build_precision)
+    precision: str | None = None
     workers: int | None = None  # processes extracting local features; None = this machine's cores, 1 = here
     embed_batch: int | None = None  # images per forward pass; None = 8 on a CPU, 128 on a GPU
     descriptors: DescriptorConfig | None = None  # the FAISS descriptor index's settings; None = defaults
 
 
-def built_augment_size(home: Home) -> int | None:
-    """The variant size of the home's current index (its sidecar), or None without one. A home keeps it (homes built
-    before the default became 224 keep 320): a rebuild then finds every variant it embedded in the cache instead of
-    embedding them all again."""
-    if not IndexStore.exists(home.index_dir):
-        return None
-    return (IndexStore.load_meta_only(home.index_dir).get("augment") or {}).get("size")
+def augment_defaults(home: Home):
+    """How a build of ``home`` augments by default: :class:`~logoid.augment.AugmentConfig`'s defaults, but the variant
+    size and light map its index was built with (homes built before the default became 224 keep 320 px, and before
+    float32 light maps their float64 ones), so a rebuild finds every variant it embedded in the cache."""
+    from logoid.augment import AugmentConfig
+
+    cfg = AugmentConfig()
+    if IndexStore.exists(home.index_dir):
+        built = IndexStore.load_meta_only(home.index_dir).get("augment")
+        if built:
+            old = AugmentConfig.from_dict(built)
+            cfg.size, cfg.bw_float64 = old.size, old.bw_float64
+    return cfg
 
 
 def built_precision(home: Home) -> str | None:
-    """The precision the home's current index was built in (its sidecar's ``model.precision``), or None."""
+    """The precision the home's current index was built in (its sidecar's ``model.precision``; fp32 for indexes
+    older than the record), or None without an index."""
     if not IndexStore.exists(home.index_dir):
         return None
-    return (IndexStore.load_meta_only(home.index_dir).get("model") or {}).get("precision")
+    return (IndexStore.load_meta_only(home.index_dir).get("model") or {}).get("precision") or "fp32"
+
+
+def build_precision(home: Home, device: str, precision: str | None = None, frozen: bool | None = None) -> str:
+    """The precision a build of ``home`` runs in, unresolved (``"auto+frozen"``; :func:`resolve_precision` next).
+
+    ``precision`` (auto | fp32 | bf16) and ``frozen`` (the TorchScript tower) where given; what is not given comes from
+    the home's index (a rebuild then finds its vectors in the cache: indexes older than the record are fp32, eager),
+    or, for a new index or one whose precision cannot run on ``device`` (fp16 on a CPU), from
+    :func:`~logoid.engine.embedder.default_precision`."""
+    home_base, home_frozen = split_precision(default_precision(device))
+    recorded = built_precision(home)
+    if recorded is not None:
+        try:
+            resolve_precision(recorded, device)
+            home_base, home_frozen = split_precision(recorded)
+        except ConfigError:
+            pass
+    return (precision or home_base) + (FROZEN if (home_frozen if frozen is None else frozen) else "")
 
 
 def _augment_cfg(opts: BuildOptions, home: Home):
-    """``opts.augment``, or the defaults at the size the home was built with."""
-    from logoid.augment import AugmentConfig
-
-    if opts.augment is not None:
-        return opts.augment
-    size = built_augment_size(home)
-    return AugmentConfig(size=size) if size else AugmentConfig()
+    """``opts.augment``, or :func:`augment_defaults`."""
+    return opts.augment if opts.augment is not None else augment_defaults(home)
 
 
 def _local_cfg(opts: BuildOptions):
@@ -217,7 +238,7 @@ def build_index(
     home.ensure()
     aug_cfg = _augment_cfg(opts, home)
     report = BuildReport()
-    precision = resolve_precision(opts.precision, embedder.device)
+    precision = resolve_precision(opts.precision or build_precision(home, embedder.device), embedder.device)
     dindex, local_cfg = None, _local_cfg(opts)
     done = _embed_stage(catalog.images(), embedder, home, aug_cfg, opts, precision, report, progress, on_skip)
     feature_items = None

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from logoid import DEFAULT_MODEL, BuildOptions, LogoidError, build_index, create_embedder
-from logoid.build.steps import built_augment_size, built_precision, current_backend
+from logoid.build.steps import augment_defaults, build_precision, built_precision, current_backend
 from logoid.index.descriptor_structure import DescriptorConfig
 from logoid.index.milvus import MilvusConfig
 from logoid.index.vectors import IndexConfig
@@ -22,15 +22,16 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
 @click.option("--augment-size", type=click.IntRange(min=16), default=None,
               help="Long side of the augmented variants in px (default: the size the home's index was built with, "
                    "else 224, the default model's input side).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="fp32", show_default=True,
-              help="Image tower arithmetic while embedding the references: bf16 autocast is ~2.5x fp32 on a CPU "
-                   "with native bf16 (a vector's cosine to its fp32 twin averages 0.998); auto = bf16 there or on a "
-                   "GPU, fp32 otherwise. Queries are embedded in fp32.")
-@click.option("--frozen-tower", is_flag=True,
-              help="Run the image tower traced and frozen by TorchScript while embedding the references: 1.44x the "
-                   "eager bf16 forward pass on this project's CPU (with --precision auto or bf16; a 180k build 7.1 h "
-                   "against 9.2 h). fp32: the eager vectors to rounding; bf16: a mean cosine of 0.9956 to fp32, "
-                   "against eager bf16's 0.9982. Its own cache; the index records it and add-band embeds alike.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default=None,
+              help="Image tower arithmetic while embedding the references (default: the home's index's, else auto). "
+                   "auto = bf16 autocast on a CPU that computes bf16 natively (~2.5x fp32 there; a vector's cosine "
+                   "to its fp32 twin averages 0.998) or on a GPU, fp32 elsewhere. Queries are embedded in fp32.")
+@click.option("--frozen-tower/--eager-tower", default=None,
+              help="Run the image tower traced and frozen by TorchScript (default: the home's index's, else frozen "
+                   "on a CPU): 1.44x the eager bf16 forward pass on this project's CPU (a 180k build 7.1 h against "
+                   "9.2 h). fp32: the eager vectors to rounding; bf16: a mean cosine of 0.9956 to fp32 against "
+                   "eager bf16's 0.9982. Its own cache; the index records it and add-band embeds alike. "
+                   "--eager-tower: for a model TorchScript cannot trace.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Processes augmenting the references and extracting their local features (default: the cores; "
                    "1 = in this process).")
@@ -59,15 +60,15 @@ def build_index_cmd(state, model, variants, seed, augment_size, precision, froze
                     prototypes, factory, rerank_budget_mb, backend, uri, milvus_index, as_json, nprobe, ef_search,
                     memory_budget_mb):
     """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
-    from logoid.augment import AugmentConfig
-    from logoid.engine.embedder import FROZEN
 
     cat = state.catalog
     if not cat.images() and not cat.list_bands() and not cat.list_albums():
         raise LogoidError(f"the catalog in {state.home.root} is empty",
                           "add bands with `logoid add-band` or `logoid catalog import`; try `make demo`")
-    aug = AugmentConfig()
-    aug.size = augment_size or built_augment_size(state.home) or aug.size
+    embedder = create_embedder(model)
+    run_in = build_precision(state.home, embedder.device, precision, frozen_tower)
+    aug = augment_defaults(state.home)
+    aug.size = augment_size or aug.size
     if variants is not None:
         aug.n_variants = variants
     if seed is not None:
@@ -76,11 +77,10 @@ def build_index_cmd(state, model, variants, seed, augment_size, precision, froze
                         index=IndexConfig(factory=factory, **{k: v for k, v in (("nprobe", nprobe), (
                             "ef_search", ef_search), ("memory_budget_mb", memory_budget_mb)) if v is not None}),
                         milvus=_milvus_config(state, backend, uri, milvus_index),
-                        precision=precision + (FROZEN if frozen_tower else ""),
+                        precision=run_in,
                         workers=workers, descriptors=None if rerank_budget_mb is None else
                         DescriptorConfig(rerank_budget_mb=rerank_budget_mb))
-    embedder = create_embedder(model)
-    _warn_precision_change(state.home, opts.precision, embedder.device)
+    _warn_precision_change(state.home, run_in, embedder.device, precision, frozen_tower)
     report = build_index(state.home, cat, embedder, opts, progress=stage_bar,
                          on_skip=lambda p, r: warn(f"skipping {p}: {r}"))
     if as_json:
@@ -137,17 +137,20 @@ def _lite_path(uri: str, home: Path) -> str:
         return str(p)
 
 
-def _warn_precision_change(home, precision: str, device: str) -> None:
-    """Say before it starts that a build in another precision or tower than the home's index re-embeds everything."""
+def _warn_precision_change(home, precision: str, device: str, base: str | None, frozen: bool | None) -> None:
+    """Say before it starts that a build in another precision or tower than the home's index (the flags ``base`` and
+    ``frozen`` asked for it) embeds every reference again."""
     from logoid.engine.embedder import resolve_precision, split_precision
 
     old, new = built_precision(home), resolve_precision(precision, device)
     if old is None or old == new:
         return
-    base, frozen = split_precision(old)
-    base = "auto" if base == "fp16" else base  # what picks fp16 (a GPU without bf16); --precision offers no fp16
+    old_base, old_frozen = split_precision(old)
+    flags = [f for f, differs in (("--precision", base is not None and split_precision(new)[0] != old_base),
+                                  ("--frozen-tower" if frozen else "--eager-tower",
+                                   frozen is not None and frozen != old_frozen)) if differs]
     warn(f"the index in {home.root} was built in {old}; this build runs in {new}, so every reference is embedded "
-         f"again (pass --precision {base}{' --frozen-tower' if frozen else ''} to keep {old})")
+         f"again ({'leave out ' + ' and '.join(flags) + ' to keep it' if flags else 'it does not run on ' + device})")
 
 
 COMMANDS = [build_index_cmd]
