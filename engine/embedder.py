@@ -53,7 +53,7 @@ FROZEN = "+frozen"
 def default_precision(device: str) -> str:
     """What a build of a new index runs in: ``"auto+frozen"`` on a CPU (bf16 where the CPU computes it natively, else
     fp32; the frozen tower either way), ``"auto"`` on a GPU (the frozen tower under CUDA autocast is unmeasured).
-    Measured on an Intel Xeon with native bf16: a 180k build 7.1 h against ~15 h in eager fp32, and the answers on
+    Measured on an Intel Xeon with native bf16: a 180k build 6.4-7.7 h against 15-17 h in eager fp32, and the answers on
     threadless-dev and albums-dev the same within each set's noise (README, building the index)."""
     return "auto" + (FROZEN if device == "cpu" else "")
 
@@ -475,7 +475,8 @@ class Embedder:
                         self._frozen[key] = torch.jit.freeze(torch.jit.trace(tower.eval(), torch.zeros_like(x),
                                                                              check_trace=False))
                 except Exception as e:  # noqa: BLE001 - any tracing failure means: this tower does not freeze
-                    raise ModelError(f"the image tower of {self.name} cannot be frozen by TorchScript: {e}",
+                    why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]  # torch's can run to pages
+                    raise ModelError(f"the image tower of {self.name} cannot be frozen by TorchScript: {why}",
                                      "build with --eager-tower") from e
             return self._frozen[key]
 

@@ -237,6 +237,34 @@ def test_a_new_index_is_built_in_auto_precision_with_the_frozen_tower_and_a_home
     assert build_precision(Home(tmp_path / "empty"), "cuda") == "auto"
 
 
+def test_a_tower_that_does_not_trace_builds_eager_by_default_and_fails_when_asked_frozen(template, tmp_path,
+                                                                                         monkeypatch):
+    """The frozen tower is the default for a new index, not a requirement: a model TorchScript cannot trace builds
+    with the eager tower and says so; asked for with --frozen-tower, it stops with the fix."""
+    import torch
+
+    def fail(*a, **k):
+        raise RuntimeError("Tracer cannot infer type of output\n(a page of TorchScript's reasons)")
+
+    monkeypatch.setattr(torch.jit, "trace", fail)
+    args = ["build-index", "--model", "tiny-test", "--variants", str(VARIANTS), "--no-local", "--no-names",
+            "--workers", "1"]
+    home = _home(template, tmp_path / "home")
+    res = CliRunner().invoke(cli, ["--home", str(home.root), *args])
+    assert res.exit_code == 0, res.output
+    assert "cannot be frozen by TorchScript: Tracer cannot infer type of output; building with the eager tower" \
+        in res.output and "a page" not in res.output
+    assert IndexStore.load_meta_only(home.index_dir)["model"]["precision"] == resolve_precision("auto", "cpu")
+    with Catalog.open(home) as cat:  # the Python API alike, its warning in the report
+        fresh = Home(tmp_path / "api")
+        rep = build_index(fresh, cat, create_embedder("tiny-test"), BuildOptions(augment=AUG, with_names=False,
+                                                                                 with_local=False))
+    assert any("building with the eager tower" in w for w in rep.warnings)
+    asked = CliRunner().invoke(cli, ["--home", str(_home(template, tmp_path / "asked").root), *args, "--frozen-tower"])
+    assert asked.exit_code != 0 and "cannot be frozen" in asked.output and "--eager-tower" in asked.output
+    assert "Traceback" not in asked.output
+
+
 # ---- embedding stage ------------------------------------------------------------------------------------------------
 
 def test_model_inputs_are_the_preprocessed_floats(embedder, template):

@@ -124,6 +124,25 @@ def build_precision(home: Home, device: str, precision: str | None = None, froze
     return (precision or home_base) + (FROZEN if (home_frozen if frozen is None else frozen) else "")
 
 
+def eager_unless_it_freezes(embedder, precision: str, batch: int | None = None) -> tuple[str, str | None]:
+    """A defaulted frozen-tower ``precision`` (resolved) as it is when its tower traces, else its eager twin and a
+    warning that says so: a tower TorchScript cannot trace (another model family) still builds by default. The tower
+    is traced here at the stage's input shape, so the build reuses it."""
+    from logoid.core.errors import ModelError
+
+    from .embedding import batch_size_for
+
+    base, frozen = split_precision(precision)
+    if not frozen:
+        return precision, None
+    side = embedder.input_side
+    try:
+        embedder.embed_inputs(np.zeros((batch_size_for(embedder.device, batch), side, side, 3), np.float32), precision)
+    except ModelError as e:
+        return base, f"{e.args[0]}; building with the eager tower (--eager-tower says so)"
+    return precision, None
+
+
 def _augment_cfg(opts: BuildOptions, home: Home):
     """``opts.augment``, or :func:`augment_defaults`."""
     return opts.augment if opts.augment is not None else augment_defaults(home)
@@ -239,6 +258,9 @@ def build_index(
     aug_cfg = _augment_cfg(opts, home)
     report = BuildReport()
     precision = resolve_precision(opts.precision or build_precision(home, embedder.device), embedder.device)
+    if opts.precision is None and built_precision(home) is None:
+        precision, why = eager_unless_it_freezes(embedder, precision, opts.embed_batch)
+        report.warnings += [why] if why else []
     dindex, local_cfg = None, _local_cfg(opts)
     done = _embed_stage(catalog.images(), embedder, home, aug_cfg, opts, precision, report, progress, on_skip)
     feature_items = None

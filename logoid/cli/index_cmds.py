@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 
 from logoid import DEFAULT_MODEL, BuildOptions, LogoidError, build_index, create_embedder
-from logoid.build.steps import augment_defaults, build_precision, built_precision, current_backend
+from logoid.build.steps import (
+    augment_defaults,
+    build_precision,
+    built_precision,
+    current_backend,
+    eager_unless_it_freezes,
+)
+from logoid.engine.embedder import resolve_precision
 from logoid.index.descriptor_structure import DescriptorConfig
 from logoid.index.milvus import MilvusConfig
 from logoid.index.vectors import IndexConfig
@@ -28,8 +35,8 @@ from ._common import emit_json, json_option, pass_state, progress, warn, writes
                    "to its fp32 twin averages 0.998) or on a GPU, fp32 elsewhere. Queries are embedded in fp32.")
 @click.option("--frozen-tower/--eager-tower", default=None,
               help="Run the image tower traced and frozen by TorchScript (default: the home's index's, else frozen "
-                   "on a CPU): 1.44x the eager bf16 forward pass on this project's CPU (a 180k build 7.1 h against "
-                   "9.2 h). fp32: the eager vectors to rounding; bf16: a mean cosine of 0.9956 to fp32 against "
+                   "on a CPU): 1.44-1.51x the eager bf16 forward pass on this project's CPU (a 180k build 6.4-7.7 h "
+                   "against 9.2-9.9 h). fp32: the eager vectors to rounding; bf16: a mean cosine of 0.9956 to fp32 against "
                    "eager bf16's 0.9982. Its own cache; the index records it and add-band embeds alike. "
                    "--eager-tower: for a model TorchScript cannot trace.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -67,6 +74,10 @@ def build_index_cmd(state, model, variants, seed, augment_size, precision, froze
                           "add bands with `logoid add-band` or `logoid catalog import`; try `make demo`")
     embedder = create_embedder(model)
     run_in = build_precision(state.home, embedder.device, precision, frozen_tower)
+    if frozen_tower is None and built_precision(state.home) is None:  # the frozen tower by default: if it traces
+        run_in, why = eager_unless_it_freezes(embedder, resolve_precision(run_in, embedder.device))
+        if why:
+            warn(why)
     aug = augment_defaults(state.home)
     aug.size = augment_size or aug.size
     if variants is not None:
@@ -140,7 +151,7 @@ def _lite_path(uri: str, home: Path) -> str:
 def _warn_precision_change(home, precision: str, device: str, base: str | None, frozen: bool | None) -> None:
     """Say before it starts that a build in another precision or tower than the home's index (the flags ``base`` and
     ``frozen`` asked for it) embeds every reference again."""
-    from logoid.engine.embedder import resolve_precision, split_precision
+    from logoid.engine.embedder import split_precision
 
     old, new = built_precision(home), resolve_precision(precision, device)
     if old is None or old == new:
