@@ -477,7 +477,7 @@ class Embedder:
                 except Exception as e:  # noqa: BLE001 - any tracing failure means: this tower does not freeze
                     why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]  # torch's can run to pages
                     raise ModelError(f"the image tower of {self.name} cannot be frozen by TorchScript: {why}",
-                                     "build with --eager-tower") from e
+                                     "build the index with `logoid build-index --eager-tower`") from e
             return self._frozen[key]
 
     # ------------------------------------------------------------------ embedding

@@ -131,6 +131,7 @@ def test_float32_light_maps_are_new_configs_and_saved_ones_keep_float64_and_thei
     old_v = [np.asarray(v, np.int16) for v in make_variants(_bw_logo(), "bw", old_cfg, "k")]
     assert np.array_equal(new[0], old_v[0])  # the original
     assert max(int(np.abs(a - b).max()) for a, b in zip(new, old_v, strict=True)) <= 8
+    assert any(not np.array_equal(a, b) for a, b in zip(new, old_v, strict=True))  # the flag is used
 
 
 def test_contact_sheet_and_preview(tmp_path):

@@ -21,7 +21,8 @@ from synth import text_logo
 from logoid.augment import AugmentConfig, make_variants, variant_arrays
 from logoid.build import embedding as embedding_stage
 from logoid.build import features as feature_stage
-from logoid.build.steps import BuildOptions, BuildReport, add_images, build_index, build_precision
+from logoid.build.precision import build_precision, frozen_by_default
+from logoid.build.steps import BuildOptions, BuildReport, add_images, build_index
 from logoid.catalog import Catalog
 from logoid.cli import cli
 from logoid.core.errors import ConfigError
@@ -235,6 +236,12 @@ def test_a_new_index_is_built_in_auto_precision_with_the_frozen_tower_and_a_home
         assert build_precision(home, "cpu") == kept
     assert build_precision(Home(tmp_path / "empty"), "cpu") == "auto+frozen"
     assert build_precision(Home(tmp_path / "empty"), "cuda") == "auto"
+    # the fp16 home on a CPU gets the default tower, so it is probed; one whose precision runs here is not
+    assert frozen_by_default(home, "cpu") and not frozen_by_default(home, "cpu", False)
+    assert frozen_by_default(Home(tmp_path / "empty"), "cpu") and not frozen_by_default(Home(tmp_path / "e"), "cuda")
+    warned = build("--precision", "fp32")  # the fp16 index cannot be kept on a CPU: the warning says why
+    assert "built in fp16+frozen" in warned.output and "fp16+frozen does not run on cpu" in warned.output
+    assert not frozen_by_default(home, "cpu")  # its fp32 runs here: kept, never probed
 
 
 def test_a_tower_that_does_not_trace_builds_eager_by_default_and_fails_when_asked_frozen(template, tmp_path,
@@ -252,8 +259,8 @@ def test_a_tower_that_does_not_trace_builds_eager_by_default_and_fails_when_aske
     home = _home(template, tmp_path / "home")
     res = CliRunner().invoke(cli, ["--home", str(home.root), *args])
     assert res.exit_code == 0, res.output
-    assert "cannot be frozen by TorchScript: Tracer cannot infer type of output; building with the eager tower" \
-        in res.output and "a page" not in res.output
+    assert "cannot be frozen by TorchScript: Tracer cannot infer type of output; building with the eager tower " \
+        "instead (--eager-tower skips this check)" in res.output and "a page" not in res.output
     assert IndexStore.load_meta_only(home.index_dir)["model"]["precision"] == resolve_precision("auto", "cpu")
     with Catalog.open(home) as cat:  # the Python API alike, its warning in the report
         fresh = Home(tmp_path / "api")
@@ -263,6 +270,25 @@ def test_a_tower_that_does_not_trace_builds_eager_by_default_and_fails_when_aske
     asked = CliRunner().invoke(cli, ["--home", str(_home(template, tmp_path / "asked").root), *args, "--frozen-tower"])
     assert asked.exit_code != 0 and "cannot be frozen" in asked.output and "--eager-tower" in asked.output
     assert "Traceback" not in asked.output
+
+
+def test_a_default_build_traces_the_frozen_tower_once(template, tmp_path, monkeypatch):
+    """The check that the tower traces (a new index's default) traces it at the embedding stage's input shape: the
+    build reuses it, whichever way it is called."""
+    import torch
+
+    calls = []
+    trace = torch.jit.trace
+    monkeypatch.setattr(torch.jit, "trace", lambda *a, **k: calls.append(tuple(a[1].shape)) or trace(*a, **k))
+    home = _home(template, tmp_path / "cli")
+    res = CliRunner().invoke(cli, ["--home", str(home.root), "build-index", "--model", "tiny-test", "--variants",
+                                   str(VARIANTS), "--no-local", "--no-names", "--workers", "1"])
+    assert res.exit_code == 0, res.output
+    assert len(calls) == 1 and calls[0][0] == embedding_stage.CPU_BATCH
+    with Catalog.open(home) as cat:
+        build_index(Home(tmp_path / "api"), cat, create_embedder("tiny-test"),
+                    BuildOptions(augment=AUG, with_names=False, with_local=False))
+    assert len(calls) == 2
 
 
 # ---- embedding stage ------------------------------------------------------------------------------------------------

@@ -58,6 +58,9 @@ def run(model: str = DEFAULT_MODEL, n_images: int = 64, batch: int = 32) -> dict
         rep = build_index(home, cat, emb)
         out["build_cold_s"] = time.perf_counter() - t
         out["build_images"], out["build_vectors"] = rep.images, rep.vectors
+        from logoid.build.precision import built_precision
+
+        out["build_precision"] = built_precision(home)  # the default's: auto with the frozen tower on a CPU (its trace)
         t = time.perf_counter()
         build_index(home, cat, emb)
         out["build_cached_s"] = time.perf_counter() - t

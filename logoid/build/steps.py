@@ -14,7 +14,7 @@ from logoid.core.errors import ConfigError, ImageError, IndexMissingError
 from logoid.core.faults import fault_point
 from logoid.core.imageio import load_image
 from logoid.core.paths import Home
-from logoid.engine.embedder import FROZEN, default_precision, resolve_precision, split_precision
+from logoid.engine.embedder import resolve_precision
 from logoid.identify.match import LocalConfig
 from logoid.index.backend import MILVUS, backend_kind
 from logoid.index.descriptor_structure import DescriptorConfig
@@ -27,6 +27,7 @@ from logoid.scoring.rules import leave_one_out_impostors
 
 from .embedding import Embedded, embed_stage
 from .features import default_workers, feature_stage, new_index_variants
+from .precision import build_precision, eager_unless_it_freezes, frozen_by_default, index_precision
 
 
 #: ``progress(desc, total, unit)`` opens a bar for one stage of a build: an object with ``update(n)`` and ``close()``
@@ -75,8 +76,9 @@ class BuildOptions:
     with_names: bool = True  # index catalog names for the text channel
     prototypes: bool = False  # index one mean vector per image instead of every variant
     milvus: object = None  # logoid.index.milvus.MilvusConfig: global vectors in Milvus; None = FAISS (default)
-    # image tower arithmetic: auto | fp32 | bf16, with "+frozen" for the TorchScript tower (engine.embedder.FROZEN);
-    # None = the home's index's, else engine.embedder.default_precision (build_precision)
+    # image tower arithmetic: auto | fp32 | bf16, with "+frozen" for the TorchScript tower (engine.embedder.FROZEN),
+    # as given (never probed: "bf16" is eager bf16); None = the home's index's, else engine.embedder.default_precision,
+    # its frozen tower falling back to the eager one where it does not trace (logoid.build.precision)
     precision: str | None = None
     workers: int | None = None  # processes extracting local features; None = this machine's cores, 1 = here
     embed_batch: int | None = None  # images per forward pass; None = 8 on a CPU, 128 on a GPU
@@ -96,51 +98,6 @@ def augment_defaults(home: Home):
             old = AugmentConfig.from_dict(built)
             cfg.size, cfg.bw_float64 = old.size, old.bw_float64
     return cfg
-
-
-def built_precision(home: Home) -> str | None:
-    """The precision the home's current index was built in (its sidecar's ``model.precision``; fp32 for indexes
-    older than the record), or None without an index."""
-    if not IndexStore.exists(home.index_dir):
-        return None
-    return (IndexStore.load_meta_only(home.index_dir).get("model") or {}).get("precision") or "fp32"
-
-
-def build_precision(home: Home, device: str, precision: str | None = None, frozen: bool | None = None) -> str:
-    """The precision a build of ``home`` runs in, unresolved (``"auto+frozen"``; :func:`resolve_precision` next).
-
-    ``precision`` (auto | fp32 | bf16) and ``frozen`` (the TorchScript tower) where given; what is not given comes from
-    the home's index (a rebuild then finds its vectors in the cache: indexes older than the record are fp32, eager),
-    or, for a new index or one whose precision cannot run on ``device`` (fp16 on a CPU), from
-    :func:`~logoid.engine.embedder.default_precision`."""
-    home_base, home_frozen = split_precision(default_precision(device))
-    recorded = built_precision(home)
-    if recorded is not None:
-        try:
-            resolve_precision(recorded, device)
-            home_base, home_frozen = split_precision(recorded)
-        except ConfigError:
-            pass
-    return (precision or home_base) + (FROZEN if (home_frozen if frozen is None else frozen) else "")
-
-
-def eager_unless_it_freezes(embedder, precision: str, batch: int | None = None) -> tuple[str, str | None]:
-    """A defaulted frozen-tower ``precision`` (resolved) as it is when its tower traces, else its eager twin and a
-    warning that says so: a tower TorchScript cannot trace (another model family) still builds by default. The tower
-    is traced here at the stage's input shape, so the build reuses it."""
-    from logoid.core.errors import ModelError
-
-    from .embedding import batch_size_for
-
-    base, frozen = split_precision(precision)
-    if not frozen:
-        return precision, None
-    side = embedder.input_side
-    try:
-        embedder.embed_inputs(np.zeros((batch_size_for(embedder.device, batch), side, side, 3), np.float32), precision)
-    except ModelError as e:
-        return base, f"{e.args[0]}; building with the eager tower (--eager-tower says so)"
-    return precision, None
 
 
 def _augment_cfg(opts: BuildOptions, home: Home):
@@ -258,7 +215,7 @@ def build_index(
     aug_cfg = _augment_cfg(opts, home)
     report = BuildReport()
     precision = resolve_precision(opts.precision or build_precision(home, embedder.device), embedder.device)
-    if opts.precision is None and built_precision(home) is None:
+    if opts.precision is None and frozen_by_default(home, embedder.device):
         precision, why = eager_unless_it_freezes(embedder, precision, opts.embed_batch)
         report.warnings += [why] if why else []
     dindex, local_cfg = None, _local_cfg(opts)
@@ -390,7 +347,7 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None,
     store.check_model(embedder.info)
     aug_cfg = AugmentConfig.from_dict(store.meta["augment"])
     report = BuildReport()
-    precision = _index_precision(store.meta, embedder.device)
+    precision = index_precision(store.meta, embedder.device)
     extract_cfg = fcache = None
     if store.descriptors is not None:
         from logoid.engine.local import FeatureCache, reference_variants
@@ -417,15 +374,6 @@ def add_images(home: Home, catalog, embedder, refs, *, on_skip=None,
         report.vectors += len(ids)
     _refresh_after_change(store, catalog)
     return store, report
-
-
-def _index_precision(meta: dict, device: str) -> str:
-    """The precision an index's vectors were made in, to embed more of them alike (fp32 where it cannot run here,
-    e.g. fp16 of a GPU build on a CPU; and for indexes older than the record)."""
-    try:
-        return resolve_precision((meta.get("model") or {}).get("precision") or "fp32", device)
-    except ConfigError:
-        return "fp32"
 
 
 def remove_images(home: Home, catalog, image_ids: list[int]) -> IndexStore:

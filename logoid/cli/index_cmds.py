@@ -7,14 +7,10 @@ from pathlib import Path
 import click
 
 from logoid import DEFAULT_MODEL, BuildOptions, LogoidError, build_index, create_embedder
-from logoid.build.steps import (
-    augment_defaults,
-    build_precision,
-    built_precision,
-    current_backend,
-    eager_unless_it_freezes,
-)
-from logoid.engine.embedder import resolve_precision
+from logoid.build.precision import build_precision, built_precision, eager_unless_it_freezes, frozen_by_default
+from logoid.build.steps import augment_defaults, current_backend
+from logoid.core.errors import ConfigError
+from logoid.engine.embedder import resolve_precision, split_precision
 from logoid.index.descriptor_structure import DescriptorConfig
 from logoid.index.milvus import MilvusConfig
 from logoid.index.vectors import IndexConfig
@@ -67,17 +63,16 @@ def build_index_cmd(state, model, variants, seed, augment_size, precision, froze
                     prototypes, factory, rerank_budget_mb, backend, uri, milvus_index, as_json, nprobe, ef_search,
                     memory_budget_mb):
     """Augment, embed and index every catalog image (cached: a rebuild only embeds what changed)."""
-
     cat = state.catalog
     if not cat.images() and not cat.list_bands() and not cat.list_albums():
         raise LogoidError(f"the catalog in {state.home.root} is empty",
                           "add bands with `logoid add-band` or `logoid catalog import`; try `make demo`")
     embedder = create_embedder(model)
     run_in = build_precision(state.home, embedder.device, precision, frozen_tower)
-    if frozen_tower is None and built_precision(state.home) is None:  # the frozen tower by default: if it traces
+    if frozen_by_default(state.home, embedder.device, frozen_tower):  # the frozen tower by default: if it traces
         run_in, why = eager_unless_it_freezes(embedder, resolve_precision(run_in, embedder.device))
         if why:
-            warn(why)
+            warn(f"{why} (--eager-tower skips this check)")
     aug = augment_defaults(state.home)
     aug.size = augment_size or aug.size
     if variants is not None:
@@ -150,18 +145,23 @@ def _lite_path(uri: str, home: Path) -> str:
 
 def _warn_precision_change(home, precision: str, device: str, base: str | None, frozen: bool | None) -> None:
     """Say before it starts that a build in another precision or tower than the home's index (the flags ``base`` and
-    ``frozen`` asked for it) embeds every reference again."""
-    from logoid.engine.embedder import split_precision
-
+    ``frozen`` asked for it, or the index's cannot run here) embeds every reference again."""
     old, new = built_precision(home), resolve_precision(precision, device)
     if old is None or old == new:
         return
-    old_base, old_frozen = split_precision(old)
-    flags = [f for f, differs in (("--precision", base is not None and split_precision(new)[0] != old_base),
-                                  ("--frozen-tower" if frozen else "--eager-tower",
-                                   frozen is not None and frozen != old_frozen)) if differs]
+    try:
+        resolve_precision(old, device)
+    except ConfigError:
+        why = f"{old} does not run on {device}"
+    else:
+        flags = []
+        if base is not None and split_precision(new)[0] != split_precision(old)[0]:
+            flags.append("--precision")
+        if frozen is not None and frozen != split_precision(old)[1]:
+            flags.append("--frozen-tower" if frozen else "--eager-tower")
+        why = f"leave out {' and '.join(flags)} to keep it" if flags else f"it cannot run as {old} here"
     warn(f"the index in {home.root} was built in {old}; this build runs in {new}, so every reference is embedded "
-         f"again ({'leave out ' + ' and '.join(flags) + ' to keep it' if flags else 'it does not run on ' + device})")
+         f"again ({why})")
 
 
 COMMANDS = [build_index_cmd]
