@@ -69,10 +69,6 @@ def build_index_cmd(state, model, variants, seed, augment_size, precision, froze
                           "add bands with `logoid add-band` or `logoid catalog import`; try `make demo`")
     embedder = create_embedder(model)
     run_in = build_precision(state.home, embedder.device, precision, frozen_tower)
-    if frozen_by_default(state.home, embedder.device, frozen_tower):  # the frozen tower by default: if it traces
-        run_in, why = eager_unless_it_freezes(embedder, resolve_precision(run_in, embedder.device))
-        if why:
-            warn(f"{why} (--eager-tower skips this check)")
     aug = augment_defaults(state.home)
     aug.size = augment_size or aug.size
     if variants is not None:
@@ -86,6 +82,12 @@ def build_index_cmd(state, model, variants, seed, augment_size, precision, froze
                         precision=run_in,
                         workers=workers, descriptors=None if rerank_budget_mb is None else
                         DescriptorConfig(rerank_budget_mb=rerank_budget_mb))
+    # After every flag is checked (a bad --uri fails before the model loads): the frozen tower by default, if it traces.
+    if frozen_by_default(state.home, embedder.device, frozen_tower):
+        run_in, why = eager_unless_it_freezes(embedder, resolve_precision(run_in, embedder.device))
+        opts.precision = run_in
+        if why:
+            warn(f"{why} (--eager-tower skips this check)")
     _warn_precision_change(state.home, run_in, embedder.device, precision, frozen_tower)
     report = build_index(state.home, cat, embedder, opts, progress=stage_bar,
                          on_skip=lambda p, r: warn(f"skipping {p}: {r}"))
