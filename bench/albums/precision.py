@@ -81,10 +81,6 @@ def weighted_f1(y: np.ndarray, pred: np.ndarray) -> float:
     return float(out / len(y))
 
 
-def average_precision(sims: np.ndarray, relevant: np.ndarray) -> float:
-    return ev.search_metrics(sims, relevant)["ap"]
-
-
 def genre_answers(vec: np.ndarray, rows: list[dict], prompts: np.ndarray) -> dict[str, np.ndarray]:
     y = np.asarray([r["genre"] for r in rows])
     folds = np.asarray([int(r["genre_fold"]) for r in rows])
