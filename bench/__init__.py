@@ -66,6 +66,7 @@ SUBJECTS: dict[str, Subject] = {
     }),
     "build": Subject("Building the index", {
         "stages": "Build stages: embedding and local features, extrapolated to 180k references",
+        "whole": "A whole build of 10k distinct references, stage by stage, extrapolated to 180k",
     }),
     "concurrency": Subject("Concurrency and crashes", {
         "processes": "8 readers beside 2 writers; a write killed at every step",
@@ -113,6 +114,8 @@ COMMANDS: dict[str, Command] = {
                                 "albums-dev answered by the vectors a build makes in fp32, bf16, the frozen tower"),
     "scale": Command("bench.scale.structures", "scale", "FAISS structures at 100k, 1M, 3.6M synthetic vectors"),
     "milvus": Command("bench.scale.milvus", "scale", "FAISS vs Milvus Lite on the same vectors"),
+    "build-whole": Command("bench.build.whole", "build",
+                           "a whole build-index of 10k distinct references, stage by stage, extrapolated to 180k"),
     "build": Command("bench.build.stages", "build",
                      "embedding stage vs raw forward (fp32, bf16), feature stage at 1..N workers, 180k build time"),
     "concurrency": Command("bench.concurrency.run", "concurrency",
