@@ -114,7 +114,7 @@ COMMANDS: dict[str, Command] = {
                                 "albums-dev answered by the vectors a build makes in fp32, bf16, the frozen tower"),
     "scale": Command("bench.scale.structures", "scale", "FAISS structures at 100k, 1M, 3.6M synthetic vectors"),
     "milvus": Command("bench.scale.milvus", "scale", "FAISS vs Milvus Lite on the same vectors"),
-    "build-whole": Command("bench.build.whole", "build",
+    "build-whole": Command("bench.local.build_whole", "build",
                            "a whole build-index of 10k distinct references, stage by stage, extrapolated to 180k"),
     "build": Command("bench.build.stages", "build",
                      "embedding stage vs raw forward (fp32, bf16), feature stage at 1..N workers, 180k build time"),

@@ -126,6 +126,10 @@ def render_main(records: list[dict]) -> str:
             title = _record_title(s, name, [r for r in records if r["subject"] == s and r["name"] == name])
             out.append(f'#### <a id="{anchor(s, name)}"></a>{title}')
             out += [_entry(rec) for rec in latest_per_machine(records, s, name)]
+        if s == "local":
+            from bench.local import roster_table
+
+            out += roster_table.render(records)
         out.append("")
     out += ['## <a id="method-notes"></a>Method notes', ""]
     for s in subjects:

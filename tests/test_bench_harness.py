@@ -138,7 +138,7 @@ def test_the_repository_pages_are_generated_and_short():
     stale = "out of date with bench/results: run `python -m bench publish`"
     assert page == render_main(records), f"BENCHMARKS.md is {stale}"
     assert (ROOT / "docs" / "benchmarks-history.md").read_text() == render_history(records), f"the history is {stale}"
-    assert len(page.splitlines()) < 200
+    assert len(page.splitlines()) < 215  # ~200, and issue 24's table of the roster at 1k-180k
 
 
 def test_citations_of_benchmarks_name_anchors_that_exist():

@@ -8,4 +8,6 @@ of the raw pass of the same precision, paired runs between two raw passes (the m
 cosine to its fp32 vector; then the local-feature stage (RootSIFT into the feature cache) at 1 and more processes.
 Every stage starts from empty caches. 180k = references × variants / embedding rate + references / feature rate
 (both linear in the catalog); the index structures built after them are in the 1k-180k scale table instead.
+`build-whole` (bench/local/build_whole.py, beside the roster catalog it builds) runs a whole `build-index` of 10k
+distinct roster references stage by stage and scales it to 180k, the index structures as the straight build measured.
 """

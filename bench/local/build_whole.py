@@ -242,7 +242,8 @@ def summary(res: dict) -> str:
     e = res["extrapolated_180k"]
     whole = f"**{fmt(e['total_h'], 1)} h**" if e["total_h"] is not None else f"{fmt(e['total_linear_h'], 1)} h (linear)"
     return (f"{res['refs']:,} references built in {fmt(res['total_s'] / 60, 1)} min (embedding "
-            f"{fmt(res['embedding_img_s'], 1)} img/s, {fmt(res['stage_share_of_raw'], 2)} of raw); 180k: {whole}")
+            f"{fmt(res['embedding_img_s'], 1)} img/s, {fmt(res['stage_share_of_raw'], 2)} of the raw pass beside it); "
+            f"180k: {whole}")
 
 
 def main(argv: list[str] | None = None) -> int:
