@@ -18,7 +18,7 @@ def _rec(name: str, numbers: dict, date: str, machine: dict = INTEL, command: st
 
 
 def _e2e_row(n: int, p50: float, **facts) -> dict:
-    return {"refs": n, "p50_s": p50, "p90_s": p50 + 0.2, "correct": 37, "timed": 40,
+    return {"refs": n, "p50_s": p50, "descriptor_index": "IVF4096_HNSW32,PQ64x4fs,Refine(SQ8)", "p90_s": p50 + 0.2, "correct": 37, "timed": 40,
             "mem_timed": {"VmRSS": 4000.0, "RssAnon": 3600.0, "RssFile": 400.0}, **facts}
 
 
@@ -69,6 +69,7 @@ def test_roster_table_reads_one_machine_and_scales_the_build():
     assert f"**{1700 / 3600:.2f}** (measured)" in rows["10,000"]  # the 10k build's 1,700 s
     # 180k: the linear stages (1,620 s at 10k) × 18 plus the structures as the straight build measured them
     assert f"**{(1620 * 18 + 3020 + 580) / 3600:.1f}**" in rows["180,000 (50k distinct + 130k reused)"]
+    assert "| IVF4096, SQ8 re-rank |" in rows["1,000"]
     assert "14.6" in rows["180,000 (50k distinct + 130k reused)"]  # GB: 12,000 + 3,000 MB of index files
     assert " | ≈ 0.0" in rows["1,000"]  # a tenth of the 10k build: scaled where no structure was measured
     assert "fused top-1 / AUROC 0.950 / 0.967 (alone 0.957 / 0.974)" in rows["50,000"]

@@ -94,13 +94,14 @@ def render(records: list[dict]) -> list[str]:
         got = _e2e(records, machine, n)
         row, rec = got if got else ({}, None)
         m = row.get("mem_timed") or {}
-        rows.append([f"{n:,}" + (" (50k distinct + 130k reused)" if n > 50_000 else ""), _build_h(whole, n, row),
+        rows.append([f"{n:,}" + (" (50k distinct + 130k reused)" if n > 50_000 else ""), _structure(row),
+                     _build_h(whole, n, row),
                      _disk_gb(row) if row else "–",
                      f"{fmt(m['VmRSS'], 0)} ({fmt(m['RssAnon'], 0)} + {fmt(m['RssFile'], 0)})" if m else "–",
                      f"{fmt(row['p50_s'])} / {fmt(row['p90_s'])}" if row else "–",
                      f"{row['correct']}/{row['timed']} right" if row else "–",
                      rec["date"][:10] if rec else "–"])
-    rows[SIZES.index(50_000)][5] += "; " + _accuracy(records, machine)
+    rows[SIZES.index(50_000)][6] += "; " + _accuracy(records, machine)
     label = f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"
     return ['#### <a id="local-roster-table"></a>The roster at 1k-180k references (issue 24: targets 6 GB, 1.0 s, '
             'accuracy within 0.01 / 0.02 at 50k)',
@@ -108,4 +109,14 @@ def render(records: list[dict]) -> list[str]:
             "the 180k index built straight); build = `python -m bench build-whole` (10k measured, 180k with the index "
             "structures as the straight build measured them, ≈ scaled from 10k); accuracy at 50k = `roster-fused` "
             "and `roster-prints`. Resident MB = anonymous + file-backed; disk = descriptor and global index files.", "",
-            table(["references", "build (h)", "disk (GB)", "resident MB", "p50 / p90 s", "accuracy", "run"], rows)]
+            table(["references", "descriptor index", "build (h)", "disk (GB)", "resident MB", "p50 / p90 s", "accuracy",
+                   "run"], rows)]
+
+
+def _structure(row: dict) -> str:
+    """The descriptor index's lists and whether it re-ranks (SQ8 codes, memory-mapped, within
+    ``DescriptorConfig.rerank_budget_mb``; beyond it the fast-scan PQ scores alone)."""
+    spec = row.get("descriptor_index") or ""
+    if not spec:
+        return "–"
+    return spec.split("_")[0] + (", SQ8 re-rank" if "Refine" in spec else ", no re-rank")
