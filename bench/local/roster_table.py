@@ -6,8 +6,7 @@ the most recent whole query at 180k):
 - per photo and memory: ``local-scale roster-e2e`` (every channel in one warm process; 180k built straight),
 - disk: the descriptor and global index files of those runs,
 - build time: ``build-whole`` (a whole ``build-index`` of 10k distinct references, measured), its stages that grow
-  with the catalog scaled to each size plus the index structures as the roster bench built them for that size (a
-  range: that bench's descriptor time, and the same scaled by build-index's time over the bench's at 10k),
+  with the catalog scaled to each size plus the index structures as the roster bench built them for that size,
 - accuracy among 50k distinct distractors: ``roster-fused`` (threadless-dev fused) and ``roster-prints``
   (band-logo prints), against the same photos among their own references alone.
 """
@@ -41,10 +40,9 @@ def _hours(seconds: float) -> str:
     return fmt(seconds / 3600, 1 if seconds >= 3600 else 2)
 
 
-def _build_h(whole: dict | None, n: int, row: dict, bench_ratio: float | None) -> str:
+def _build_h(whole: dict | None, n: int, row: dict) -> str:
     """The whole build's hours at ``n``: measured at the build's size; elsewhere its linear stages scaled, plus the
-    index structures the roster benches built for ``n`` (their descriptor time also scaled by ``bench_ratio``,
-    build-index's time over the bench's for the same descriptors: the range), or the build's structures scaled."""
+    index structures as the roster bench built them for ``n`` where it did, else the build's own scaled."""
     if whole is None:
         return "–"
     w = whole["numbers"]
@@ -54,18 +52,8 @@ def _build_h(whole: dict | None, n: int, row: dict, bench_ratio: float | None) -
     linear = sum(sec.get(k, 0.0) for k in LINEAR) * n / refs
     d, g = row.get("descriptor_index_build") or {}, row.get("global_index") or {}
     if d.get("build_s") and g.get("build_s") and not d.get("build_s_extrapolated"):
-        ends = sorted({linear + d["build_s"] * r + g["build_s"] for r in (1.0, bench_ratio or 1.0)})
-        return "≈ " + "–".join(dict.fromkeys(_hours(x) for x in ends))  # one figure where both round alike
+        return f"≈ {_hours(linear + d['build_s'] + g['build_s'])}"
     return f"≈ {_hours(linear + sum(sec[k] for k in STRUCTURES) * n / refs)}"
-
-
-def _bench_ratio(whole: dict | None, records: list[dict], machine: dict) -> float | None:
-    """build-index's descriptor-index seconds over the roster bench's for the same references (the build's size)."""
-    if whole is None:
-        return None
-    got = _e2e(records, machine, whole["numbers"]["refs"])
-    d = (got[0].get("descriptor_index_build") or {}) if got else {}
-    return whole["numbers"]["seconds"]["descriptor index"] / d["build_s"] if d.get("build_s") else None
 
 
 def _disk_gb(row: dict) -> str:
@@ -107,14 +95,13 @@ def render(records: list[dict]) -> list[str]:
         return []
     machine = big[-1]["machine"]
     whole = next(iter(_newest(records, "whole", machine)), None)
-    ratio = _bench_ratio(whole, records, machine)
     rows = []
     for n in SIZES:
         got = _e2e(records, machine, n)
         row, rec = got if got else ({}, None)
         m = row.get("mem_timed") or {}
         rows.append([f"{n:,}" + (" (50k distinct + 130k reused)" if n > 50_000 else ""), _structure(row),
-                     _build_h(whole, n, row, ratio),
+                     _build_h(whole, n, row),
                      _disk_gb(row) if row else "–",
                      f"{fmt(m['VmRSS'], 0)} ({fmt(m['RssAnon'], 0)} + {fmt(m['RssFile'], 0)})" if m else "–",
                      f"{fmt(row['p50_s'])} / {fmt(row['p90_s'])}" if row else "–",
@@ -122,14 +109,12 @@ def render(records: list[dict]) -> list[str]:
                      rec["date"][:10] if rec else "–"])
     rows[SIZES.index(50_000)][6] += "; " + _accuracy(records, machine)
     label = f"{machine.get('cpu', '?')}, {machine.get('cores', '?')} cores"
-    ratio_text = (f"; that bench took {fmt(1 / ratio, 2)}× build-index's time for the same descriptors, so its "
-                  "figure is the range's top and the bottom scales it by that ratio" if ratio else "")
     return [f'#### <a id="{ANCHOR}"></a>The roster at 1k-180k references (issue 24: targets 6 GB, 1.0 s, '
             'accuracy within 0.01 / 0.02 at 50k)',
             f"{label}; a whole query (every channel, one warm process: `python -m bench local-scale roster-e2e`, "
             "the 180k index built straight); build = `python -m bench build-whole` (measured at its size; elsewhere "
-            "its stages that grow with the catalog scaled, plus the index structures as the roster bench built them"
-            f"{ratio_text}); accuracy at 50k = `roster-fused` and `roster-prints`. Resident MB = anonymous + "
+            "its stages that grow with the catalog scaled, plus the index structures as the roster bench built them); "
+            "accuracy at 50k = `roster-fused` and `roster-prints`. Resident MB = anonymous + "
             "file-backed; disk = descriptor and global index files.", "",
             table(["references", "descriptor index", "build (h)", "disk (GB)", "resident MB", "p50 / p90 s", "accuracy",
                    "run"], rows)]
