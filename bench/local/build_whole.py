@@ -143,10 +143,13 @@ def _straight_180k() -> dict | None:
 
 def run(n: int, model: str = DEFAULT_MODEL) -> dict:
     import logoid.build.steps as steps
+    from logoid.augment import AugmentConfig
     from logoid.build.embedding import batch_size_for
+    from logoid.build.precision import build_precision
     from logoid.build.steps import BuildOptions, build_index
     from logoid.catalog import Catalog
     from logoid.engine import create_embedder
+    from logoid.engine.embedder import resolve_precision
     from logoid.index import store as store_mod
     from logoid.index.descriptors import DescriptorIndex
     from logoid.index.vectors import VectorIndex
@@ -156,14 +159,9 @@ def run(n: int, model: str = DEFAULT_MODEL) -> dict:
     print(f"catalog: {n} references added in {catalog_s:.0f} s ({len(refused)} refused)", file=sys.stderr)
     embedder = create_embedder(model)
     stages = _Stages()
-    from logoid.build.precision import build_precision
-    from logoid.engine.embedder import resolve_precision
-
     # what the build picks (the frozen tower traces here; the record says what the build used)
     precision = resolve_precision(build_precision(home, embedder.device), embedder.device)
     batch = batch_size_for(embedder.device)
-    from logoid.augment import AugmentConfig
-
     images = n * AugmentConfig().n_variants // 10  # a tenth of the stage's variants, before and after
     before = raw_pass(embedder, home, precision, batch, images)
     print(f"raw {precision} batch {batch}: {before:.1f} img/s", file=sys.stderr)
