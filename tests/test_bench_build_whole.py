@@ -59,7 +59,7 @@ def test_the_stage_clock_times_bars_and_wrapped_steps_and_puts_them_back():
 
 
 def test_180k_is_the_linear_stages_scaled_plus_the_structures_measured_there():
-    straight = {"descriptor index build": 3000.0, "global index": 600.0}
+    straight = {"descriptor index": 3000.0, "global index": 600.0}
     e = extrapolate(SECONDS, 10_000, straight)
     assert e["linear_h"] == pytest.approx(1620 * 18 / 3600)  # every stage but the two structures
     assert e["total_h"] == pytest.approx((1620 * 18 + 3600) / 3600)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from bench._common import WORK, fmt, table
-from bench.record import RESULTS, add_no_write, save_record
+from bench.record import add_no_write, save_record
 from logoid import DEFAULT_MODEL
 
 ROSTER = 180_000
@@ -127,18 +127,17 @@ def _du_mb(path: Path) -> float:
 
 
 def _straight_180k() -> dict | None:
-    """The index structures' build seconds at 180k from the latest straight roster-e2e record, or None."""
-    import json
+    """The index structures' build seconds at 180k from this machine's latest straight roster-e2e record, or None."""
+    from bench.local.roster_table import e2e_row
+    from bench.record import load_records, machine_info
 
-    for path in sorted((RESULTS / "local").glob("*-roster-e2e-*.json"), reverse=True):
-        rec = json.loads(path.read_text())
-        big = rec["numbers"].get(str(ROSTER), {})
-        d, g = big.get("descriptor_index_build"), big.get("global_index")
-        if d and g and "--straight" in rec.get("command", ""):
-            return {"record": path.stem, "date": rec["date"], "machine": rec["machine"].get("cpu", ""),
-                    "global index": g["build_s"], "descriptor index": d["build_s"] + d.get("save_s", 0.0),
-                    "descriptor index build": d["build_s"], "descriptors": d["descriptors"]}
-    return None
+    got = e2e_row(load_records(), machine_info(), ROSTER)
+    d, g = (got[0].get("descriptor_index_build"), got[0].get("global_index")) if got else (None, None)
+    if not (d and g):
+        return None
+    rec = got[1]
+    return {"record": rec["path"].stem, "date": rec["date"], "machine": rec["machine"].get("cpu", ""),
+            "global index": g["build_s"], "descriptor index": d["build_s"], "descriptors": d["descriptors"]}
 
 
 def run(n: int, model: str = DEFAULT_MODEL) -> dict:
@@ -206,7 +205,7 @@ def extrapolate(seconds: dict, n: int, straight: dict | None) -> dict:
     the commit, scaled, writes the files)."""
     scale = ROSTER / n
     linear = sum(seconds.get(k, 0.0) for k in LINEAR)
-    measured = (straight["descriptor index build"] + straight["global index"]) if straight else None
+    measured = sum(straight[k] for k in STRUCTURES) if straight else None
     return {"linear_h": linear * scale / 3600,
             "structures_linear_h": sum(seconds[k] for k in STRUCTURES) * scale / 3600,
             "structures_measured_h": measured / 3600 if straight else None,

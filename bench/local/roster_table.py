@@ -14,20 +14,19 @@ the most recent whole query at 180k):
 from __future__ import annotations
 
 from bench._common import fmt, table
-from bench.local.build_whole import LINEAR, STRUCTURES
+from bench.local.build_whole import LINEAR, ROSTER, STRUCTURES
+from bench.record import machine_id
 
-SIZES = (1_000, 10_000, 50_000, 180_000)
-ROSTER = 180_000
+SIZES = (1_000, 10_000, 50_000, ROSTER)
 ANCHOR = "local-roster-table"
 
 
 def _newest(records: list[dict], name: str, machine: dict) -> list[dict]:
     return sorted((r for r in records if r["subject"] in ("local", "build") and r["name"] == name
-                   and r["machine"].get("cpu") == machine.get("cpu") and r["machine"].get("cores") ==
-                   machine.get("cores")), key=lambda r: r["date"], reverse=True)
+                   and machine_id(r["machine"]) == machine_id(machine)), key=lambda r: r["date"], reverse=True)
 
 
-def _e2e(records: list[dict], machine: dict, n: int) -> tuple[dict, dict] | None:
+def e2e_row(records: list[dict], machine: dict, n: int) -> tuple[dict, dict] | None:
     """The newest whole-query run of ``n`` references (at 180k, one built straight): (its row, its record)."""
     for rec in _newest(records, "roster-e2e", machine):
         row = rec["numbers"].get(str(n))
@@ -97,7 +96,7 @@ def render(records: list[dict]) -> list[str]:
     whole = next(iter(_newest(records, "whole", machine)), None)
     rows = []
     for n in SIZES:
-        got = _e2e(records, machine, n)
+        got = e2e_row(records, machine, n)
         row, rec = got if got else ({}, None)
         m = row.get("mem_timed") or {}
         rows.append([f"{n:,}" + (" (50k distinct + 130k reused)" if n > 50_000 else ""), _structure(row),
